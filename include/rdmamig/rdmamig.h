@@ -1,0 +1,162 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * rdmamig: the caller's API.  The transport part is what the session engine,
+ * the CLI and the tests use to move bytes; backends implement it through
+ * <rdmamig/transport.h>.
+ *
+ * Model: a connected endpoint (struct rmig_ep) between two processes.
+ * Memory is registered on an endpoint; the peer learns a region through its
+ * key descriptor (struct rmig_rkey, fixed size, encodable on the wire) and
+ * then writes into it one-sidedly.  Small control messages travel with
+ * rmig_send/rmig_recv.
+ *
+ * Ordering guarantee (every backend): a control message sent after a write
+ * was posted is delivered to the peer only once that write's data is visible
+ * in the peer's memory.  The migration engine relies on it: "round done" is a
+ * control message that follows the round's writes.
+ *
+ * Errors: every function returns 0 (or a count) on success and a negative
+ * errno on failure.  A one-phrase reason is kept on the endpoint
+ * (rmig_ep_error) and, for the calling thread, in rmig_last_error().
+ */
+#ifndef RDMAMIG_RDMAMIG_H
+#define RDMAMIG_RDMAMIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Largest control message rmig_send accepts and rmig_recv delivers. */
+#define RMIG_MSG_MAX (64u * 1024u)
+/* Longest error phrase kept, including the NUL. */
+#define RMIG_ERR_MAX 256
+/* Default deadline for connect, accept, send and completions (ms). */
+#define RMIG_DEFAULT_TIMEOUT_MS 10000
+/* Most writes one rmig_write_batch call may carry. */
+#define RMIG_BATCH_MAX 256
+/* Most batches posted and not yet reaped by rmig_poll; more: -EAGAIN. */
+#define RMIG_OUTSTANDING_MAX 64
+
+/* Access a registered region grants. */
+enum rmig_access {
+	RMIG_ACCESS_LOCAL = 0,        /* only read locally (source of writes) */
+	RMIG_ACCESS_REMOTE_WRITE = 1, /* the peer may write into it */
+	RMIG_ACCESS_REMOTE_READ = 2,  /* the peer may read it (post-copy) */
+};
+
+/* Capability bits of a backend (struct rmig_transport_ops.caps). */
+enum rmig_cap {
+	RMIG_CAP_WRITE = 1u << 0,      /* one-sided write wired */
+	RMIG_CAP_ZERO_COPY = 1u << 1,  /* no bounce buffer on the write path */
+	RMIG_CAP_CROSS_HOST = 1u << 2, /* peers may be on different hosts */
+};
+
+/*
+ * What the peer needs to write into a region.  Fixed size on the wire
+ * (RMIG_RKEY_WIRE_SIZE bytes, little-endian, see rmig_rkey_encode).
+ */
+struct rmig_rkey {
+	uint64_t addr; /* remote address of offset 0 (0 if the backend addresses by offset) */
+	uint64_t len;  /* length of the region in bytes */
+	uint64_t key;  /* rkey, fi_mr_key or the tcp region's secret */
+	uint32_t id;   /* tcp: region id; otherwise 0 */
+	uint32_t flags;/* RMIG_ACCESS_* granted */
+};
+#define RMIG_RKEY_WIRE_SIZE 32
+
+void rmig_rkey_encode(const struct rmig_rkey *k, uint8_t out[RMIG_RKEY_WIRE_SIZE]);
+int rmig_rkey_decode(const uint8_t in[RMIG_RKEY_WIRE_SIZE], struct rmig_rkey *k);
+
+struct rmig_ep;
+struct rmig_mr;
+
+/* One write: len bytes from a local region at loff into the peer's region at roff. */
+struct rmig_write {
+	const struct rmig_mr *lmr;
+	uint64_t loff;
+	const struct rmig_rkey *rkey;
+	uint64_t roff;
+	uint64_t len;
+};
+
+/* One finished batch. */
+struct rmig_completion {
+	uint64_t wr_id; /* as given to rmig_write_batch */
+	int status;     /* 0 or -errno */
+};
+
+/* Options for listen and connect.  Zero-initialise, set size = sizeof. */
+struct rmig_ep_opts {
+	size_t size;
+	int timeout_ms;       /* 0: RMIG_DEFAULT_TIMEOUT_MS */
+	const char *provider; /* ofi: libfabric provider ("tcp", "shm", "verbs"...); NULL: default */
+	const char *device;   /* verbs: RDMA device name; NULL: any */
+};
+
+/* Library version, "MAJOR.MINOR.PATCH". */
+const char *rmig_version(void);
+
+/* --- the transport ------------------------------------------------------ */
+
+/*
+ * backend spec: "tcp", "ofi", "ofi/tcp", "ofi/shm", "verbs", or "auto"/NULL
+ * for the best available (verbs if an RDMA device is up, else ofi, else tcp).
+ * addr: "host:port"; port 0 when listening picks a free port (see
+ * rmig_local_addr).
+ */
+int rmig_listen(const char *backend, const char *addr,
+		const struct rmig_ep_opts *opts, struct rmig_ep **listener);
+int rmig_accept(struct rmig_ep *listener, int timeout_ms, struct rmig_ep **ep);
+int rmig_connect(const char *backend, const char *addr,
+		 const struct rmig_ep_opts *opts, struct rmig_ep **ep);
+/* "host:port" the endpoint is bound to (a listener's real port). */
+int rmig_local_addr(struct rmig_ep *ep, char *buf, size_t len);
+
+int rmig_reg_mr(struct rmig_ep *ep, void *addr, size_t len, unsigned access,
+		struct rmig_mr **mr);
+int rmig_dereg_mr(struct rmig_ep *ep, struct rmig_mr *mr);
+const struct rmig_rkey *rmig_mr_rkey(const struct rmig_mr *mr);
+
+/*
+ * Post n (1..RMIG_BATCH_MAX) writes.  One completion carrying wr_id is
+ * reported by rmig_poll once all of them are done (local buffers reusable,
+ * data placed at the peer).  Each write is bounds-checked against both
+ * regions first: -ERANGE and nothing posted if any is out of bounds.
+ */
+int rmig_write_batch(struct rmig_ep *ep, const struct rmig_write *w, unsigned n,
+		     uint64_t wr_id);
+/* Poll for up to max completions; waits up to timeout_ms for the first. 
+ * Returns the count (0 on timeout) or -errno (peer gone, link down). */
+int rmig_poll(struct rmig_ep *ep, struct rmig_completion *c, unsigned max,
+	      int timeout_ms);
+/* Post one write and wait for it: convenience for tests and setup. */
+int rmig_write_sync(struct rmig_ep *ep, const struct rmig_mr *lmr, uint64_t loff,
+		    const struct rmig_rkey *rkey, uint64_t roff, uint64_t len);
+
+/* Control messages of at most RMIG_MSG_MAX bytes. */
+int rmig_send(struct rmig_ep *ep, const void *buf, size_t len);
+/* Returns the message length, -ETIMEDOUT, -EMSGSIZE (cap too small) or -errno. */
+int rmig_recv(struct rmig_ep *ep, void *buf, size_t cap, int timeout_ms);
+
+void rmig_close(struct rmig_ep *ep);
+
+const char *rmig_ep_error(const struct rmig_ep *ep);
+const char *rmig_ep_backend(const struct rmig_ep *ep);
+/* The reason for the calling thread's last failure. */
+const char *rmig_last_error(void);
+
+/* Compiled backends, in order of preference. */
+int rmig_backend_count(void);
+const char *rmig_backend_name(int i);
+/* 0 if the backend (spec as above) can run here, else -errno and why. */
+int rmig_backend_probe(const char *backend, char *why, size_t whylen);
+/* The spec "auto" resolves to on this machine ("verbs", "ofi", "tcp"). */
+const char *rmig_backend_best(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

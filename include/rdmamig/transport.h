@@ -1,0 +1,83 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * For backend authors: the endpoint and region headers every backend object
+ * starts with, and the ops table.  Callers use <rdmamig/rdmamig.h>.
+ */
+#ifndef RDMAMIG_TRANSPORT_H
+#define RDMAMIG_TRANSPORT_H
+
+#include <rdmamig/rdmamig.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* --- writing a backend -------------------------------------------------- */
+
+/*
+ * Every endpoint a backend returns starts with this.  The backend owns the
+ * rest of its object.  err is written only by the thread that drives the
+ * endpoint (the caller), never by a backend's helper thread.
+ */
+struct rmig_ep {
+	const struct rmig_transport_ops *ops;
+	int timeout_ms;
+	int listener; /* 1 for an endpoint made by listen */
+	char err[RMIG_ERR_MAX];
+};
+
+/* Every region a backend returns starts with this. */
+struct rmig_mr {
+	struct rmig_ep *ep;
+	void *addr;
+	size_t len;
+	unsigned access;
+	struct rmig_rkey rkey;
+};
+
+#define RMIG_TRANSPORT_OPS_VERSION 1
+
+/*
+ * One const table per backend, designated initializers, size first.  The
+ * registry answers -EOPNOTSUPP for any op left NULL.  The generic layer has
+ * already bounds-checked writes and message sizes before calling in.
+ */
+struct rmig_transport_ops {
+	size_t size; /* sizeof(struct rmig_transport_ops) at build time */
+	const char *name;
+	unsigned caps;
+	int (*probe)(const struct rmig_ep_opts *opts, char *why, size_t whylen);
+	int (*listen)(const struct rmig_ep_opts *opts, const char *addr,
+		      struct rmig_ep **listener);
+	int (*accept)(struct rmig_ep *listener, int timeout_ms, struct rmig_ep **ep);
+	int (*connect)(const struct rmig_ep_opts *opts, const char *addr,
+		       struct rmig_ep **ep);
+	int (*local_addr)(struct rmig_ep *ep, char *buf, size_t len);
+	int (*reg_mr)(struct rmig_ep *ep, void *addr, size_t len, unsigned access,
+		      struct rmig_mr **mr);
+	int (*dereg_mr)(struct rmig_ep *ep, struct rmig_mr *mr);
+	int (*write_batch)(struct rmig_ep *ep, const struct rmig_write *w,
+			   unsigned n, uint64_t wr_id);
+	int (*poll)(struct rmig_ep *ep, struct rmig_completion *c, unsigned max,
+		    int timeout_ms);
+	int (*send)(struct rmig_ep *ep, const void *buf, size_t len);
+	int (*recv)(struct rmig_ep *ep, void *buf, size_t cap, int timeout_ms);
+	void (*close)(struct rmig_ep *ep);
+};
+
+/* Set the endpoint's (may be NULL) and the thread's error phrase; returns err. */
+int rmig_set_error(struct rmig_ep *ep, int err, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/*
+ * Raise RLIMIT_MEMLOCK so len more bytes can be pinned.  On failure the
+ * phrase names the limit, the size asked and the fix; returns -ENOMEM.
+ */
+int rmig_memlock_reserve(struct rmig_ep *ep, size_t len);
+/* Give back what rmig_memlock_reserve counted, on deregistration. */
+void rmig_memlock_release(size_t len);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

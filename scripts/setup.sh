@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Install what rdmamig needs (Debian 12) and build it into ./build.
+# Safe to run again: installs only what is missing, rebuilds incrementally.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PKGS=(build-essential cmake pkg-config libibverbs-dev librdmacm-dev ibverbs-providers
+      rdma-core libfabric-dev libfabric-bin libhwloc-dev hwloc libcunit1-dev libssl-dev
+      perftest ibverbs-utils rdmacm-utils qemu-system-x86 iproute2 cpio xz-utils
+      busybox-static clang)
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "setup: installing ${missing[*]}"
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+  $SUDO apt-get update -q >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+BUILD=${BUILD:-build}
+cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=${BUILD_TYPE:-RelWithDebInfo} >/dev/null
+cmake --build "$BUILD" -j"$(nproc)" 2>&1 | grep -vE '^\[ *[0-9]+%\]|^-- ' || true
+test -x "$BUILD/tools/rdmamig" || { echo "setup: build failed" >&2; exit 1; }
+echo "setup: built $BUILD/tools/rdmamig ($("$BUILD/tools/rdmamig" --version))"

@@ -1,0 +1,74 @@
+/* SPDX-License-Identifier: MIT */
+#include "testutil.h"
+
+#include <CUnit/Basic.h>
+#include <dirent.h>
+#include <stdio.h>
+#include <string.h>
+
+int rmig_test_run(const char *suite, CU_InitializeFunc init, CU_CleanupFunc clean,
+		  const CU_TestInfo *tests)
+{
+	CU_SuiteInfo suites[] = { { suite, init, clean, NULL, NULL, (CU_TestInfo *)tests },
+				  CU_SUITE_INFO_NULL };
+	unsigned failed;
+
+	if (CU_initialize_registry() != CUE_SUCCESS)
+		return 1;
+	if (CU_register_suites(suites) != CUE_SUCCESS) {
+		fprintf(stderr, "cannot register suite %s: %s\n", suite, CU_get_error_msg());
+		CU_cleanup_registry();
+		return 1;
+	}
+	CU_basic_set_mode(CU_BRM_VERBOSE);
+	CU_basic_run_tests();
+	failed = CU_get_number_of_failures() + CU_get_number_of_suites_failed();
+	CU_cleanup_registry();
+	return failed ? 1 : 0;
+}
+
+void rmig_test_fill(void *buf, size_t len, uint32_t seed, uint64_t first)
+{
+	uint8_t *p = buf;
+
+	for (size_t i = 0; i < len; i++)
+		p[i] = rmig_test_byte(seed, first + i);
+}
+
+long long rmig_test_check(const void *buf, size_t len, uint32_t seed, uint64_t first)
+{
+	const uint8_t *p = buf;
+
+	for (size_t i = 0; i < len; i++)
+		if (p[i] != rmig_test_byte(seed, first + i))
+			return (long long)i;
+	return -1;
+}
+
+int rmig_test_count_fds(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	int n = 0;
+
+	if (!d)
+		return -1;
+	while (readdir(d))
+		n++;
+	closedir(d);
+	return n;
+}
+
+long rmig_test_rss_kib(void)
+{
+	FILE *f = fopen("/proc/self/status", "r");
+	char line[256];
+	long kib = -1;
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (!strncmp(line, "VmRSS:", 6))
+			sscanf(line + 6, "%ld", &kib);
+	fclose(f);
+	return kib;
+}

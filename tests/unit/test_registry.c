@@ -1,0 +1,155 @@
+/* SPDX-License-Identifier: MIT */
+/* The registry and the generic layer: selection, stubs, bounds checks. */
+#include "testutil.h"
+#include <rdmamig/transport.h>
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void test_lists_tcp(void)
+{
+	int n = rmig_backend_count(), found = 0;
+
+	CU_ASSERT(n >= 1);
+	for (int i = 0; i < n; i++)
+		found |= !strcmp(rmig_backend_name(i), "tcp");
+	CU_ASSERT(found);
+	CU_ASSERT_PTR_NULL(rmig_backend_name(n));
+	CU_ASSERT_PTR_NULL(rmig_backend_name(-1));
+}
+
+static void test_tcp_always_runs(void)
+{
+	char why[RMIG_ERR_MAX];
+
+	CU_ASSERT_EQUAL(rmig_backend_probe("tcp", why, sizeof(why)), 0);
+}
+
+static void test_unknown_backend(void)
+{
+	struct rmig_ep *ep = NULL;
+	char why[RMIG_ERR_MAX];
+
+	CU_ASSERT_EQUAL(rmig_connect("carrier-pigeon", "127.0.0.1:1", NULL, &ep), -ENOENT);
+	CU_ASSERT_PTR_NOT_NULL(strstr(rmig_last_error(), "carrier-pigeon"));
+	CU_ASSERT_EQUAL(rmig_backend_probe("carrier-pigeon", why, sizeof(why)), -ENOENT);
+	CU_ASSERT_PTR_NULL(ep);
+}
+
+static void test_best_is_runnable(void)
+{
+	char why[RMIG_ERR_MAX];
+	const char *best = rmig_backend_best();
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(best);
+	CU_ASSERT_EQUAL(rmig_backend_probe(best, why, sizeof(why)), 0);
+	CU_ASSERT_EQUAL(rmig_backend_probe("auto", why, sizeof(why)), 0);
+}
+
+/* A backend that wires nothing: every op must answer -EOPNOTSUPP. */
+static const struct rmig_transport_ops empty_ops = {
+	.size = sizeof(struct rmig_transport_ops),
+	.name = "empty",
+};
+
+static void test_missing_ops_are_eopnotsupp(void)
+{
+	struct rmig_ep ep = { .ops = &empty_ops };
+	struct rmig_completion c;
+	struct rmig_mr *mr;
+	char buf[8];
+
+	CU_ASSERT_EQUAL(rmig_send(&ep, "x", 1), -EOPNOTSUPP);
+	CU_ASSERT_PTR_NOT_NULL(strstr(rmig_ep_error(&ep), "does not support send"));
+	CU_ASSERT_EQUAL(rmig_recv(&ep, buf, sizeof(buf), 0), -EOPNOTSUPP);
+	CU_ASSERT_EQUAL(rmig_poll(&ep, &c, 1, 0), -EOPNOTSUPP);
+	CU_ASSERT_EQUAL(rmig_reg_mr(&ep, buf, sizeof(buf), 0, &mr), -EOPNOTSUPP);
+	CU_ASSERT_EQUAL(rmig_local_addr(&ep, buf, sizeof(buf)), -EOPNOTSUPP);
+	ep.listener = 1;
+	CU_ASSERT_EQUAL(rmig_accept(&ep, 0, (struct rmig_ep **)&mr), -EOPNOTSUPP);
+}
+
+/* The generic layer refuses bad writes before any backend sees them. */
+static int writes_seen;
+static int count_write(struct rmig_ep *ep, const struct rmig_write *w, unsigned n,
+		       uint64_t id)
+{
+	(void)ep; (void)w; (void)id;
+	writes_seen += (int)n;
+	return 0;
+}
+static int sends_seen;
+static int count_send(struct rmig_ep *ep, const void *buf, size_t len)
+{
+	(void)ep; (void)buf; (void)len;
+	sends_seen++;
+	return 0;
+}
+static const struct rmig_transport_ops write_ops = {
+	.size = sizeof(struct rmig_transport_ops),
+	.name = "counting",
+	.write_batch = count_write,
+	.send = count_send,
+};
+
+static void test_write_bounds_checked(void)
+{
+	struct rmig_ep ep = { .ops = &write_ops };
+	char local[100];
+	struct rmig_mr lmr = { .ep = &ep, .addr = local, .len = sizeof(local) };
+	struct rmig_rkey rk = { .len = 50, .flags = RMIG_ACCESS_REMOTE_WRITE };
+	struct rmig_write ok = { &lmr, 0, &rk, 10, 40 };
+	struct rmig_write w;
+
+	writes_seen = 0;
+	CU_ASSERT_EQUAL(rmig_write_batch(&ep, &ok, 1, 1), 0);
+	CU_ASSERT_EQUAL(writes_seen, 1);
+	w = ok; w.roff = 11;               /* one past the remote end */
+	CU_ASSERT_EQUAL(rmig_write_batch(&ep, &w, 1, 1), -ERANGE);
+	w = ok; w.roff = UINT64_MAX - 5;   /* overflowing offset */
+	CU_ASSERT_EQUAL(rmig_write_batch(&ep, &w, 1, 1), -ERANGE);
+	w = ok; w.loff = 61;               /* past the local end */
+	CU_ASSERT_EQUAL(rmig_write_batch(&ep, &w, 1, 1), -ERANGE);
+	w = ok; w.len = 0;
+	CU_ASSERT_EQUAL(rmig_write_batch(&ep, &w, 1, 1), -EINVAL);
+	CU_ASSERT_EQUAL(rmig_write_batch(&ep, &ok, 0, 1), -EINVAL);
+	CU_ASSERT_EQUAL(rmig_write_batch(&ep, &ok, RMIG_BATCH_MAX + 1, 1), -EINVAL);
+	rk.flags = 0;                      /* region not granted for writing */
+	CU_ASSERT_EQUAL(rmig_write_batch(&ep, &ok, 1, 1), -EACCES);
+	/* One bad write in a batch: nothing of the batch is posted. */
+	struct rmig_write two[2] = { ok, ok };
+	rk.flags = RMIG_ACCESS_REMOTE_WRITE;
+	two[1].roff = 49;
+	CU_ASSERT_EQUAL(rmig_write_batch(&ep, two, 2, 1), -ERANGE);
+	CU_ASSERT_EQUAL(writes_seen, 1);
+	CU_ASSERT_PTR_NOT_NULL(strstr(rmig_ep_error(&ep), "outside"));
+}
+
+static void test_oversize_message_refused(void)
+{
+	struct rmig_ep ep = { .ops = &write_ops };
+	static char big[RMIG_MSG_MAX + 1];
+
+	sends_seen = 0;
+	CU_ASSERT_EQUAL(rmig_send(&ep, big, RMIG_MSG_MAX), 0);
+	CU_ASSERT_EQUAL(rmig_send(&ep, big, sizeof(big)), -EMSGSIZE);
+	CU_ASSERT_EQUAL(sends_seen, 1);
+}
+
+static const CU_TestInfo tests[] = {
+	{ "lists tcp", test_lists_tcp },
+	{ "tcp always runs", test_tcp_always_runs },
+	{ "unknown backend", test_unknown_backend },
+	{ "best is runnable", test_best_is_runnable },
+	{ "missing ops are -EOPNOTSUPP", test_missing_ops_are_eopnotsupp },
+	{ "writes bounds-checked", test_write_bounds_checked },
+	{ "oversize message refused", test_oversize_message_refused },
+	CU_TEST_INFO_NULL,
+};
+
+int main(void)
+{
+	return rmig_test_run("registry", NULL, NULL, tests);
+}

@@ -1,0 +1,13 @@
+/* SPDX-License-Identifier: MIT */
+/* The rdmamig CLI's subcommands: one function each, argv[0] is the command. */
+#ifndef RMIG_TOOLS_COMMANDS_H
+#define RMIG_TOOLS_COMMANDS_H
+
+int cmd_backends(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
+int bench_transport(int argc, char **argv);
+
+/* Parse "4K", "64M", "1G" (binary units) into bytes; 0 on error. */
+unsigned long long parse_size(const char *s);
+
+#endif

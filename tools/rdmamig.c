@@ -1,0 +1,92 @@
+/* SPDX-License-Identifier: MIT */
+/* rdmamig: the command-line tool.  Each subcommand lives in its own file. */
+#include "commands.h"
+#include <rdmamig/rdmamig.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct command {
+	const char *name;
+	int (*run)(int argc, char **argv);
+	const char *help;
+};
+
+static const struct command commands[] = {
+	{ "backends", cmd_backends, "list the compiled backends and whether each can run here" },
+	{ "bench", cmd_bench, "benchmarks: 'bench transport' (throughput per message size)" },
+};
+#define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: rdmamig [--help] [--version] COMMAND [ARGS]\n\n"
+		   "RDMA transport for live migration of virtual machines.\n\n"
+		   "commands:\n");
+	for (size_t i = 0; i < NCOMMANDS; i++)
+		fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].help);
+	fprintf(f, "\n'rdmamig COMMAND --help' describes a command.\n");
+}
+
+unsigned long long parse_size(const char *s)
+{
+	char *end;
+	unsigned long long v = strtoull(s, &end, 10);
+
+	switch (*end) {
+	case 'k': case 'K': v <<= 10; end++; break;
+	case 'm': case 'M': v <<= 20; end++; break;
+	case 'g': case 'G': v <<= 30; end++; break;
+	default: break;
+	}
+	if (*end == 'i' && end[1] == 'B')
+		end += 2;
+	else if (*end == 'B')
+		end++;
+	return *end || end == s ? 0 : v;
+}
+
+int cmd_backends(int argc, char **argv)
+{
+	static const char *const specs[] = { "verbs", "ofi/verbs", "ofi/tcp", "ofi/shm", "tcp" };
+	char why[RMIG_ERR_MAX];
+
+	if (argc > 1 && !strcmp(argv[1], "--help")) {
+		printf("usage: rdmamig backends\n\nLists the compiled backends (and ofi providers) "
+		       "and whether each can run on this machine.\n");
+		return 0;
+	}
+	for (size_t i = 0; i < sizeof(specs) / sizeof(specs[0]); i++) {
+		int rc = rmig_backend_probe(specs[i], why, sizeof(why));
+		printf("%-10s %s%s%s\n", specs[i], rc ? "unavailable" : "available",
+		       rc ? ": " : "", rc ? why : "");
+	}
+	printf("best: %s\n", rmig_backend_best());
+	return 0;
+}
+
+int cmd_bench(int argc, char **argv)
+{
+	if (argc > 1 && !strcmp(argv[1], "transport"))
+		return bench_transport(argc - 1, argv + 1);
+	fprintf(stderr, "usage: rdmamig bench transport [OPTIONS]\n");
+	return argc > 1 && !strcmp(argv[1], "--help") ? 0 : 2;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+		usage(argc < 2 ? stderr : stdout);
+		return argc < 2 ? 2 : 0;
+	}
+	if (!strcmp(argv[1], "--version")) {
+		printf("rdmamig %s\n", rmig_version());
+		return 0;
+	}
+	for (size_t i = 0; i < NCOMMANDS; i++)
+		if (!strcmp(argv[1], commands[i].name))
+			return commands[i].run(argc - 1, argv + 1);
+	fprintf(stderr, "rdmamig: unknown command '%s' (rdmamig --help lists them)\n", argv[1]);
+	return 2;
+}

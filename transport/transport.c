@@ -1,0 +1,382 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The transport registry and the generic layer every call goes through:
+ * backend selection, -EOPNOTSUPP for ops a backend leaves out, bounds checks
+ * before anything reaches a backend, error phrases.
+ */
+#define _GNU_SOURCE
+#include "backends.h"
+#include "../common/le.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/resource.h>
+
+/* Order of preference for "auto". */
+static const struct rmig_transport_ops *const registry[] = {
+#ifdef RMIG_HAVE_VERBS
+	&rmig_verbs_ops,
+#endif
+#ifdef RMIG_HAVE_OFI
+	&rmig_ofi_ops,
+#endif
+	&rmig_tcp_ops,
+};
+#define NBACKENDS ((int)(sizeof(registry) / sizeof(registry[0])))
+
+static __thread char last_error[RMIG_ERR_MAX];
+
+const char *rmig_version(void)
+{
+	return RMIG_VERSION_STRING;
+}
+
+int rmig_set_error(struct rmig_ep *ep, int err, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(last_error, sizeof(last_error), fmt, ap);
+	va_end(ap);
+	if (ep)
+		memcpy(ep->err, last_error, sizeof(ep->err));
+	return err;
+}
+
+const char *rmig_last_error(void)
+{
+	return last_error[0] ? last_error : "no error";
+}
+
+const char *rmig_ep_error(const struct rmig_ep *ep)
+{
+	return ep && ep->err[0] ? ep->err : "no error";
+}
+
+const char *rmig_ep_backend(const struct rmig_ep *ep)
+{
+	return ep ? ep->ops->name : "none";
+}
+
+int rmig_backend_count(void)
+{
+	return NBACKENDS;
+}
+
+const char *rmig_backend_name(int i)
+{
+	return i >= 0 && i < NBACKENDS ? registry[i]->name : NULL;
+}
+
+/*
+ * Resolve a spec ("ofi/shm", "tcp", "auto", NULL) to a backend; the part
+ * after '/' becomes opts->provider unless the caller set one.
+ */
+static int lookup(const char *spec, const struct rmig_ep_opts *in,
+		  struct rmig_ep_opts *out, const struct rmig_transport_ops **ops)
+{
+	static __thread char sub[64];
+	char name[32];
+	const char *slash;
+
+	memset(out, 0, sizeof(*out));
+	if (in)
+		memcpy(out, in, in->size && in->size < sizeof(*out) ? in->size : sizeof(*out));
+	out->size = sizeof(*out);
+	if (!out->timeout_ms)
+		out->timeout_ms = RMIG_DEFAULT_TIMEOUT_MS;
+	if (!spec || !strcmp(spec, "auto"))
+		spec = rmig_backend_best();
+	slash = strchr(spec, '/');
+	snprintf(name, sizeof(name), "%.*s",
+		 (int)(slash ? (size_t)(slash - spec) : strlen(spec)), spec);
+	if (slash && !out->provider) {
+		snprintf(sub, sizeof(sub), "%s", slash + 1);
+		out->provider = sub;
+	}
+	for (int i = 0; i < NBACKENDS; i++) {
+		if (!strcmp(registry[i]->name, name)) {
+			*ops = registry[i];
+			return 0;
+		}
+	}
+	return rmig_set_error(NULL, -ENOENT,
+			      "backend '%s' is not compiled in (rdmamig backends lists them)",
+			      spec);
+}
+
+int rmig_backend_probe(const char *spec, char *why, size_t whylen)
+{
+	const struct rmig_transport_ops *ops;
+	struct rmig_ep_opts o;
+	int rc = lookup(spec, NULL, &o, &ops);
+
+	if (rc) {
+		snprintf(why, whylen, "%s", rmig_last_error());
+		return rc;
+	}
+	if (!ops->probe) {
+		snprintf(why, whylen, "ok");
+		return 0;
+	}
+	return ops->probe(&o, why, whylen);
+}
+
+const char *rmig_backend_best(void)
+{
+	char why[RMIG_ERR_MAX];
+
+	for (int i = 0; i < NBACKENDS; i++) {
+		struct rmig_ep_opts o = { .size = sizeof(o) };
+		if (!registry[i]->probe || !registry[i]->probe(&o, why, sizeof(why)))
+			return registry[i]->name;
+	}
+	return "tcp";
+}
+
+#define NEED_OP(ep, op)                                                        \
+	do {                                                                   \
+		if (!(ep)->ops->op)                                            \
+			return rmig_set_error(ep, -EOPNOTSUPP,                 \
+					      "%s backend does not support " #op, \
+					      (ep)->ops->name);                \
+	} while (0)
+
+int rmig_listen(const char *backend, const char *addr,
+		const struct rmig_ep_opts *opts, struct rmig_ep **listener)
+{
+	const struct rmig_transport_ops *ops;
+	struct rmig_ep_opts o;
+	int rc = lookup(backend, opts, &o, &ops);
+
+	if (rc)
+		return rc;
+	if (!ops->listen)
+		return rmig_set_error(NULL, -EOPNOTSUPP, "%s backend cannot listen",
+				      ops->name);
+	rc = ops->listen(&o, addr, listener);
+	if (!rc) {
+		(*listener)->listener = 1;
+		(*listener)->timeout_ms = o.timeout_ms;
+	}
+	return rc;
+}
+
+int rmig_accept(struct rmig_ep *listener, int timeout_ms, struct rmig_ep **ep)
+{
+	int rc;
+
+	if (!listener || !listener->listener)
+		return rmig_set_error(listener, -EINVAL, "accept needs a listening endpoint");
+	NEED_OP(listener, accept);
+	rc = listener->ops->accept(listener, timeout_ms, ep);
+	if (!rc)
+		(*ep)->timeout_ms = listener->timeout_ms;
+	return rc;
+}
+
+int rmig_connect(const char *backend, const char *addr,
+		 const struct rmig_ep_opts *opts, struct rmig_ep **ep)
+{
+	const struct rmig_transport_ops *ops;
+	struct rmig_ep_opts o;
+	int rc = lookup(backend, opts, &o, &ops);
+
+	if (rc)
+		return rc;
+	if (!ops->connect)
+		return rmig_set_error(NULL, -EOPNOTSUPP, "%s backend cannot connect",
+				      ops->name);
+	rc = ops->connect(&o, addr, ep);
+	if (!rc)
+		(*ep)->timeout_ms = o.timeout_ms;
+	return rc;
+}
+
+int rmig_local_addr(struct rmig_ep *ep, char *buf, size_t len)
+{
+	NEED_OP(ep, local_addr);
+	return ep->ops->local_addr(ep, buf, len);
+}
+
+int rmig_reg_mr(struct rmig_ep *ep, void *addr, size_t len, unsigned access,
+		struct rmig_mr **mr)
+{
+	NEED_OP(ep, reg_mr);
+	if (!addr || !len)
+		return rmig_set_error(ep, -EINVAL, "cannot register an empty region");
+	if (access & ~(unsigned)(RMIG_ACCESS_REMOTE_WRITE | RMIG_ACCESS_REMOTE_READ))
+		return rmig_set_error(ep, -EINVAL, "unknown access flags 0x%x", access);
+	return ep->ops->reg_mr(ep, addr, len, access, mr);
+}
+
+int rmig_dereg_mr(struct rmig_ep *ep, struct rmig_mr *mr)
+{
+	if (!mr)
+		return 0;
+	NEED_OP(ep, dereg_mr);
+	return ep->ops->dereg_mr(ep, mr);
+}
+
+const struct rmig_rkey *rmig_mr_rkey(const struct rmig_mr *mr)
+{
+	return &mr->rkey;
+}
+
+/* len bytes at off fit in a region of size total (no overflow). */
+static int fits(uint64_t off, uint64_t len, uint64_t total)
+{
+	return len <= total && off <= total - len;
+}
+
+int rmig_write_batch(struct rmig_ep *ep, const struct rmig_write *w, unsigned n,
+		     uint64_t wr_id)
+{
+	NEED_OP(ep, write_batch);
+	if (!n || n > RMIG_BATCH_MAX)
+		return rmig_set_error(ep, -EINVAL, "a batch holds 1 to %d writes, not %u",
+				      RMIG_BATCH_MAX, n);
+	for (unsigned i = 0; i < n; i++) {
+		if (!w[i].lmr || !w[i].rkey || !w[i].len)
+			return rmig_set_error(ep, -EINVAL, "write %u of the batch is empty", i);
+		if (!fits(w[i].loff, w[i].len, w[i].lmr->len))
+			return rmig_set_error(ep, -ERANGE,
+					      "write of %llu bytes at local offset %llu is outside the %zu-byte source region",
+					      (unsigned long long)w[i].len,
+					      (unsigned long long)w[i].loff, w[i].lmr->len);
+		if (!fits(w[i].roff, w[i].len, w[i].rkey->len))
+			return rmig_set_error(ep, -ERANGE,
+					      "write of %llu bytes at offset %llu is outside the peer's %llu-byte region",
+					      (unsigned long long)w[i].len,
+					      (unsigned long long)w[i].roff,
+					      (unsigned long long)w[i].rkey->len);
+		if (!(w[i].rkey->flags & RMIG_ACCESS_REMOTE_WRITE))
+			return rmig_set_error(ep, -EACCES,
+					      "the peer's region does not grant remote write");
+	}
+	return ep->ops->write_batch(ep, w, n, wr_id);
+}
+
+int rmig_poll(struct rmig_ep *ep, struct rmig_completion *c, unsigned max,
+	      int timeout_ms)
+{
+	NEED_OP(ep, poll);
+	if (!max)
+		return 0;
+	return ep->ops->poll(ep, c, max, timeout_ms);
+}
+
+int rmig_write_sync(struct rmig_ep *ep, const struct rmig_mr *lmr, uint64_t loff,
+		    const struct rmig_rkey *rkey, uint64_t roff, uint64_t len)
+{
+	static const uint64_t sync_id = 0x53594e43ull; /* "SYNC" */
+	struct rmig_write w = { .lmr = lmr, .loff = loff, .rkey = rkey,
+				.roff = roff, .len = len };
+	struct rmig_completion c;
+	int rc = rmig_write_batch(ep, &w, 1, sync_id);
+
+	if (rc)
+		return rc;
+	rc = rmig_poll(ep, &c, 1, ep->timeout_ms);
+	if (rc == 0)
+		return rmig_set_error(ep, -ETIMEDOUT, "write not completed within %d ms",
+				      ep->timeout_ms);
+	if (rc < 0)
+		return rc;
+	return c.status;
+}
+
+int rmig_send(struct rmig_ep *ep, const void *buf, size_t len)
+{
+	NEED_OP(ep, send);
+	if (len > RMIG_MSG_MAX)
+		return rmig_set_error(ep, -EMSGSIZE,
+				      "control message of %zu bytes exceeds the %u-byte limit",
+				      len, RMIG_MSG_MAX);
+	return ep->ops->send(ep, buf, len);
+}
+
+int rmig_recv(struct rmig_ep *ep, void *buf, size_t cap, int timeout_ms)
+{
+	NEED_OP(ep, recv);
+	return ep->ops->recv(ep, buf, cap, timeout_ms);
+}
+
+void rmig_close(struct rmig_ep *ep)
+{
+	if (ep && ep->ops->close)
+		ep->ops->close(ep);
+}
+
+void rmig_rkey_encode(const struct rmig_rkey *k, uint8_t out[RMIG_RKEY_WIRE_SIZE])
+{
+	rmig_put_le64(out, k->addr);
+	rmig_put_le64(out + 8, k->len);
+	rmig_put_le64(out + 16, k->key);
+	rmig_put_le32(out + 24, k->id);
+	rmig_put_le32(out + 28, k->flags);
+}
+
+int rmig_rkey_decode(const uint8_t in[RMIG_RKEY_WIRE_SIZE], struct rmig_rkey *k)
+{
+	k->addr = rmig_get_le64(in);
+	k->len = rmig_get_le64(in + 8);
+	k->key = rmig_get_le64(in + 16);
+	k->id = rmig_get_le32(in + 24);
+	k->flags = rmig_get_le32(in + 28);
+	if (k->flags & ~(uint32_t)(RMIG_ACCESS_REMOTE_WRITE | RMIG_ACCESS_REMOTE_READ))
+		return -EINVAL;
+	if (k->addr + k->len < k->addr)
+		return -EINVAL;
+	return 0;
+}
+
+static void fmt_size(char *buf, size_t len, unsigned long long v)
+{
+	if (v == RLIM_INFINITY)
+		snprintf(buf, len, "unlimited");
+	else if (v >= (1ull << 30) && !(v % (1ull << 30)))
+		snprintf(buf, len, "%llu GiB", v >> 30);
+	else if (v >= (1ull << 20))
+		snprintf(buf, len, "%llu MiB", v >> 20);
+	else
+		snprintf(buf, len, "%llu KiB", v >> 10);
+}
+
+/* Pinned bytes this process asked for so far (registrations are pinned). */
+static size_t pinned_total;
+
+int rmig_memlock_reserve(struct rmig_ep *ep, size_t len)
+{
+	struct rlimit rl;
+	size_t want;
+	char lim[32], ask[32];
+
+	if (getrlimit(RLIMIT_MEMLOCK, &rl))
+		return 0;
+	want = __atomic_add_fetch(&pinned_total, len, __ATOMIC_RELAXED);
+	if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= want + (1u << 20))
+		return 0;
+	/* As root (CAP_SYS_RESOURCE) the hard limit can be lifted too. */
+	struct rlimit inf = { RLIM_INFINITY, RLIM_INFINITY };
+	if (!setrlimit(RLIMIT_MEMLOCK, &inf))
+		return 0;
+	if (rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= want + (1u << 20)) {
+		rl.rlim_cur = rl.rlim_max;
+		if (!setrlimit(RLIMIT_MEMLOCK, &rl))
+			return 0;
+	}
+	__atomic_sub_fetch(&pinned_total, len, __ATOMIC_RELAXED);
+	fmt_size(lim, sizeof(lim), rl.rlim_cur);
+	fmt_size(ask, sizeof(ask), want);
+	return rmig_set_error(ep, -ENOMEM,
+			      "memlock limit %s is below the %s to register; raise it with ulimit -l or run as root",
+			      lim, ask);
+}
+
+void rmig_memlock_release(size_t len)
+{
+	__atomic_sub_fetch(&pinned_total, len, __ATOMIC_RELAXED);
+}
