@@ -51,7 +51,8 @@ static void progress(struct src *x, enum host_stage st, unsigned round)
 				   .rate = rate_of(x), .bytes = x->round_bytes };
 
 	p.predicted_ms = p.rate > 0 ? (double)x->dirty_bytes / p.rate * 1e3 : 0;
-	x->r->predicted_ms = p.predicted_ms;
+	if (st == HOST_STAGE_ROUND)
+		x->r->predicted_ms = p.predicted_ms;
 	if (x->o->progress && st == HOST_STAGE_ROUND)
 		fprintf(stderr, "%sround %-3u pages left %-9llu rate %8.1f MiB/s  predicted downtime %7.1f ms%s",
 			x->tty ? "\r\033[K" : "", round, (unsigned long long)p.pages_left,
