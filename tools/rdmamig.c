@@ -16,6 +16,9 @@ struct command {
 static const struct command commands[] = {
 	{ "backends", cmd_backends, "list the compiled backends and whether each can run here" },
 	{ "bench", cmd_bench, "benchmarks: 'bench transport' (throughput per message size)" },
+#ifdef RMIG_HAVE_NUMA
+	{ "topo", cmd_topo, "where transfer workers and buffers would be placed, and why" },
+#endif
 };
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
 
