@@ -10,8 +10,11 @@
 #include <rdmamig/rdmamig.h>
 #include <rdmamig/transport.h>
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
+#include <ifaddrs.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -152,6 +155,36 @@ static bool is_pci_id(const char *s)
 	return sscanf(s, "%2x:%2x.%1x%n", &b, &dev, &f, &n) == 3 && n == (int)strlen(s);
 }
 
+/*
+ * An IP address (the tcp backend's local address): the interface holding
+ * it on this machine, into name.  False if s is not an address or no
+ * interface here holds it.
+ */
+static bool iface_of_addr(const char *s, char *name, size_t len)
+{
+	unsigned char want[sizeof(struct in6_addr)];
+	struct ifaddrs *ifs, *i;
+	bool found = false;
+	int af = strchr(s, ':') ? AF_INET6 : AF_INET;
+
+	if (inet_pton(af, s, want) != 1 || getifaddrs(&ifs) < 0)
+		return false;
+	for (i = ifs; i && !found; i = i->ifa_next) {
+		const void *have;
+
+		if (!i->ifa_addr || i->ifa_addr->sa_family != af)
+			continue;
+		have = af == AF_INET ? (const void *)&((struct sockaddr_in *)i->ifa_addr)->sin_addr
+				     : (const void *)&((struct sockaddr_in6 *)i->ifa_addr)->sin6_addr;
+		if (!memcmp(have, want, af == AF_INET ? 4 : 16)) {
+			snprintf(name, len, "%s", i->ifa_name);
+			found = true;
+		}
+	}
+	freeifaddrs(ifs);
+	return found;
+}
+
 static hwloc_obj_t pci_parent(hwloc_obj_t obj)
 {
 	while (obj && obj->type != HWLOC_OBJ_PCI_DEVICE)
@@ -272,19 +305,22 @@ static void unknown_nic(struct rmig_placement *p, const char *name)
 	struct stat st;
 
 	snprintf(path, sizeof(path), "/sys/class/net/%s", name);
-	if (p->thissystem && strlen(name) < 64 && stat(path, &st) == 0)
+	if (p->thissystem && strlen(name) < 64 && stat(path, &st) == 0) {
 		snprintf(p->locality, sizeof(p->locality),
 			 "%s is a network interface with no PCI device (virtual or loopback): "
 			 "its locality is unknown", name);
-	else
-		snprintf(p->locality, sizeof(p->locality),
-			 "%s is not in the topology (no RDMA device, network interface or PCI "
-			 "device of that name): its locality is unknown", name);
+		snprintf(p->nic_desc, sizeof(p->nic_desc), "network interface %s (not on PCI)", name);
+		return;
+	}
+	snprintf(p->locality, sizeof(p->locality),
+		 "%s is not in the topology (no RDMA device, network interface or PCI "
+		 "device of that name): its locality is unknown", name);
 	snprintf(p->nic_desc, sizeof(p->nic_desc), "%s (not found)", name);
 }
 
 void place_find_nic(struct rmig_placement *p, const char *name)
 {
+	char iface[64];
 	hwloc_obj_t obj = NULL;
 
 	if (!name || !*name) {
@@ -302,6 +338,9 @@ void place_find_nic(struct rmig_placement *p, const char *name)
 			return;
 		}
 		name = obj->name;
+	} else if (p->thissystem && iface_of_addr(name, iface, sizeof(iface))) {
+		name = iface; /* from here on, the interface holding the address */
+		obj = find_osdev(p->topo, name);
 	} else if (is_pci_id(name)) {
 		obj = hwloc_get_pcidev_by_busidstring(p->topo, name);
 	} else {

@@ -13,16 +13,16 @@ static void topo_usage(FILE *f)
 {
 	fprintf(f,
 		"usage: rdmamig topo [--channels N] [--vcpus CPUSET] [--topology FILE|SYNTHETIC]\n"
-		"                    [--nic NAME|PCIID] [--guest-nodes NODES] [--json]\n\n"
+		"                    [--nic NAME|PCIID|ADDR] [--guest-nodes NODES] [--json]\n\n"
 		"Prints the placement plan: the NIC, its locality and NUMA node, the node for\n"
 		"buffers, and the cpu of each transfer worker, each with why.\n\n"
 		"  --channels N        transfer workers to place, one per channel (default 1)\n"
 		"  --vcpus CPUSET      cpus reserved for vCPUs, never used: \"0-3,8\"\n"
 		"  --topology T        an hwloc XML file or a synthetic description\n"
 		"                      (\"pack:2 [numa] core:4 pu:2\"); default: this machine\n"
-		"  --nic NIC           RDMA device (mlx5_0), interface (eth0) or PCI id\n"
-		"                      (0000:3b:00.0); default: auto (first RDMA device,\n"
-		"                      else first network interface on PCI)\n"
+		"  --nic NIC           RDMA device (mlx5_0), interface (eth0), local IP\n"
+		"                      address, or PCI id (0000:3b:00.0); default: auto\n"
+		"                      (first RDMA device, else first interface on PCI)\n"
 		"  --guest-nodes N     NUMA nodes holding the guest memory: \"1\"\n"
 		"  --json              one JSON object instead of text\n");
 }

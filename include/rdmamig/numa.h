@@ -53,8 +53,9 @@ struct rmig_placement_opts {
 	unsigned workers;
 	/*
 	 * The NIC the migration uses: an RDMA device name ("mlx5_0", from
-	 * ibv_get_device_name), a network interface ("eth0", for the tcp
-	 * backend), or a PCI bus id ("0000:3b:00.0", e.g. from libfabric's
+	 * ibv_get_device_name), a network interface ("eth0"), a local IP
+	 * address ("192.0.2.2", for the tcp backend: the interface holding
+	 * it), or a PCI bus id ("0000:3b:00.0", e.g. from libfabric's
 	 * fi_info->nic->bus_attr).  "auto": the first RDMA device, else the
 	 * first network interface on PCI.  NULL: unknown (no NIC locality).
 	 */

@@ -142,11 +142,27 @@ static void test_guest_memory_node(void)
 	munmap(guest, len);
 }
 
+/* The tcp backend names its NIC by local address: 127.0.0.1 is lo, not on PCI. */
+static void test_nic_by_address(void)
+{
+	struct rmig_placement_opts o = { .size = sizeof(o), .nic = "127.0.0.1" };
+	struct rmig_placement *plan;
+	char desc[4096];
+
+	CU_ASSERT_EQUAL_FATAL(rmig_placement_plan(&o, &plan), 0);
+	rmig_placement_describe(plan, desc, sizeof(desc), 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(desc, "nic:      network interface lo (not on PCI)"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(desc, "lo is a network interface with no PCI device"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(rmig_placement_why(plan, 0), "NIC locality unknown"));
+	rmig_placement_destroy(plan);
+}
+
 static const CU_TestInfo tests[] = {
 	{ "workers are bound to their cpus", test_workers_are_bound },
 	{ "workers avoid vCPUs", test_workers_avoid_vcpus },
 	{ "buffers on the plan's node", test_alloc_on_node },
 	{ "guest memory's node", test_guest_memory_node },
+	{ "NIC by local address", test_nic_by_address },
 	CU_TEST_INFO_NULL,
 };
 

@@ -150,6 +150,13 @@ static void test_smt_siblings(void)
 	CU_ASSERT(why_has(p, 4, "shares its core with an earlier worker"));
 	CU_ASSERT_EQUAL(rmig_placement_node(p), 1);
 	rmig_placement_destroy(p);
+
+	/* A vCPU on cpu 12 makes core 4 (cpus 4 and 12) the last choice. */
+	p = plan_of(TWO_SOCKET_SMT, "mlx5_0", 4, "12", NULL);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(p);
+	CU_ASSERT_STRING_EQUAL(cpus_of(p), "5,6,7,4");
+	CU_ASSERT(why_has(p, 3, "cpu 4 (core 4, package 1, node 1)"));
+	rmig_placement_destroy(p);
 }
 
 /* vCPUs on the NIC's socket: never used, workers move out, buffers stay. */
