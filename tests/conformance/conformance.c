@@ -309,6 +309,36 @@ static void test_hostile_write_refused_by_peer(void)
 	rmig_close(ep);
 }
 
+/* After the peer deregisters a region, its old key opens nothing. */
+static void test_write_after_dereg_refused(void)
+{
+	struct rmig_completion comp;
+	struct rmig_ep_opts o = { .size = sizeof(o) };
+	struct rmig_ep *ep;
+	struct conn c;
+	char reply[64];
+	int failed = 0, n;
+
+	CU_ASSERT_EQUAL_FATAL(conn_open(&c, peer_addr, MIB, FAIL_TIMEOUT_MS), 0);
+	CU_ASSERT_EQUAL(cmd(&c, "FILL 7"), 0);
+	CU_ASSERT_EQUAL(cmd(&c, "DEREG"), 0);
+	memset(local, 0x42, 8192);
+	if (rmig_write_batch(c.ep, &(struct rmig_write){ c.lmr, 0, &c.rk, 0, 8192 }, 1, 3))
+		failed = 1;
+	n = failed ? 0 : rmig_poll(c.ep, &comp, 1, FAIL_TIMEOUT_MS);
+	if (n < 0 || (n == 1 && comp.status))
+		failed = 1;
+	if (!failed && cmd(&c, "BYTES 7 0 8192"))
+		failed = 1;
+	CU_ASSERT(failed);
+	conn_close(&c);
+	CU_ASSERT_EQUAL_FATAL(rmig_connect(backend, peer_addr, &o, &ep), 0);
+	CU_ASSERT_EQUAL(rmig_send(ep, "GUARD", 6), 0);
+	n = rmig_recv(ep, reply, sizeof(reply), 10000);
+	CU_ASSERT(n > 0 && !strcmp(reply, "OK"));
+	rmig_close(ep);
+}
+
 /* --- local-only tests (need to fork or kill the peer) ---------------------- */
 
 static void test_connect_to_nothing(void)
@@ -471,6 +501,7 @@ static const CU_TestInfo cross_host_tests[] = {
 	{ "10,000 small writes in batches", test_many_small_writes },
 	{ "out of bounds refused locally", test_out_of_bounds_refused_locally },
 	{ "hostile write refused by the peer", test_hostile_write_refused_by_peer },
+	{ "write after deregistration refused", test_write_after_dereg_refused },
 	CU_TEST_INFO_NULL,
 };
 
@@ -481,6 +512,7 @@ static const CU_TestInfo all_tests[] = {
 	{ "10,000 small writes in batches", test_many_small_writes },
 	{ "out of bounds refused locally", test_out_of_bounds_refused_locally },
 	{ "hostile write refused by the peer", test_hostile_write_refused_by_peer },
+	{ "write after deregistration refused", test_write_after_dereg_refused },
 	{ "connect to nothing", test_connect_to_nothing },
 	{ "peer killed mid-transfer", test_peer_killed_mid_transfer },
 	{ "1000 connect/close cycles", test_connect_close_cycles },

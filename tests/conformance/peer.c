@@ -13,8 +13,12 @@
  *   STRIDE <seed> <n> <stride> <len>     n slices of len at k*stride hold the
  *                                        pattern at their own offsets, gaps 0
  *   BYTES <byte> <off> <len>             region[off..off+len] all == byte
+ *   DEREG                                deregister the region now; at the
+ *                                        end of the session its bytes must
+ *                                        still hold the last FILL
  *   GUARD                                the guard of the previous session
- *                                        was never written
+ *                                        was never written (nor its region
+ *                                        after DEREG)
  *   BYE                                  end the session
  *   SHUTDOWN                             end the session and the server
  */
@@ -33,6 +37,14 @@
 
 /* Whether the last session's guard area was intact when it ended. */
 static int last_guard_ok = 1;
+
+/* The session's region state that outlives single commands. */
+struct peer_region {
+	struct rmig_ep *ep;
+	struct rmig_mr *mr;  /* NULL once DEREG'd */
+	int filled;          /* last FILL byte, -1 if none */
+	int dereged;
+};
 
 static int bytes_are(const uint8_t *p, uint8_t b, size_t len)
 {
@@ -68,8 +80,8 @@ static void check_stride(const uint8_t *region, size_t rlen, const char *args,
 }
 
 /* Execute one command on the region; 1 when the session should end. */
-static int peer_command(uint8_t *region, size_t rlen, const char *cmd, char *reply,
-			size_t replen)
+static int peer_command(struct peer_region *pr, uint8_t *region, size_t rlen,
+			const char *cmd, char *reply, size_t replen)
 {
 	unsigned seed, byte;
 	unsigned long long off, len;
@@ -79,6 +91,12 @@ static int peer_command(uint8_t *region, size_t rlen, const char *cmd, char *rep
 		return 1;
 	if (sscanf(cmd, "FILL %u", &byte) == 1) {
 		memset(region, (int)byte, rlen);
+		pr->filled = (int)(uint8_t)byte;
+	} else if (!strcmp(cmd, "DEREG")) {
+		if (rmig_dereg_mr(pr->ep, pr->mr))
+			snprintf(reply, replen, "BAD %s", rmig_ep_error(pr->ep));
+		pr->mr = NULL;
+		pr->dereged = 1;
 	} else if (sscanf(cmd, "CHECK %u %llu %llu", &seed, &off, &len) == 3) {
 		long long bad = off + len <= rlen ? rmig_test_check(region + off, len, seed, 0) : 0;
 		if (bad >= 0)
@@ -103,7 +121,7 @@ static int peer_session(struct rmig_ep *ep)
 	char msg[512], reply[128];
 	unsigned long long rlen;
 	uint8_t key[RMIG_RKEY_WIRE_SIZE];
-	struct rmig_mr *mr = NULL;
+	struct peer_region pr = { .ep = ep, .filled = -1 };
 	uint8_t *map;
 	int n, shutdown = 0;
 
@@ -114,7 +132,7 @@ static int peer_session(struct rmig_ep *ep)
 	if (!strcmp(msg, "SHUTDOWN"))
 		return 1;
 	if (!strcmp(msg, "GUARD")) {
-		peer_command(NULL, 0, msg, reply, sizeof(reply));
+		peer_command(NULL, NULL, 0, msg, reply, sizeof(reply));
 		rmig_send(ep, reply, strlen(reply) + 1);
 		return 0;
 	}
@@ -125,11 +143,11 @@ static int peer_session(struct rmig_ep *ep)
 	if (map == MAP_FAILED)
 		return 0;
 	memset(map + rlen, GUARD_BYTE, GUARD_LEN);
-	if (rmig_reg_mr(ep, map, rlen, RMIG_ACCESS_REMOTE_WRITE, &mr)) {
+	if (rmig_reg_mr(ep, map, rlen, RMIG_ACCESS_REMOTE_WRITE, &pr.mr)) {
 		fprintf(stderr, "peer: %s\n", rmig_ep_error(ep));
 		goto unmap;
 	}
-	rmig_rkey_encode(rmig_mr_rkey(mr), key);
+	rmig_rkey_encode(rmig_mr_rkey(pr.mr), key);
 	if (rmig_send(ep, key, sizeof(key)))
 		goto dereg;
 	for (;;) {
@@ -139,18 +157,22 @@ static int peer_session(struct rmig_ep *ep)
 			break;
 		}
 		msg[n] = '\0';
-		int end = peer_command(map, rlen, msg, reply, sizeof(reply));
+		int end = peer_command(&pr, map, rlen, msg, reply, sizeof(reply));
 		if (rmig_send(ep, reply, strlen(reply) + 1) || end) {
 			shutdown = !strcmp(msg, "SHUTDOWN");
 			break;
 		}
 	}
 dereg:
-	rmig_dereg_mr(ep, mr);
+	rmig_dereg_mr(ep, pr.mr);
 unmap:
 	last_guard_ok = bytes_are(map + rlen, GUARD_BYTE, GUARD_LEN);
 	if (!last_guard_ok)
 		fprintf(stderr, "peer: a write landed past the registered region\n");
+	if (pr.dereged && pr.filled >= 0 && !bytes_are(map, (uint8_t)pr.filled, rlen)) {
+		fprintf(stderr, "peer: a write landed in a deregistered region\n");
+		last_guard_ok = 0;
+	}
 	munmap(map, rlen + GUARD_LEN);
 	return shutdown;
 }
