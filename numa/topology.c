@@ -47,6 +47,17 @@ static int set_source(struct rmig_placement *p, const char *spec)
 
 	if (!spec) {
 		snprintf(p->source, sizeof(p->source), "this machine");
+		/*
+		 * NICs only.  The linux component finds PCI devices in sysfs by
+		 * itself; the "pci" plugin (libpciaccess) adds only model names and
+		 * leaks its name table (~600 KiB) on every load, the GPU plugins
+		 * are slow (gl opens the X display) and leak too.
+		 */
+		static const char *const skip[] = { "pci", "opencl", "gl" };
+
+		for (size_t i = 0; i < sizeof(skip) / sizeof(skip[0]); i++)
+			hwloc_topology_set_components(p->topo, HWLOC_TOPOLOGY_COMPONENTS_FLAG_BLACKLIST,
+						      skip[i]);
 		return hwloc_topology_set_io_types_filter(p->topo, HWLOC_TYPE_FILTER_KEEP_IMPORTANT);
 	}
 	/* What the file says is what there is: keep all of its I/O objects. */
