@@ -142,14 +142,19 @@ int mig_register_source(struct rmig_mig *s)
 	return 0;
 }
 
-/* Evict the least recently used chunk; nothing may be in flight. */
+/*
+ * Evict the least recently used chunk.  Writes gathered but not posted and
+ * writes in flight may use it: post them and wait for all first.
+ */
 static int evict_chunk(struct rmig_mig *s)
 {
 	unsigned victim = 0;
-	int rc = mig_drain(s);
+	int rc = mig_post_batch(s);
 
 	if (rc)
 		return rc;
+	if ((rc = mig_drain(s)))
+		return mig_fail(s, rc, "page writes did not complete: %s", rmig_ep_error(s->ep));
 	for (unsigned i = 1; i < s->nchunks; i++)
 		if (s->chunks[i].used < s->chunks[victim].used)
 			victim = i;

@@ -132,6 +132,8 @@ int mig_save_pages(struct rmig_mig *s, const struct rmig_page_range *r, unsigned
 int mig_round_end(struct rmig_mig *s, struct rmig_round_stats *out);
 int mig_finish(struct rmig_mig *s);
 int mig_drain(struct rmig_mig *s);
+/* Post the writes gathered so far as one batch. */
+int mig_post_batch(struct rmig_mig *s);
 
 /* load.c */
 int mig_listen(const struct rmig_plugin_config *cfg, struct rmig_mig_listener **l);

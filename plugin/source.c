@@ -67,7 +67,7 @@ static void pace(struct rmig_mig *s)
 	}
 }
 
-static int post_batch(struct rmig_mig *s)
+int mig_post_batch(struct rmig_mig *s)
 {
 	int rc;
 
@@ -125,7 +125,7 @@ static int flush_extent(struct rmig_mig *s)
 			if (n > room)
 				n = room;
 		}
-		if (s->nbatch == RMIG_BATCH_MAX && (rc = post_batch(s)))
+		if (s->nbatch == RMIG_BATCH_MAX && (rc = mig_post_batch(s)))
 			return rc;
 		if ((rc = mig_local_mr(s, e->block, e->off, &mr, &loff)))
 			return rc;
@@ -232,7 +232,7 @@ int mig_round_end(struct rmig_mig *s, struct rmig_round_stats *out)
 
 	if (!s->in_round)
 		return mig_err(s, -EINVAL, "round_end without round_start");
-	if ((rc = flush_extent(s)) || (rc = post_batch(s)))
+	if ((rc = flush_extent(s)) || (rc = mig_post_batch(s)))
 		return rc;
 	if ((rc = mig_drain(s))) {
 		s->peer_gone = 1;
