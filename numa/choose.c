@@ -142,7 +142,8 @@ static int first_in_tier(struct rmig_placement *p, hwloc_const_cpuset_t set,
 		hwloc_obj_t core;
 		hwloc_const_cpuset_t sib;
 
-		if (hwloc_bitmap_isset(taken, (unsigned)cpu) || hwloc_bitmap_isset(p->vcpus, (unsigned)cpu))
+		if (hwloc_bitmap_isset(taken, (unsigned)cpu) || hwloc_bitmap_isset(p->vcpus, (unsigned)cpu) ||
+		    !hwloc_bitmap_isset(p->allowed, (unsigned)cpu))
 			continue;
 		sib = core_cpus(p->topo, cpu, &core);
 		if (tier == TIER_WORKER_SIBLING)
@@ -159,14 +160,19 @@ static int first_in_tier(struct rmig_placement *p, hwloc_const_cpuset_t set,
 static void nearer_full(struct rmig_placement *p, const struct level *lv,
 			hwloc_const_cpuset_t taken, char *buf, size_t len)
 {
-	bool any_vcpu = hwloc_bitmap_intersects(lv->obj->cpuset, p->vcpus);
-	bool any_worker = hwloc_bitmap_intersects(lv->obj->cpuset, taken);
+	const char *who[3];
+	int n = 0;
 	char cpus[64];
 
+	if (hwloc_bitmap_intersects(lv->obj->cpuset, p->vcpus))
+		who[n++] = "reserved for vCPUs";
+	if (!hwloc_bitmap_isincluded(lv->obj->cpuset, p->allowed))
+		who[n++] = "outside the planning thread's cpus";
+	if (hwloc_bitmap_intersects(lv->obj->cpuset, taken))
+		who[n++] = "an earlier worker's";
 	hwloc_bitmap_list_snprintf(cpus, sizeof(cpus), lv->obj->cpuset);
-	say(buf, len, "every cpu of %s (%s) is %s", lv->label, cpus,
-		 any_vcpu && any_worker ? "a vCPU or an earlier worker's"
-		 : any_vcpu ? "reserved for vCPUs" : "an earlier worker's");
+	say(buf, len, "every cpu of %s (%s) is %s%s%s%s%s", lv->label, cpus, who[0],
+	    n > 1 ? " or " : "", n > 1 ? who[1] : "", n > 2 ? " or " : "", n > 2 ? who[2] : "");
 }
 
 static void fill_worker(struct rmig_placement *p, struct place_worker *w, int cpu)
@@ -245,7 +251,7 @@ int place_choose(struct rmig_placement *p)
 	struct level lv[MAX_LEVELS];
 	hwloc_cpuset_t taken = hwloc_bitmap_alloc();
 	int nlv, placed = 0, rc = 0;
-	char vc[64];
+	char vc[64], al[64];
 
 	if (!taken)
 		return rmig_set_error(NULL, -ENOMEM, "out of memory for a cpuset");
@@ -259,9 +265,10 @@ int place_choose(struct rmig_placement *p)
 		}
 		if (!placed) {
 			hwloc_bitmap_list_snprintf(vc, sizeof(vc), p->vcpus);
+			hwloc_bitmap_list_snprintf(al, sizeof(al), p->allowed);
 			rc = rmig_set_error(NULL, -ENOSPC,
-					    "every cpu of %s is reserved for vCPUs (%s): leave at least one "
-					    "out of the vCPU set for the transfer workers", p->source, vc);
+					    "every cpu the workers may use on %s (%s) is reserved for vCPUs (%s): "
+					    "leave at least one out of the vCPU set", p->source, al, vc);
 			goto free_taken;
 		}
 		/* More workers than free cpus: share, round-robin over the placed ones. */

@@ -54,6 +54,8 @@ static void describe_text(const struct rmig_placement *p, struct out *o)
 	put(o, "locality: %s\n", p->locality);
 	put(o, "guest:    %s\n", p->guest);
 	put(o, "vcpus:    %s\n", p->vcpus_desc);
+	if (p->allowed_desc[0])
+		put(o, "affinity: %s\n", p->allowed_desc);
 	if (p->node >= 0)
 		put(o, "buffers:  node %d: %s\n", p->node, p->node_why);
 	else
@@ -89,6 +91,9 @@ static void describe_json(const struct rmig_placement *p, struct out *o)
 	put_json_str(o, p->guest);
 	hwloc_bitmap_list_snprintf(cpus, sizeof(cpus), p->vcpus);
 	put(o, ",\"vcpus\":");
+	put_json_str(o, cpus);
+	hwloc_bitmap_list_snprintf(cpus, sizeof(cpus), p->allowed);
+	put(o, ",\"allowed_cpus\":");
 	put_json_str(o, cpus);
 	put(o, ",\"node\":%d,\"node_why\":", p->node);
 	put_json_str(o, p->node_why);

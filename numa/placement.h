@@ -41,6 +41,8 @@ struct rmig_placement {
 
 	hwloc_bitmap_t vcpus; /* reserved cpus (OS numbers) */
 	char vcpus_desc[PLACE_WHY_MAX];
+	hwloc_bitmap_t allowed; /* cpus the planning thread may run on (this machine) */
+	char allowed_desc[PLACE_WHY_MAX]; /* "" when that is every cpu */
 
 	int node;             /* buffers and rings; -1 no preference */
 	hwloc_bitmap_t nodeset;

@@ -45,6 +45,31 @@ static int set_vcpus(struct rmig_placement *p, const char *list)
 	return 0;
 }
 
+/*
+ * On this machine workers stay within the cpus the planning thread may run
+ * on: taskset, a cgroup or libvirt's emulatorpin said where the
+ * hypervisor's own threads belong.
+ */
+static int set_allowed(struct rmig_placement *p)
+{
+	hwloc_bitmap_t mine;
+	char list[96];
+
+	p->allowed = hwloc_bitmap_dup(hwloc_topology_get_topology_cpuset(p->topo));
+	if (!p->allowed || !(mine = hwloc_bitmap_alloc()))
+		return rmig_set_error(NULL, -ENOMEM, "out of memory for a cpuset");
+	if (p->thissystem && hwloc_get_cpubind(p->topo, mine, HWLOC_CPUBIND_THREAD) == 0 &&
+	    hwloc_bitmap_intersects(mine, p->allowed) && !hwloc_bitmap_isincluded(p->allowed, mine)) {
+		hwloc_bitmap_and(p->allowed, p->allowed, mine);
+		hwloc_bitmap_list_snprintf(list, sizeof(list), p->allowed);
+		snprintf(p->allowed_desc, sizeof(p->allowed_desc),
+			 "the planning thread may run on cpus %s only (taskset, cgroup or "
+			 "emulatorpin): workers stay there", list);
+	}
+	hwloc_bitmap_free(mine);
+	return 0;
+}
+
 int rmig_placement_plan(const struct rmig_placement_opts *opts, struct rmig_placement **plan)
 {
 	struct rmig_placement_opts o;
@@ -73,6 +98,9 @@ int rmig_placement_plan(const struct rmig_placement_opts *opts, struct rmig_plac
 	rc = set_vcpus(p, o.vcpus);
 	if (rc < 0)
 		goto destroy_plan;
+	rc = set_allowed(p);
+	if (rc < 0)
+		goto destroy_plan;
 	place_find_nic(p, o.nic);
 	rc = place_find_guest(p, &o);
 	if (rc < 0)
@@ -92,6 +120,7 @@ void rmig_placement_destroy(struct rmig_placement *p)
 	if (!p)
 		return;
 	hwloc_bitmap_free(p->vcpus);
+	hwloc_bitmap_free(p->allowed);
 	hwloc_bitmap_free(p->nodeset);
 	if (p->topo)
 		hwloc_topology_destroy(p->topo);

@@ -167,18 +167,49 @@ static bool is_pci_id(const char *s)
 }
 
 /*
- * An IP address (the tcp backend's local address): the interface holding
- * it on this machine, into name.  False if s is not an address or no
- * interface here holds it.
+ * The address part of "192.0.2.2", "192.0.2.2:4444", "fe80::1" or
+ * "[fe80::1]:4444" (what rmig_local_addr gives), parsed into want.
+ * Returns the address family, or 0 if s is not an address.
+ */
+static int parse_addr(const char *s, unsigned char want[sizeof(struct in6_addr)])
+{
+	char host[INET6_ADDRSTRLEN + 8];
+	const char *colon = strchr(s, ':'), *end;
+	size_t n;
+
+	if (*s == '[') {
+		end = strchr(s, ']');
+		if (!end || (end[1] && end[1] != ':'))
+			return 0;
+		s++;
+		n = (size_t)(end - s);
+	} else if (colon && !strchr(colon + 1, ':')) {
+		n = (size_t)(colon - s); /* one colon: IPv4 with a port */
+	} else {
+		n = strlen(s);
+	}
+	if (n >= sizeof(host))
+		return 0;
+	memcpy(host, s, n);
+	host[n] = '\0';
+	if (inet_pton(AF_INET, host, want) == 1)
+		return AF_INET;
+	return inet_pton(AF_INET6, host, want) == 1 ? AF_INET6 : 0;
+}
+
+/*
+ * An IP address (the local end of a connection, any backend): the
+ * interface holding it on this machine, into name.  False if s is not an
+ * address or no interface here holds it.
  */
 static bool iface_of_addr(const char *s, char *name, size_t len)
 {
 	unsigned char want[sizeof(struct in6_addr)];
 	struct ifaddrs *ifs, *i;
 	bool found = false;
-	int af = strchr(s, ':') ? AF_INET6 : AF_INET;
+	int af = parse_addr(s, want);
 
-	if (inet_pton(af, s, want) != 1 || getifaddrs(&ifs) < 0)
+	if (!af || getifaddrs(&ifs) < 0)
 		return false;
 	for (i = ifs; i && !found; i = i->ifa_next) {
 		const void *have;
@@ -331,6 +362,7 @@ static void unknown_nic(struct rmig_placement *p, const char *name)
 
 void place_find_nic(struct rmig_placement *p, const char *name)
 {
+	unsigned char addr[sizeof(struct in6_addr)];
 	char iface[64];
 	hwloc_obj_t obj = NULL;
 
@@ -349,7 +381,15 @@ void place_find_nic(struct rmig_placement *p, const char *name)
 			return;
 		}
 		name = obj->name;
-	} else if (p->thissystem && iface_of_addr(name, iface, sizeof(iface))) {
+	} else if (parse_addr(name, addr)) {
+		if (!p->thissystem || !iface_of_addr(name, iface, sizeof(iface))) {
+			snprintf(p->nic, sizeof(p->nic), "%s", name);
+			snprintf(p->nic_desc, sizeof(p->nic_desc), "address %s (no interface)", name);
+			snprintf(p->locality, sizeof(p->locality),
+				 "no interface of %s holds address %s: its locality is unknown",
+				 p->thissystem ? "this machine" : "that topology", name);
+			return;
+		}
 		name = iface; /* from here on, the interface holding the address */
 		obj = find_osdev(p->topo, name);
 	} else if (is_pci_id(name)) {

@@ -15,7 +15,9 @@
  * A plan may describe this machine, or another one (an hwloc XML file or a
  * synthetic description, for tests and for "what would happen there").
  * Only a plan of this machine binds threads and memory; the others answer
- * the questions and bind nothing.
+ * the questions and bind nothing.  On this machine workers also stay
+ * within the cpus the thread making the plan may run on (taskset, a cgroup
+ * or libvirt's emulatorpin decided where the hypervisor's threads go).
  *
  * Thread safety: a plan is read-only once made; any thread may call the
  * functions below on it concurrently, until rmig_placement_destroy.
@@ -54,9 +56,9 @@ struct rmig_placement_opts {
 	/*
 	 * The NIC the migration uses: an RDMA device name ("mlx5_0", from
 	 * ibv_get_device_name), a network interface ("eth0"), a local IP
-	 * address ("192.0.2.2", for the tcp backend: the interface holding
-	 * it), or a PCI bus id ("0000:3b:00.0", e.g. from libfabric's
-	 * fi_info->nic->bus_attr).  "auto": the first RDMA device, else the
+	 * address with or without port ("192.0.2.2:4444", "[fe80::1]:4444",
+	 * as rmig_local_addr gives it: the interface holding it), or a PCI
+	 * bus id ("0000:3b:00.0", e.g. from libfabric's fi_info->nic->bus_attr).  "auto": the first RDMA device, else the
 	 * first network interface on PCI.  NULL: unknown (no NIC locality).
 	 */
 	const char *nic;

@@ -157,12 +157,76 @@ static void test_nic_by_address(void)
 	rmig_placement_destroy(plan);
 }
 
+/* A plan made on a thread pinned to cpu 1 (taskset, emulatorpin) stays on cpu 1. */
+static void *plan_pinned(void *arg)
+{
+	struct rmig_placement_opts o = { .size = sizeof(o), .workers = 2 };
+	struct rmig_placement **plan = arg;
+	cpu_set_t one;
+
+	CPU_ZERO(&one);
+	CPU_SET(1, &one);
+	if (pthread_setaffinity_np(pthread_self(), sizeof(one), &one) == 0)
+		rmig_placement_plan(&o, plan);
+	return NULL;
+}
+
+static void test_stays_within_affinity(void)
+{
+	struct rmig_placement *plan = NULL;
+	pthread_t t;
+	char desc[4096];
+
+	CU_ASSERT_EQUAL_FATAL(pthread_create(&t, NULL, plan_pinned, &plan), 0);
+	pthread_join(t, NULL);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(plan);
+	CU_ASSERT_EQUAL(rmig_placement_cpu(plan, 0), 1);
+	CU_ASSERT_EQUAL(rmig_placement_cpu(plan, 1), 1);
+	rmig_placement_describe(plan, desc, sizeof(desc), 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(desc, "affinity: the planning thread may run on cpus 1 only"));
+	rmig_placement_destroy(plan);
+
+	/* And the unpinned main thread sees every cpu: no affinity line. */
+	struct rmig_placement_opts o = { .size = sizeof(o) };
+
+	CU_ASSERT_EQUAL_FATAL(rmig_placement_plan(&o, &plan), 0);
+	rmig_placement_describe(plan, desc, sizeof(desc), 0);
+	CU_ASSERT_PTR_NULL(strstr(desc, "affinity:"));
+	rmig_placement_destroy(plan);
+}
+
+/* A local address with a port, as rmig_local_addr gives it. */
+static void test_nic_by_address_and_port(void)
+{
+	static const char *const addrs[] = { "127.0.0.1:4444", "[::1]:4444" };
+	struct rmig_placement_opts o = { .size = sizeof(o) };
+	struct rmig_placement *plan;
+	char desc[4096];
+
+	for (size_t i = 0; i < 2; i++) {
+		o.nic = addrs[i];
+		CU_ASSERT_EQUAL_FATAL(rmig_placement_plan(&o, &plan), 0);
+		rmig_placement_describe(plan, desc, sizeof(desc), 0);
+		/* ::1 may be absent where IPv6 is off: then no interface holds it. */
+		CU_ASSERT(strstr(desc, "network interface lo (not on PCI)") ||
+			  (i == 1 && strstr(desc, "no interface of this machine holds address")));
+		rmig_placement_destroy(plan);
+	}
+	o.nic = "192.0.2.254:1";
+	CU_ASSERT_EQUAL_FATAL(rmig_placement_plan(&o, &plan), 0);
+	rmig_placement_describe(plan, desc, sizeof(desc), 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(desc, "no interface of this machine holds address 192.0.2.254:1"));
+	rmig_placement_destroy(plan);
+}
+
 static const CU_TestInfo tests[] = {
 	{ "workers are bound to their cpus", test_workers_are_bound },
 	{ "workers avoid vCPUs", test_workers_avoid_vcpus },
 	{ "buffers on the plan's node", test_alloc_on_node },
 	{ "guest memory's node", test_guest_memory_node },
 	{ "NIC by local address", test_nic_by_address },
+	{ "NIC by local address and port", test_nic_by_address_and_port },
+	{ "workers stay within the planner's affinity", test_stays_within_affinity },
 	CU_TEST_INFO_NULL,
 };
 

@@ -174,7 +174,7 @@ static void test_vcpus_occupy_nic_socket(void)
 	p = plan_of(TWO_SOCKET, "mlx5_0", 3, "4,5", NULL);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(p);
 	CU_ASSERT_STRING_EQUAL(cpus_of(p), "6,7,0");
-	CU_ASSERT(why_has(p, 2, "is a vCPU or an earlier worker's"));
+	CU_ASSERT(why_has(p, 2, "(4-7) is reserved for vCPUs or an earlier worker's"));
 	rmig_placement_destroy(p);
 
 	/* SMT: vCPUs on every cpu of the NIC's socket, siblings included. */
