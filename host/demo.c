@@ -122,7 +122,7 @@ void host_print_result(const struct host_result *r, int json, const char *role)
 	if (json) {
 		printf("{\"role\":\"%s\",\"ok\":%s,\"committed\":%s,\"outcome\":\"%s\",\"error\":\"%s\","
 		       "\"backend\":\"%s\",\"tracker\":\"%s\",\"guest_bytes\":%llu,\"rounds\":%u,"
-		       "\"total_ms\":%.1f,\"downtime_ms\":%.1f,\"predicted_downtime_ms\":%.1f,"
+		       "\"total_ms\":%.1f,\"reserve_ms\":%.1f,\"downtime_ms\":%.1f,\"predicted_downtime_ms\":%.1f,"
 		       "\"bytes_sent\":%llu,\"stream_bytes\":%llu,\"pages\":%llu,\"zero_pages\":%llu,"
 		       "\"final_pages\":%llu,\"writes\":%llu,\"batches\":%llu,\"registrations\":%llu,"
 		       "\"registration_ms\":%.2f,\"throughput_mib_s\":%.1f,\"forced\":%s,"
@@ -131,7 +131,7 @@ void host_print_result(const struct host_result *r, int json, const char *role)
 		       role, r->rc ? "false" : "true", r->committed ? "true" : "false", r->outcome,
 		       r->error[0] && r->rc ? r->error : "", r->backend, r->tracker,
 		       (unsigned long long)r->guest_size, r->rounds, r->total_ns / 1e6,
-		       r->downtime_ns / 1e6, r->predicted_ms, (unsigned long long)r->bytes,
+		       r->reserve_ns / 1e6, r->downtime_ns / 1e6, r->predicted_ms, (unsigned long long)r->bytes,
 		       (unsigned long long)r->stream_bytes, (unsigned long long)r->pages,
 		       (unsigned long long)r->zero_pages, (unsigned long long)r->final_pages,
 		       (unsigned long long)r->writes, (unsigned long long)r->batches,
@@ -150,7 +150,8 @@ void host_print_result(const struct host_result *r, int json, const char *role)
 	printf("  backend     %s (dirty tracking: %s)\n", r->backend[0] ? r->backend : "-",
 	       r->tracker[0] ? r->tracker : "-");
 	printf("  guest       %s\n", gs);
-	printf("  total time  %.1f ms\n", r->total_ns / 1e6);
+	printf("  total time  %.1f ms (reservation %.1f ms)\n", r->total_ns / 1e6,
+	       r->reserve_ns / 1e6);
 	if (r->committed && !strcmp(role, "source"))
 		printf("  downtime    %.1f ms (%llu pages in the final round)%s\n",
 		       r->downtime_ns / 1e6, (unsigned long long)r->final_pages,

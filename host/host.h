@@ -74,6 +74,7 @@ struct host_result {
 	unsigned rounds;
 	uint64_t guest_size;
 	uint64_t total_ns, downtime_ns, verify_ns;
+	uint64_t reserve_ns;      /* of total: connect, offer, the destination's answer */
 	uint64_t bytes, stream_bytes, pages, zero_pages, writes, batches;
 	uint64_t regs, reg_ns, mrs_live;
 	double throughput;        /* page bytes/s over the migration */

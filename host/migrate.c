@@ -242,6 +242,7 @@ static int run(struct src *x)
 		idle_hash = guest_hash_all(x->g.mem, x->g.size);
 	t0 = rmig_now_ns();
 	rc = x->ops->setup(x->s);
+	r->reserve_ns = rmig_now_ns() - t0;
 	if (!rc) {
 		progress(x, HOST_STAGE_RESERVED, 0);
 		rc = precopy(x);

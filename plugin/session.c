@@ -37,7 +37,8 @@ const char *mig_state_name(enum rmig_mig_state st)
 void mig_set_state(struct rmig_mig *s, enum rmig_mig_state st)
 {
 	if (getenv("RMIG_TRACE"))
-		fprintf(stderr, "rdmamig: %s: %s -> %s\n",
+		fprintf(stderr, "rdmamig: %.3f s %s: %s -> %s\n",
+			(double)(rmig_now_ns() - s->t0) / 1e9,
 			s->role == MIG_SOURCE ? "source" : "destination",
 			mig_state_name(s->state), mig_state_name(st));
 	s->state = st;
