@@ -488,6 +488,7 @@ void place_find_nic(struct rmig_placement *p, const char *name)
 int place_find_guest(struct rmig_placement *p, const struct rmig_placement_opts *o)
 {
 	hwloc_bitmap_t nodes = hwloc_bitmap_alloc();
+	const char *how;
 	char list[64];
 	int rc = 0;
 
@@ -495,6 +496,7 @@ int place_find_guest(struct rmig_placement *p, const struct rmig_placement_opts 
 	if (!nodes)
 		return rmig_set_error(NULL, -ENOMEM, "out of memory for a nodeset");
 	if (o->guest_nodes && *o->guest_nodes) {
+		how = "as given";
 		if (place_parse_list(o->guest_nodes, nodes) < 0) {
 			rc = rmig_set_error(NULL, -EINVAL,
 					    "guest nodes '%s' is not a list of NUMA node numbers such as \"1\" or \"0-1\"",
@@ -502,14 +504,15 @@ int place_find_guest(struct rmig_placement *p, const struct rmig_placement_opts 
 			goto free_nodes;
 		}
 		hwloc_bitmap_and(nodes, nodes, hwloc_topology_get_topology_nodeset(p->topo));
-		snprintf(p->guest, sizeof(p->guest), "as given");
 	} else if (o->guest_addr && o->guest_len && p->thissystem) {
+		how = "where its pages are";
 		if (hwloc_get_area_memlocation(p->topo, o->guest_addr, o->guest_len, nodes,
 					       HWLOC_MEMBIND_BYNODESET) < 0)
 			hwloc_bitmap_zero(nodes);
-		snprintf(p->guest, sizeof(p->guest), "where its pages are");
 	} else {
-		snprintf(p->guest, sizeof(p->guest), "unknown (no guest memory given)");
+		snprintf(p->guest, sizeof(p->guest), "unknown (%s)",
+			 o->guest_addr ? "an address means nothing on another machine's topology"
+				       : "no guest memory given");
 		goto free_nodes;
 	}
 	if (hwloc_bitmap_iszero(nodes)) {
@@ -520,11 +523,10 @@ int place_find_guest(struct rmig_placement *p, const struct rmig_placement_opts 
 	p->guest_node = hwloc_bitmap_first(nodes);
 	hwloc_bitmap_list_snprintf(list, sizeof(list), nodes);
 	if (hwloc_bitmap_weight(nodes) == 1)
-		snprintf(p->guest, sizeof(p->guest), "node %d (%s)", p->guest_node,
-			 o->guest_nodes ? "as given" : "where its pages are");
+		snprintf(p->guest, sizeof(p->guest), "node %d (%s)", p->guest_node, how);
 	else
-		snprintf(p->guest, sizeof(p->guest), "spread over nodes %s; node %d counts",
-			 list, p->guest_node);
+		snprintf(p->guest, sizeof(p->guest), "spread over nodes %s (%s); node %d counts",
+			 list, how, p->guest_node);
 free_nodes:
 	hwloc_bitmap_free(nodes);
 	return rc;
