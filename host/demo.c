@@ -117,8 +117,28 @@ static void mib(char *b, size_t n, double bytes)
 		snprintf(b, n, "%.1f MiB", bytes / (1 << 20));
 }
 
+/* s with JSON's special characters escaped, into buf. */
+static const char *jstr(char *buf, size_t len, const char *s)
+{
+	size_t o = 0;
+
+	for (; *s && o + 7 < len; s++) {
+		unsigned char c = (unsigned char)*s;
+		if (c == '"' || c == '\\')
+			o += (size_t)snprintf(buf + o, len - o, "\\%c", c);
+		else if (c < 0x20)
+			o += (size_t)snprintf(buf + o, len - o, "\\u%04x", c);
+		else
+			buf[o++] = (char)c;
+	}
+	buf[o] = 0;
+	return buf;
+}
+
 void host_print_result(const struct host_result *r, int json, const char *role)
 {
+	char e1[600], e2[400];
+
 	const char *ver = r->verified == 1 ? "yes" : r->verified == 0 ? "no" : "not checked";
 	char gs[32], bs[32];
 
@@ -130,9 +150,11 @@ void host_print_result(const struct host_result *r, int json, const char *role)
 		       "\"final_pages\":%llu,\"writes\":%llu,\"batches\":%llu,\"registrations\":%llu,"
 		       "\"registration_ms\":%.2f,\"throughput_mib_s\":%.1f,\"forced\":%s,"
 		       "\"verified\":%s,\"mismatched_pages\":%llu,\"verify_ms\":%.1f,"
-		       "\"guest_running_here\":%s}\n",
-		       role, r->rc ? "false" : "true", r->committed ? "true" : "false", r->outcome,
-		       r->error[0] && r->rc ? r->error : "", r->backend, r->tracker,
+		       "\"guest_running_here\":%s,\"round_log\":[",
+		       role, r->rc ? "false" : "true", r->committed ? "true" : "false",
+		       jstr(e2, sizeof(e2), r->outcome),
+		       jstr(e1, sizeof(e1), r->error[0] && r->rc ? r->error : ""), r->backend,
+		       r->tracker,
 		       (unsigned long long)r->guest_size, r->rounds, r->total_ns / 1e6,
 		       r->reserve_ns / 1e6, r->downtime_ns / 1e6, r->predicted_ms, (unsigned long long)r->bytes,
 		       (unsigned long long)r->stream_bytes, (unsigned long long)r->pages,
@@ -143,6 +165,16 @@ void host_print_result(const struct host_result *r, int json, const char *role)
 		       r->verified == 1 ? "true" : r->verified == 0 ? "false" : "null",
 		       (unsigned long long)r->mismatched_pages, r->verify_ns / 1e6,
 		       r->guest_running ? "true" : "false");
+		for (unsigned i = 0; i < r->nround_log; i++) {
+			const struct host_round *x = &r->round_log[i];
+			printf("%s{\"round\":%u,\"final\":%s,\"pages\":%llu,\"zero_pages\":%llu,"
+			       "\"bytes\":%llu,\"writes\":%llu,\"batches\":%llu,\"ms\":%.2f,"
+			       "\"mib_s\":%.1f}", i ? "," : "", i, x->final ? "true" : "false",
+			       (unsigned long long)x->pages, (unsigned long long)x->zero_pages,
+			       (unsigned long long)x->bytes, (unsigned long long)x->writes,
+			       (unsigned long long)x->batches, x->ms, x->mib_s);
+		}
+		printf("]}\n");
 		return;
 	}
 	mib(gs, sizeof(gs), (double)r->guest_size);

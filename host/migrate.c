@@ -94,6 +94,11 @@ static int send_round(struct src *x, unsigned flags, int all)
 	}
 	if (!rc && (flags & RMIG_ROUND_FINAL))
 		x->r->final_pages = rs.pages;
+	if (!rc && x->r->nround_log < HOST_ROUNDS_LOG)
+		x->r->round_log[x->r->nround_log++] = (struct host_round){
+			.pages = rs.pages, .zero_pages = rs.zero_pages, .bytes = rs.bytes,
+			.writes = rs.writes, .batches = rs.batches, .ms = rs.ns / 1e6,
+			.mib_s = rs.rate / (1 << 20), .final = rs.final };
 	return rc;
 }
 
@@ -243,6 +248,7 @@ static int run(struct src *x)
 	t0 = rmig_now_ns();
 	rc = x->ops->setup(x->s);
 	r->reserve_ns = rmig_now_ns() - t0;
+	int started = !rc;
 	if (!rc) {
 		progress(x, HOST_STAGE_RESERVED, 0);
 		rc = precopy(x);
@@ -255,7 +261,7 @@ static int run(struct src *x)
 	host_fill_stats(x->ops, x->s, r);
 	if (rc) {
 		rolled_back(x, rc, rc == -ETIME ? "migration given up"
-						  : "migration rolled back");
+				   : started ? "migration rolled back" : "migration did not start");
 		if (!o->dirty_rate)
 			r->source_intact = guest_hash_all(x->g.mem, x->g.size) == idle_hash;
 		return rc;

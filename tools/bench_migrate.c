@@ -20,7 +20,8 @@
 
 struct cell {
 	double total_ms[MAXRUNS], down_ms[MAXRUNS], mibs[MAXRUNS], reg_ms[MAXRUNS],
-		sent_ratio[MAXRUNS], rounds[MAXRUNS], regs[MAXRUNS];
+		sent_ratio[MAXRUNS], rounds[MAXRUNS], regs[MAXRUNS], res_ms[MAXRUNS],
+		r0_mibs[MAXRUNS];
 	int n, verified, failed;
 	char why[256];
 };
@@ -61,6 +62,8 @@ static void run_cell(const struct host_opts *base, struct cell *c, int runs)
 		c->reg_ms[c->n] = r.reg_ns / 1e6;
 		c->regs[c->n] = (double)r.regs;
 		c->rounds[c->n] = r.rounds;
+		c->res_ms[c->n] = r.reserve_ns / 1e6;
+		c->r0_mibs[c->n] = r.nround_log ? r.round_log[0].mib_s : 0;
 		c->sent_ratio[c->n] = (double)r.bytes / (double)r.guest_size;
 		c->n++;
 	}
@@ -74,7 +77,8 @@ static void usage(FILE *f)
 		   "processes on this machine, with whole-block and on-demand chunk\n"
 		   "registration, for each backend given (default: every one that runs\n"
 		   "here); prints medians of total time, downtime, rounds, page bytes sent\n"
-		   "per guest byte, throughput and registration time.\n"
+		   "per guest byte, throughput (overall, and of round 0 alone: the\n"
+		   "transfer without the reservation) and registration time.\n"
 		   "Defaults: --guest-size 256M --dirty-rate 50M --runs 3.\n");
 }
 
@@ -113,8 +117,8 @@ int bench_migrate(int argc, char **argv)
 	if (!json) {
 		printf("guest %llu MiB, dirtying guest at %llu MiB/s (uniform, 1 vCPU), downtime limit 300 ms, %d runs, medians\n\n",
 		       (unsigned long long)(size >> 20), (unsigned long long)(rate >> 20), runs);
-		printf("| backend | guest | registration | total ms | downtime ms | rounds | sent / guest | MiB/s | reg ms (regs) | verified |\n");
-		printf("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n");
+		printf("| backend | guest | registration | total ms | reservation ms | downtime ms | rounds | sent / guest | MiB/s overall | MiB/s round 0 | reg ms (regs) | verified |\n");
+		printf("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n");
 	}
 	for (int b = 0; b < nb; b++) {
 		for (int dirty = 0; dirty < 2; dirty++) {
@@ -132,20 +136,22 @@ int bench_migrate(int argc, char **argv)
 				const char *g = dirty ? "dirtying" : "idle";
 				const char *rg = reg == RMIG_REG_WHOLE ? "whole" : "chunked";
 				if (json) {
-					printf("{\"backend\":\"%s\",\"guest\":\"%s\",\"registration\":\"%s\",\"guest_bytes\":%llu,\"runs\":%d,\"failed\":%d,\"total_ms\":%.1f,\"downtime_ms\":%.1f,\"rounds\":%.0f,\"sent_per_guest_byte\":%.3f,\"mib_s\":%.1f,\"registration_ms\":%.2f,\"registrations\":%.0f,\"verified\":%s}\n",
+					printf("{\"backend\":\"%s\",\"guest\":\"%s\",\"registration\":\"%s\",\"guest_bytes\":%llu,\"runs\":%d,\"failed\":%d,\"total_ms\":%.1f,\"reserve_ms\":%.1f,\"round0_mib_s\":%.1f,\"downtime_ms\":%.1f,\"rounds\":%.0f,\"sent_per_guest_byte\":%.3f,\"mib_s\":%.1f,\"registration_ms\":%.2f,\"registrations\":%.0f,\"verified\":%s}\n",
 					       backends[b], g, rg, (unsigned long long)size, runs, c.failed,
-					       median(c.total_ms, c.n), median(c.down_ms, c.n),
+					       median(c.total_ms, c.n), median(c.res_ms, c.n),
+					       median(c.r0_mibs, c.n), median(c.down_ms, c.n),
 					       median(c.rounds, c.n), median(c.sent_ratio, c.n),
 					       median(c.mibs, c.n), median(c.reg_ms, c.n),
 					       median(c.regs, c.n), c.verified && c.n ? "true" : "false");
 				} else if (!c.n) {
-					printf("| %s | %s | %s | failed: %s | | | | | | |\n", backends[b], g, rg,
+					printf("| %s | %s | %s | failed: %s | | | | | | | | |\n", backends[b], g, rg,
 					       c.why);
 				} else {
-					printf("| %s | %s | %s | %.0f | %.1f | %.0f | %.3f | %.0f | %.2f (%.0f) | %s%s |\n",
+					printf("| %s | %s | %s | %.0f | %.0f | %.1f | %.0f | %.3f | %.0f | %.0f | %.2f (%.0f) | %s%s |\n",
 					       backends[b], g, rg, median(c.total_ms, c.n),
-					       median(c.down_ms, c.n), median(c.rounds, c.n),
-					       median(c.sent_ratio, c.n), median(c.mibs, c.n),
+					       median(c.res_ms, c.n), median(c.down_ms, c.n),
+					       median(c.rounds, c.n), median(c.sent_ratio, c.n),
+					       median(c.mibs, c.n), median(c.r0_mibs, c.n),
 					       median(c.reg_ms, c.n), median(c.regs, c.n),
 					       c.verified ? "yes" : "NO",
 					       c.failed ? " (some runs failed)" : "");
