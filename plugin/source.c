@@ -15,6 +15,7 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -283,9 +284,8 @@ static int offer(struct rmig_mig *s, struct wire_block *wb)
 }
 
 /* The destination's answer: keys in block order, each the block's size. */
-static int take_reserve(struct rmig_mig *s, uint32_t offered)
+static int take_reserve(struct rmig_mig *s, uint32_t offered, struct rmig_rkey *keys)
 {
-	static struct rmig_rkey keys[WIRE_BLOCKS_MAX];
 	char why[128];
 	struct wire_reserve r;
 	struct wire_hdr h;
@@ -325,7 +325,6 @@ static int take_reserve(struct rmig_mig *s, uint32_t offered)
 
 int mig_source_setup(struct rmig_mig *s)
 {
-	static struct wire_block wb[WIRE_BLOCKS_MAX];
 	struct rmig_ep_opts o = { .size = sizeof(o), .timeout_ms = s->cfg.timeout_ms };
 	uint32_t offered = 0;
 	int rc;
@@ -343,13 +342,26 @@ int mig_source_setup(struct rmig_mig *s)
 		return mig_err(s, rc, "cannot reach the destination %s: %s", s->cfg.addr,
 			       rmig_last_error());
 	}
+	/* Scratch for the offer and the keys: no statics, sessions may run
+	 * side by side in one process. */
+	struct wire_block *wb = calloc(WIRE_BLOCKS_MAX, sizeof(*wb));
+	struct rmig_rkey *keys = calloc(WIRE_BLOCKS_MAX, sizeof(*keys));
+	if (!wb || !keys) {
+		free(wb);
+		free(keys);
+		return mig_fail(s, -ENOMEM, "out of memory for the offer");
+	}
 	rc = offer(s, wb);
 	if (rc) {
 		s->peer_gone = 1;
-		return mig_fail(s, rc, "lost the destination sending the offer: %s",
-				rmig_ep_error(s->ep));
+		rc = mig_fail(s, rc, "lost the destination sending the offer: %s",
+			      rmig_ep_error(s->ep));
+	} else {
+		rc = take_reserve(s, offered, keys);
 	}
-	if ((rc = take_reserve(s, offered)))
+	free(wb);
+	free(keys);
+	if (rc)
 		return rc;
 	mig_set_state(s, RMIG_STATE_SETUP);
 	if ((rc = mig_register_source(s)))
