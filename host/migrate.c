@@ -34,6 +34,7 @@ struct src {
 	long nruns;
 	uint64_t dirty_bytes;
 	uint64_t round_ns, round_bytes; /* pre-copy totals, for the rate */
+	uint64_t last_round_ns;         /* for the dirty rate */
 	int tty;
 };
 
@@ -91,6 +92,7 @@ static int send_round(struct src *x, unsigned flags, int all)
 	if (!rc && !(flags & RMIG_ROUND_FINAL)) {
 		x->round_ns += rs.ns;
 		x->round_bytes += rs.bytes;
+		x->last_round_ns = rs.ns;
 	}
 	if (!rc && (flags & RMIG_ROUND_FINAL))
 		x->r->final_pages = rs.pages;
@@ -197,8 +199,9 @@ static int precopy(struct src *x)
 				return 0;
 			}
 			snprintf(x->r->error, sizeof(x->r->error),
-				 "pre-copy did not converge in %u rounds: %.0f ms predicted downtime exceeds the %u ms limit (dirty rate above link rate); use --policy force or raise --downtime-ms",
-				 round, predicted, o->downtime_ms);
+				 "pre-copy did not converge in %u rounds: the guest dirtied %.1f MiB during the last %.0f ms round at %.0f MiB/s, %.0f ms predicted downtime exceeds the %u ms limit; use --policy force or raise --downtime-ms",
+				 round, (double)x->dirty_bytes / (1 << 20), x->last_round_ns / 1e6,
+				 rate_of(x) / (1 << 20), predicted, o->downtime_ms);
 			x->ops->cancel(x->s, "pre-copy did not converge");
 			return -ETIME;
 		}
