@@ -31,6 +31,12 @@ static int reap(struct rmig_mig *s, int wait)
 				      "page writes not completed within %d ms",
 				      s->cfg.timeout_ms);
 	for (int i = 0; i < n; i++) {
+		for (unsigned j = 0; j < s->inflight; j++) {
+			if (s->inflight_ids[j] == c[i].wr_id) {
+				s->inflight_ids[j] = s->inflight_ids[s->inflight - 1];
+				break;
+			}
+		}
 		s->inflight--;
 		if (c[i].status)
 			return rmig_set_error(s->ep, c[i].status, "a page write failed: %s",
@@ -50,6 +56,23 @@ int mig_drain(struct rmig_mig *s)
 	if (rc)
 		s->inflight = 0;
 	return rc;
+}
+
+int mig_wait_batch(struct rmig_mig *s, uint64_t wr_id)
+{
+	int rc;
+
+	if (wr_id == s->next_wr_id && s->nbatch && (rc = mig_post_batch(s)))
+		return rc;
+	for (;;) {
+		unsigned j = 0;
+		while (j < s->inflight && s->inflight_ids[j] != wr_id)
+			j++;
+		if (j == s->inflight)
+			return 0;
+		if ((rc = reap(s, 1)))
+			return rc;
+	}
 }
 
 /* Sleep as long as the round is ahead of the bandwidth cap. */
@@ -86,8 +109,7 @@ int mig_post_batch(struct rmig_mig *s)
 	}
 	if (rc)
 		goto lost;
-	s->next_wr_id++;
-	s->inflight++;
+	s->inflight_ids[s->inflight++] = s->next_wr_id++;
 	s->round.batches++;
 	s->st.batches++;
 	s->round.bytes += s->batch_bytes;
