@@ -35,14 +35,21 @@ struct src {
 	uint64_t dirty_bytes;
 	uint64_t round_ns, round_bytes; /* pre-copy totals, for the rate */
 	uint64_t last_round_ns;         /* for the dirty rate */
+	double last_rate;               /* bytes/s of the last round */
 	int tty;
 };
 
+/*
+ * The rate that predicts the final round: the last round's.  Round 0
+ * moves long runs of pages; later rounds, like the final one, move
+ * scattered dirty pages, which cost more per byte on every backend.
+ */
 static double rate_of(const struct src *x)
 {
-	if (!x->round_ns)
-		return 0;
-	return (double)x->round_bytes * 1e9 / (double)x->round_ns;
+	if (x->last_rate > 0)
+		return x->last_rate;
+	/* The last round was empty: all rounds together. */
+	return x->round_ns ? (double)x->round_bytes * 1e9 / (double)x->round_ns : 0;
 }
 
 static void progress(struct src *x, enum host_stage st, unsigned round)
@@ -93,6 +100,7 @@ static int send_round(struct src *x, unsigned flags, int all)
 		x->round_ns += rs.ns;
 		x->round_bytes += rs.bytes;
 		x->last_round_ns = rs.ns;
+		x->last_rate = rs.rate;
 	}
 	if (!rc && (flags & RMIG_ROUND_FINAL))
 		x->r->final_pages = rs.pages;
@@ -191,7 +199,9 @@ static int precopy(struct src *x)
 	progress(x, HOST_STAGE_ROUND, 0);
 	for (;; round++) {
 		double predicted = x->r->predicted_ms;
-		if (predicted <= o->downtime_ms)
+		/* After round 0 only an idle guest stops: the others need one
+		 * round of dirty pages to measure what the final round costs. */
+		if (predicted <= o->downtime_ms && (round > 1 || !x->dirty_bytes))
 			return 0;
 		if (round >= o->max_rounds) {
 			if (o->policy == RMIG_POLICY_FORCE) {
