@@ -32,6 +32,8 @@
 #define VERBS_HELLO "RMIGVRB1"
 #define VERBS_HELLO_LEN 8
 #define VERBS_BACKLOG 64
+/* Longest a close waits for posted sends and writes to finish. */
+#define VERBS_DRAIN_MS 2000
 
 /* What an event said, copied out before it is acknowledged. */
 struct cm_result {
@@ -254,6 +256,17 @@ static int wait_established(struct verbs_ep *v, uint64_t deadline, int timeout_m
 	switch (r.type) {
 	case RDMA_CM_EVENT_ESTABLISHED:
 		return 0;
+	case RDMA_CM_EVENT_DISCONNECTED:
+		/*
+		 * Accepting side: the peer connected (it disconnects only once
+		 * established) and left before our ESTABLISHED arrived.  Hand out
+		 * the endpoint, dead, as a TCP accept returns a socket whose peer
+		 * already closed.
+		 */
+		pthread_mutex_lock(&v->lock);
+		verbs_mark_dead(v, -ECONNRESET, "connection closed by the peer");
+		pthread_mutex_unlock(&v->lock);
+		return 0;
 	case RDMA_CM_EVENT_REJECTED:
 		return rmig_set_error(NULL, -ECONNREFUSED,
 				      "connection to %s refused: is an rdmamig verbs peer listening?",
@@ -436,9 +449,12 @@ static void verbs_close(struct rmig_ep *ep)
 {
 	struct verbs_ep *v = VERBS(ep);
 
-	/* A DREQ to the peer: its waits end with -ECONNRESET right away. */
-	if (v->qp_made)
+	if (v->qp_made) {
+		verbs_drain(v, v->base.timeout_ms < VERBS_DRAIN_MS && v->base.timeout_ms >= 0
+				       ? v->base.timeout_ms : VERBS_DRAIN_MS);
+		/* A DREQ to the peer: its waits end with -ECONNRESET right away. */
 		rdma_disconnect(v->id);
+	}
 	verbs_destroy(v);
 }
 

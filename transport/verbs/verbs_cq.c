@@ -315,16 +315,38 @@ int verbs_poll(struct rmig_ep *ep, struct rmig_completion *c, unsigned max,
 {
 	struct verbs_ep *v = VERBS(ep);
 	unsigned n = 0;
+	int failed = 0;
 
 	verbs_wait(v, rmig_deadline(timeout_ms), have_done, NULL);
 	pthread_mutex_lock(&v->lock);
 	while (n < max && v->done_count) {
-		c[n++] = v->done[v->done_head];
+		c[n] = v->done[v->done_head];
+		failed |= c[n++].status != 0;
 		v->done_head = (v->done_head + 1) % RMIG_OUTSTANDING_MAX;
 		v->done_count--;
 	}
+	/* A failed batch: the endpoint's phrase says why (the first error). */
+	if (failed && v->dead)
+		rmig_set_error(ep, v->dead_err, "%s", v->dead_why);
 	pthread_mutex_unlock(&v->lock);
 	return n ? (int)n : verbs_dead_error(v);
+}
+
+static int sq_empty(struct verbs_ep *v, void *arg)
+{
+	(void)arg;
+	return v->sq_used == 0;
+}
+
+/*
+ * Before a close: let posted sends and writes finish, as a TCP close
+ * delivers what was written.  A message sent just before rmig_close (a
+ * "shutdown") would otherwise die with the queue pair.
+ */
+void verbs_drain(struct verbs_ep *v, int timeout_ms)
+{
+	if (v->cq)
+		verbs_wait(v, rmig_deadline(timeout_ms), sq_empty, NULL);
 }
 
 static int tx_free(struct verbs_ep *v, void *arg)

@@ -19,8 +19,14 @@
 /* Pre-posted receive buffers of RMIG_MSG_MAX bytes, and send buffers. */
 #define VERBS_NRECV 8
 #define VERBS_NSEND 8
-/* Send queue wanted: every batch of every outstanding slot, plus sends. */
-#define VERBS_SQ_WANT (RMIG_OUTSTANDING_MAX * RMIG_BATCH_MAX + VERBS_NSEND)
+/*
+ * Send-queue entries.  Every write of every outstanding batch would be
+ * RMIG_OUTSTANDING_MAX * RMIG_BATCH_MAX = 16384 entries: megabytes of queue
+ * per connection that take long to set up (Soft-RoCE zeroes them), for a
+ * depth no NIC needs to stay busy.  A batch that does not fit waits for
+ * room (verbs_write_batch), within the endpoint's deadline.
+ */
+#define VERBS_SQ_WANT (2048 + VERBS_NSEND)
 
 /* What a work completion belongs to: wr_id = tag << 32 | slot. */
 enum verbs_tag {
@@ -103,6 +109,7 @@ int verbs_poll(struct rmig_ep *ep, struct rmig_completion *c, unsigned max,
 	       int timeout_ms);
 int verbs_send(struct rmig_ep *ep, const void *buf, size_t len);
 int verbs_recv(struct rmig_ep *ep, void *buf, size_t cap, int timeout_ms);
+void verbs_drain(struct verbs_ep *v, int timeout_ms);
 
 /* verbs_mr.c */
 int verbs_reg_mr(struct rmig_ep *ep, void *addr, size_t len, unsigned access,
