@@ -50,26 +50,54 @@ struct conn {
 	struct rmig_rkey rk;
 };
 
+/*
+ * The peer runs in a fresh process image (fork, then exec of this binary
+ * with --serve): RDMA device contexts do not survive fork (the kernel
+ * refuses a child's verbs calls on a device file the parent opened), and
+ * by the time a test forks, the parent has used them.
+ */
 static pid_t fork_peer(char *addr, size_t len)
 {
+	static const char banner[] = "conformance peer listening on ";
+	char line[256], listen_addr[160];
+	size_t got = 0;
+	ssize_t n;
 	int pfd[2];
 	pid_t pid;
 
 	if (pipe(pfd))
 		return -1;
+	snprintf(listen_addr, sizeof(listen_addr), "%s:0", local_host);
 	pid = fork();
 	if (pid == 0) {
-		char listen_addr[160];
 		close(pfd[0]);
-		snprintf(listen_addr, sizeof(listen_addr), "%s:0", local_host);
-		_exit(conf_peer_serve(backend, listen_addr, pfd[1], -1));
+		if (dup2(pfd[1], STDOUT_FILENO) < 0)
+			_exit(1);
+		execl("/proc/self/exe", "conformance", backend, "--serve", listen_addr,
+		      (char *)NULL);
+		_exit(127);
 	}
 	close(pfd[1]);
-	if (pid < 0 || read(pfd[0], addr, len) <= 0) {
-		close(pfd[0]);
-		return -1;
+	while (pid > 0 && got < sizeof(line) - 1 &&
+	       (n = read(pfd[0], line + got, sizeof(line) - 1 - got)) > 0) {
+		got += (size_t)n;
+		if (memchr(line, '\n', got))
+			break;
 	}
 	close(pfd[0]);
+	line[got] = '\0';
+	line[strcspn(line, "\n")] = '\0';
+	if (pid <= 0 || strncmp(line, banner, sizeof(banner) - 1)) {
+		if (pid > 0)
+			waitpid(pid, NULL, 0);
+		return -1;
+	}
+	if (strlen(line + sizeof(banner) - 1) >= len) {
+		kill(pid, SIGKILL);
+		waitpid(pid, NULL, 0);
+		return -1;
+	}
+	memcpy(addr, line + sizeof(banner) - 1, strlen(line + sizeof(banner) - 1) + 1);
 	return pid;
 }
 
