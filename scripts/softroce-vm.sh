@@ -20,13 +20,17 @@
 # first non-zero one in pair mode).  It fails loudly (exit 90-99) when the
 # VM cannot be prepared or started, or prints no result line: never a skip.
 #
-# pair: two VMs joined by a QEMU dgram link on 127.0.0.1, each with its own
+# pair: two VMs joined by a QEMU link on 127.0.0.1 (SOFTROCE_LINK=socket, the
+# default, a TCP stream; or dgram, UDP), each with its own
 # rxe0 (10.0.0.1 and 10.0.0.2): two hosts.  In the guest $RMIG_VM_IP and
-# $RMIG_PEER_IP hold the addresses.
+# $RMIG_PEER_IP hold the addresses, $RMIG_VM_RUN a folder of this run that
+# both guests and the host see (the serial logs are written there).
 #
 # Options: --build DIR (default: build), --timeout S (per VM, default 600),
-#          --mem MB (default 1024), --log DIR (serial logs; default
-#          DIR/softroce/runs), -q (do not echo the serial console).
+#          --mem MB (default 1024), -q (echo only the SOFTROCE- lines of
+#          the serial console, unless the guest command fails).
+# Each run's commands and serial logs are kept in DIR/softroce/runs/run.*
+# (the last 20 runs).
 # Everything downloaded or built is cached in DIR/softroce/: a second run
 # boots in seconds.
 set -euo pipefail
@@ -36,13 +40,11 @@ BUILD=${BUILD:-build}
 TIMEOUT=600
 MEM=1024
 QUIET=0
-LOGDIR=""
 while (($#)); do
   case "$1" in
     --build) BUILD=$2; shift 2 ;;
     --timeout) TIMEOUT=$2; shift 2 ;;
     --mem) MEM=$2; shift 2 ;;
-    --log) LOGDIR=$2; shift 2 ;;
     -q) QUIET=1; shift ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed -e 's/^# \{0,1\}//' -e '/^set -euo/d'; exit 0 ;;
     *) break ;;
@@ -60,11 +62,11 @@ die() { echo "softroce-vm: $*" >&2; exit "${DIE_RC:-90}"; }
 mkdir -p "$BUILD"
 BUILD=$(realpath "$BUILD")
 CACHE=$BUILD/softroce
-LOGDIR=${LOGDIR:-$CACHE/runs}
+LOGDIR=$CACHE/runs # inside the share: the guests read their commands there
 mkdir -p "$CACHE" "$LOGDIR"
 MULTIARCH=x86_64-linux-gnu
 # Bump when the initramfs layout or the init script changes.
-LAYOUT=4
+LAYOUT=5
 
 for tool in qemu-system-x86_64 apt-get apt-cache dpkg-deb cpio gzip xz timeout ldd; do
   command -v "$tool" >/dev/null || die "$tool is missing: run scripts/setup.sh (it installs qemu-system-x86, cpio, xz-utils)"
@@ -156,7 +158,7 @@ mount -t tmpfs tmpfs /dev/shm
 mount -t tmpfs tmpfs /tmp
 arg() { tr ' ' '\n' </proc/cmdline | sed -n "s/^$1=//p"; }
 VM=$(arg rmig_vm); IP=$(arg rmig_ip); PEER=$(arg rmig_peer)
-SHARE=$(arg rmig_share); CMDFILE=$(arg rmig_cmd)
+SHARE=$(arg rmig_share); CMDFILE=$(arg rmig_cmd); RUN=$(arg rmig_run)
 T0=$(cut -d. -f1 /proc/uptime)
 result() {
   echo "SOFTROCE-RESULT vm=$VM ip=$IP status=$1 seconds=$(($(cut -d. -f1 /proc/uptime) - T0)) $2"
@@ -181,7 +183,7 @@ mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144 host "$SHARE" ||
   result 97 reason=9p-mount-failed
 ulimit -l unlimited
 echo "softroce-guest: rxe0 active on eth0 $IP at $(cut -d' ' -f1 /proc/uptime) s"
-export RMIG_VM_IP=$IP RMIG_PEER_IP=$PEER RMIG_IN_SOFTROCE_VM=1 HOME=/tmp
+export RMIG_VM_IP=$IP RMIG_PEER_IP=$PEER RMIG_VM_RUN=$RUN RMIG_VM=$VM HOME=/tmp
 cd "$SHARE"
 sh "$CMDFILE" </dev/null
 result $?
@@ -257,7 +259,7 @@ extra_initrd() {
   for l in $libs; do
     [ -e "$CACHE/tree/usr/lib/$MULTIARCH/$(basename "$l")" ] || missing+=("$l")
   done
-  have=$(printf '%s\n' "${missing[@]}" | md5sum | cut -d' ' -f1)
+  have=$({ printf '%s\n' "${missing[@]}"; stat -c %Y "$CACHE/initrd.gz"; } | md5sum | cut -d' ' -f1)
   if [ -f "$out" ] && [ "$(cat "$CACHE/initrd-run.key" 2>/dev/null)" = "$have" ]; then
     echo "$out"; return
   fi
@@ -278,7 +280,7 @@ start_vm() {
   timeout -k 5 "$TIMEOUT" qemu-system-x86_64 -accel tcg,thread=multi -cpu max -smp 2 \
     -m "$MEM" -nographic -no-reboot -nodefaults -serial stdio -monitor none \
     -kernel "$CACHE/vmlinux" -initrd "$INITRD" \
-    -append "console=ttyS0 quiet panic=-1 rmig_vm=$name rmig_ip=$ip rmig_peer=$peer rmig_share=$BUILD rmig_cmd=$cmdfile" \
+    -append "console=ttyS0 quiet panic=-1 rmig_vm=$name rmig_ip=$ip rmig_peer=$peer rmig_share=$BUILD rmig_cmd=$cmdfile rmig_run=$(dirname "$cmdfile")" \
     -netdev "$netdev" -device virtio-net-pci,netdev=n0,mac=$mac,romfile= \
     -virtfs local,path="$BUILD",mount_tag=host,security_model=none,id=host0 \
     </dev/null >"$log" 2>&1 &
@@ -289,8 +291,13 @@ start_vm() {
 finish_vm() {
   local pid=$1 log=$2 name=$3 qrc=0 line status
   wait "$pid" || qrc=$?
-  ((QUIET)) || sed "s/^/[$name] /" "$log"
   line=$(grep -a '^SOFTROCE-RESULT ' "$log" | tail -1 | tr -d '\r')
+  # -q: only the machine-readable lines, unless the guest failed.
+  if ((QUIET)) && [ -n "$line" ] && [[ "$line" == *" status=0 "* ]]; then
+    grep -a '^SOFTROCE-' "$log" | tr -d '\r' | sed "s/^/[$name] /"
+  else
+    sed "s/^/[$name] /" "$log"
+  fi
   if [ -z "$line" ]; then
     if ((qrc == 124)); then
       echo "softroce-vm: VM $name did not finish within ${TIMEOUT}s (serial log: $log)" >&2
@@ -307,6 +314,7 @@ finish_vm() {
 build_cache
 [ "$MODE" = build ] && { echo "softroce-vm: cache ready in $CACHE"; exit 0; }
 INITRD=$(extra_initrd)
+ls -dt "$LOGDIR"/run.* 2>/dev/null | tail -n +20 | xargs -r rm -rf
 RUN=$(mktemp -d "$LOGDIR/run.XXXXXX")
 chmod 755 "$RUN"
 T0=$(date +%s)
@@ -317,13 +325,30 @@ if [ "$MODE" = run ]; then
 else
   printf '%s\n' "$2" >"$RUN/cmd-a.sh"
   printf '%s\n' "$3" >"$RUN/cmd-b.sh"
-  # Two ports on 127.0.0.1 for the dgram link, picked from the run folder's
-  # name so parallel runs rarely collide.
+  # The link: a QEMU socket netdev (a TCP stream on 127.0.0.1: lossless,
+  # so rxe never has to retransmit) or dgram (UDP: lower latency, but
+  # datagrams a busy QEMU does not read in time are lost and rxe's
+  # go-back-N retransmission makes bulk transfers crawl).
   pa=$((20000 + RANDOM % 20000)); pb=$((pa + 1))
-  dg="dgram,id=n0,local.type=inet,local.host=127.0.0.1,remote.type=inet,remote.host=127.0.0.1"
-  start_vm a 10.0.0.1 10.0.0.2 "$dg,local.port=$pa,remote.port=$pb" "$RUN/cmd-a.sh" "$RUN/serial-a.log"
+  case "${SOFTROCE_LINK:-socket}" in
+    dgram)
+      dg="dgram,id=n0,local.type=inet,local.host=127.0.0.1,remote.type=inet,remote.host=127.0.0.1"
+      neta="$dg,local.port=$pa,remote.port=$pb"; netb="$dg,local.port=$pb,remote.port=$pa" ;;
+    socket)
+      neta="socket,id=n0,listen=127.0.0.1:$pa"; netb="socket,id=n0,connect=127.0.0.1:$pa" ;;
+    *) die "SOFTROCE_LINK is socket or dgram, not ${SOFTROCE_LINK}" ;;
+  esac
+  start_vm a 10.0.0.1 10.0.0.2 "$neta" "$RUN/cmd-a.sh" "$RUN/serial-a.log"
   pida=$PID
-  start_vm b 10.0.0.2 10.0.0.1 "$dg,local.port=$pb,remote.port=$pa" "$RUN/cmd-b.sh" "$RUN/serial-b.log"
+  if [ "${SOFTROCE_LINK:-socket}" = socket ]; then
+    # b connects to a's listening socket: wait until it is there.
+    for _ in $(seq 100); do
+      ss -Htln "sport = :$pa" 2>/dev/null | grep -q . && break
+      kill -0 "$pida" 2>/dev/null || break
+      sleep 0.1
+    done
+  fi
+  start_vm b 10.0.0.2 10.0.0.1 "$netb" "$RUN/cmd-b.sh" "$RUN/serial-b.log"
   pidb=$PID
   ra=0; finish_vm "$pida" "$RUN/serial-a.log" a || ra=$?
   rb=0; finish_vm "$pidb" "$RUN/serial-b.log" b || rb=$?
