@@ -314,7 +314,7 @@ finish_vm() {
 build_cache
 [ "$MODE" = build ] && { echo "softroce-vm: cache ready in $CACHE"; exit 0; }
 INITRD=$(extra_initrd)
-ls -dt "$LOGDIR"/run.* 2>/dev/null | tail -n +20 | xargs -r rm -rf
+{ ls -dt "$LOGDIR"/run.* 2>/dev/null || true; } | tail -n +20 | xargs -r rm -rf
 RUN=$(mktemp -d "$LOGDIR/run.XXXXXX")
 chmod 755 "$RUN"
 T0=$(date +%s)
