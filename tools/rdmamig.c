@@ -16,6 +16,8 @@ struct command {
 static const struct command commands[] = {
 	{ "backends", cmd_backends, "list the compiled backends and whether each can run here" },
 	{ "bench", cmd_bench, "benchmarks: 'bench transport' (throughput per message size)" },
+	{ "send", cmd_send, "carry stdin to a 'rdmamig recv' (QEMU: migrate \"exec:rdmamig send ...\")" },
+	{ "recv", cmd_recv, "write a 'rdmamig send' stream to stdout (QEMU: -incoming \"exec:rdmamig recv ...\")" },
 };
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
 
