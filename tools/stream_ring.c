@@ -61,6 +61,27 @@ static int fail(struct stream *s, int rc, const char *fmt, ...)
 	return rc;
 }
 
+/*
+ * The connection failed under an operation: if the peer said why (ABORT
+ * still queued before the close), report that rather than the symptom.
+ */
+static int lost(struct stream *s, int rc, const char *what)
+{
+	uint8_t raw[STREAM_MSG_MAX];
+	char why[RMIG_ERR_MAX];
+	struct stream_msg m;
+
+	snprintf(why, sizeof(why), "%s", rmig_ep_error(s->ep));
+	for (int i = 0; i < 2 * STREAM_INFLIGHT_MAX; i++) {
+		int n = rmig_recv(s->ep, raw, sizeof(raw), 0);
+		if (n < 0)
+			break;
+		if (!stream_msg_decode(raw, (size_t)n, &m) && m.type == STREAM_ABORT)
+			return fail(s, -ECONNABORTED, "peer gave up: %s", m.reason);
+	}
+	return fail(s, rc, "%s: %s", what, why);
+}
+
 static int put(struct stream *s, const struct stream_msg *m)
 {
 	uint8_t raw[STREAM_MSG_MAX];
@@ -68,7 +89,7 @@ static int put(struct stream *s, const struct stream_msg *m)
 	int rc = rmig_send(s->ep, raw, len);
 
 	if (rc)
-		return fail(s, rc, "connection to the peer lost: %s", rmig_ep_error(s->ep));
+		return lost(s, rc, "connection to the peer lost");
 	s->last_tx = rmig_now_ms();
 	return 0;
 }
@@ -212,7 +233,7 @@ static int reap(struct sender *x, int timeout_ms)
 	int n = rmig_poll(x->s.ep, c, STREAM_INFLIGHT_MAX, timeout_ms);
 
 	if (n < 0)
-		return fail(&x->s, n, "connection to the peer lost: %s", rmig_ep_error(x->s.ep));
+		return lost(&x->s, n, "connection to the peer lost");
 	for (int i = 0; i < n; i++) {
 		if (c[i].status)
 			return fail(&x->s, c[i].status, "a write into the peer's ring failed: %s",
@@ -309,8 +330,7 @@ static int post(struct sender *x, size_t off, size_t len)
 	int rc = rmig_write_batch(x->s.ep, &w, 1, seq);
 
 	if (rc)
-		return fail(&x->s, rc, "cannot write into the peer's ring: %s",
-			    rmig_ep_error(x->s.ep));
+		return lost(&x->s, rc, "cannot write into the peer's ring");
 	x->q.end[seq % STREAM_INFLIGHT_MAX] = x->head + len;
 	x->q.done[seq % STREAM_INFLIGHT_MAX] = 0;
 	x->q.next++;
