@@ -22,6 +22,8 @@ static const struct command commands[] = {
 #ifdef RMIG_HAVE_NUMA
 	{ "topo", cmd_topo, "where transfer workers and buffers would be placed, and why" },
 #endif
+	{ "send", cmd_send, "carry stdin to a 'rdmamig recv' (QEMU: migrate \"exec:rdmamig send ...\")" },
+	{ "recv", cmd_recv, "write a 'rdmamig send' stream to stdout (QEMU: -incoming \"exec:rdmamig recv ...\")" },
 };
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
 
