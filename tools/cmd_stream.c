@@ -262,7 +262,8 @@ int cmd_recv(int argc, char **argv)
 	}
 	rc = rmig_accept(l, a.accept_ms, &ep);
 	if (rc) {
-		fprintf(stderr, "rdmamig recv: no sender on %s: %s\n", a.addr, rmig_ep_error(l));
+		fprintf(stderr, "rdmamig recv: no sender on %s: %s\n", a.addr,
+			strcmp(rmig_ep_error(l), "no error") ? rmig_ep_error(l) : rmig_last_error());
 		rmig_close(l);
 		return 1;
 	}
