@@ -510,9 +510,9 @@ def main():
     p.add_argument("--cancel", default="", help="backends to test migrate_cancel over")
     p.add_argument("--kill", default="", help="backends to test a killed receiver over")
     p.add_argument("--runs", type=int, default=1)
-    p.add_argument("--ram-mib", type=int, default=64)
-    p.add_argument("--guest-mib", type=int, default=16)
-    p.add_argument("--rate", type=int, default=500, help="pages/s the guest dirties")
+    p.add_argument("--ram-mib", type=int, default=256)
+    p.add_argument("--guest-mib", type=int, default=64)
+    p.add_argument("--rate", type=int, default=5000, help="pages/s the guest dirties")
     p.add_argument("--hb", type=int, default=100, help="heartbeat period (guest ms)")
     p.add_argument("--bandwidth", type=int, default=10 << 30, help="max-bandwidth, bytes/s")
     p.add_argument("--slow-bandwidth", type=int, default=4 << 20,
