@@ -177,23 +177,32 @@ void host_print_result(const struct host_result *r, int json, const char *role)
 		printf("]}\n");
 		return;
 	}
+	int src = !strcmp(role, "source");
+
 	mib(gs, sizeof(gs), (double)r->guest_size);
 	mib(bs, sizeof(bs), (double)r->bytes);
 	printf("%s: %s\n", role, r->outcome[0] ? r->outcome : r->rc ? "failed" : "done");
 	if (r->rc && r->error[0])
 		printf("  reason      %s\n", r->error);
-	printf("  backend     %s (dirty tracking: %s)\n", r->backend[0] ? r->backend : "-",
-	       r->tracker[0] ? r->tracker : "-");
+	if (src)
+		printf("  backend     %s (dirty tracking: %s)\n", r->backend[0] ? r->backend : "-",
+		       r->tracker[0] ? r->tracker : "-");
+	else
+		printf("  backend     %s\n", r->backend[0] ? r->backend : "-");
 	printf("  guest       %s\n", gs);
-	printf("  total time  %.1f ms (reservation %.1f ms)\n", r->total_ns / 1e6,
-	       r->reserve_ns / 1e6);
+	if (src)
+		printf("  total time  %.1f ms (reservation %.1f ms)\n", r->total_ns / 1e6,
+		       r->reserve_ns / 1e6);
+	else
+		printf("  total time  %.1f ms (offer to commit)\n", r->total_ns / 1e6);
 	if (r->committed && !strcmp(role, "source"))
 		printf("  downtime    %.1f ms (%llu pages in the final round)%s\n",
 		       r->downtime_ns / 1e6, (unsigned long long)r->final_pages,
 		       r->forced ? " -- forced by policy" : "");
 	printf("  rounds      %u\n", r->rounds);
-	printf("  bytes sent  %s of pages (%llu zero pages skipped), %.1f KiB of stream\n", bs,
-	       (unsigned long long)r->zero_pages, r->stream_bytes / 1024.0);
+	printf("  bytes %s  %s of pages (%llu zero pages skipped), %.1f KiB of stream\n",
+	       src ? "sent" : "recv", bs, (unsigned long long)r->zero_pages,
+	       r->stream_bytes / 1024.0);
 	if (r->throughput > 0)
 		printf("  throughput  %.1f MiB/s\n", r->throughput / (1 << 20));
 	if (r->committed)
