@@ -314,6 +314,7 @@ int host_migrate(const struct host_opts *o, struct host_result *r)
 	if (rc)
 		goto destroy_guest;
 	snprintf(r->tracker, sizeof(r->tracker), "%s", tracker_name(x.t));
+	r->error[0] = 0; /* a tracker tried first and not taken is no error */
 	if ((rc = guest_start(&x.g, o->vcpus, o->dirty_rate, o->pattern))) {
 		snprintf(r->error, sizeof(r->error), "cannot start the vCPU threads");
 		goto close_tracker;
