@@ -8,6 +8,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -22,7 +23,12 @@ void pair_init(struct pair *p, const char *backend, uint64_t guest_size)
 	p->src.timeout_ms = 5000;
 	p->src.device_state = 64 << 10;
 	p->dst = p->src;
-	p->dst.addr = "127.0.0.1:0";
+	/* RoCE has no loopback route: in the Soft-RoCE VM the conformance
+	 * suite's RMIG_CONF_HOST names the RDMA netdev's address. */
+	static char listen[80];
+	const char *host = getenv("RMIG_CONF_HOST");
+	snprintf(listen, sizeof(listen), "%s:0", host && *host ? host : "127.0.0.1");
+	p->dst.addr = listen;
 	p->dst_exit = -1;
 }
 
