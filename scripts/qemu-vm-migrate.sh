@@ -5,7 +5,11 @@
 # QEMU is TCG there (no KVM in the VM), so the guest stays idle (--rate 0):
 # QEMU 7.2's TCG loses pages a guest dirties during migration.
 #
-#   scripts/qemu-vm-migrate.sh [--build DIR] [--runs N] [--methods LIST] [ARGS for qemu_migrate.py]
+#   scripts/qemu-vm-migrate.sh [--build DIR] [--runs N] [--methods LIST] [--no-failures]
+#                              [ARGS for qemu_migrate.py]
+#
+# By default it also cancels a migration and kills a receiver over verbs
+# (the source guest must keep running); --no-failures leaves that out.
 #
 # It stages QEMU (binary, TCG accelerator module), python3 (binary and
 # standard library) and qemu_migrate.py in DIR/qemu-vm, which the VM sees by
@@ -15,12 +19,14 @@ cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
 RUNS=1
 METHODS=qemu-tcp,qemu-rdma,rdmamig:verbs
+FAILURES="--cancel verbs --kill verbs" # migrate_cancel and a killed receiver over verbs
 EXTRA=()
 while (($#)); do
   case "$1" in
     --build) BUILD=$2; shift 2 ;;
     --runs) RUNS=$2; shift 2 ;;
     --methods) METHODS=$2; shift 2 ;;
+    --no-failures) FAILURES=""; shift ;;
     *) EXTRA+=("$1"); shift ;;
   esac
 done
@@ -49,9 +55,19 @@ if [ ! -d "$VMD/py/lib/$PYV" ]; then
 fi
 cp scripts/qemu_migrate.py "$VMD/"
 echo "qemu-vm-migrate: methods $METHODS, $RUNS run(s) each, in the Soft-RoCE VM"
-exec bash scripts/softroce-vm.sh --build "$BUILD" --mem 2048 --timeout 900 run \
+LOG=$VMD/last-run.log
+rc=0
+bash scripts/softroce-vm.sh --build "$BUILD" --mem 2048 --timeout 900 run \
   "QEMU=$VMD/bin/qemu-system-x86_64 QEMU_MODULE_DIR=$VMD/qemu-modules PYTHONHOME=$VMD/py \
    $VMD/bin/python3 -S $VMD/qemu_migrate.py --accel tcg --host \$RMIG_VM_IP \
    --rdmamig $B/tools/rdmamig --guest $B/guest/rdmamig-guest.bin --workdir /tmp/qm \
-   --methods $METHODS --runs $RUNS --rate 0 --guest-mib 32 --ram-mib 128 \
-   --boot-timeout 300 --migrate-timeout 300 --stream-timeout-ms 20000 --table ${EXTRA[*]}"
+   --methods $METHODS --runs $RUNS --rate 0 --guest-mib 32 --ram-mib 128 $FAILURES \
+   --boot-timeout 300 --migrate-timeout 300 --stream-timeout-ms 20000 --table ${EXTRA[*]}" \
+  >"$LOG" 2>&1 || rc=$?
+# The harness's lines and the table; the whole console is in $LOG.
+grep -aE 'qemu-migrate|^\[a\] (\||[0-9]+ runs)|SOFTROCE-RESULT|softroce-vm:' "$LOG" | grep -av '^\[a\] SOFTROCE' || true
+if ((rc)); then
+  echo "qemu-vm-migrate: FAILED (status $rc); the end of the VM's console:" >&2
+  tail -20 "$LOG" >&2
+fi
+exit $rc
