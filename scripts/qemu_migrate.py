@@ -443,6 +443,30 @@ def scenario_kill(src, method, a, n):
         dst.kill()
 
 
+def available_backends(rdmamig):
+    """The stream backends `rdmamig backends` says run here; the others are named."""
+    out = subprocess.run([rdmamig, "backends"], capture_output=True, text=True).stdout
+    found = []
+    for spec in ("tcp", "ofi/tcp", "ofi/shm", "verbs"):
+        line = next((l for l in out.splitlines() if l.split()[:1] == [spec]), "")
+        if " available" in line:
+            found.append(spec)
+        elif spec != "verbs":  # no RDMA device on a host is the normal case
+            log(f"{spec} left out: {line[len(spec):].strip() or 'not listed'}")
+    return found
+
+
+def expand(specs, backends):
+    """'auto' in a comma list stands for every backend that runs here."""
+    out = []
+    for s in specs.split(","):
+        if s in ("auto", "rdmamig:auto"):
+            out += [f"rdmamig:{b}" for b in backends]
+        elif s:
+            out.append(s if s.startswith(("rdmamig:", "qemu-")) else f"rdmamig:{s}")
+    return out
+
+
 def median(xs):
     xs = [x for x in xs if x is not None]
     return statistics.median(xs) if xs else None
@@ -510,10 +534,11 @@ def main():
     p.add_argument("--rdmamig", required=True)
     p.add_argument("--guest", required=True, help="the test guest firmware image")
     p.add_argument("--workdir", required=True)
-    p.add_argument("--methods", default="rdmamig:tcp",
-                   help="comma list of qemu-tcp, rdmamig:BACKEND")
-    p.add_argument("--cancel", default="", help="backends to test migrate_cancel over")
-    p.add_argument("--kill", default="", help="backends to test a killed receiver over")
+    p.add_argument("--methods", default="qemu-tcp,rdmamig:auto",
+                   help="comma list of qemu-tcp, qemu-rdma, rdmamig:BACKEND; rdmamig:auto "
+                        "is every backend that runs here")
+    p.add_argument("--cancel", default="", help="backends (or auto) to test migrate_cancel over")
+    p.add_argument("--kill", default="", help="backends (or auto) to test a killed receiver over")
     p.add_argument("--runs", type=int, default=1)
     p.add_argument("--ram-mib", type=int, default=256)
     p.add_argument("--guest-mib", type=int, default=64)
@@ -537,9 +562,9 @@ def main():
     p.add_argument("--table", action="store_true")
     p.add_argument("--json")
     a = p.parse_args()
-    a.methods = [m for m in a.methods.split(",") if m]
-    a.cancel = [f"rdmamig:{b}" for b in a.cancel.split(",") if b]
-    a.kill = [f"rdmamig:{b}" for b in a.kill.split(",") if b]
+    specs = (a.methods, a.cancel, a.kill)
+    backends = available_backends(a.rdmamig) if any("auto" in x for x in specs) else []
+    a.methods, a.cancel, a.kill = (expand(x, backends) for x in specs)
     for m in a.methods:
         if m not in ("qemu-tcp", "qemu-rdma") and not m.startswith("rdmamig:"):
             p.error(f"unknown method {m}")
