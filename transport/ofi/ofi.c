@@ -42,6 +42,7 @@ static struct ofi_ep *ofi_ep_new(int sock)
 	o->base.ops = &rmig_ofi_ops;
 	o->sock = sock;
 	o->peer = FI_ADDR_UNSPEC;
+	o->msgs_tail = &o->msgs;
 	pthread_mutex_init(&o->lock, NULL);
 	return o;
 }
@@ -52,6 +53,11 @@ static void ofi_ep_free(struct ofi_ep *o)
 	ofi_stop_progress(o);
 	ofi_close_fabric(o);
 	free(o->bufs);
+	while (o->msgs) {
+		struct ofi_msg *m = o->msgs;
+		o->msgs = m->next;
+		free(m);
+	}
 	if (o->sock >= 0)
 		close(o->sock);
 	pthread_mutex_destroy(&o->lock);
@@ -142,6 +148,9 @@ static int ofi_handshake(struct ofi_ep *o, uint64_t deadline)
 	rc = rmig_sock_send(o->sock, raw, sizeof(raw), deadline);
 	if (!rc)
 		rc = rmig_sock_recv(o->sock, raw, sizeof(raw), deadline);
+	if (rc == -ECONNRESET)
+		return rmig_set_error(&o->base, rc,
+				      "the peer closed the connection during the handshake: not an rdmamig ofi endpoint, or it refused this one");
 	if (rc)
 		return rmig_set_error(&o->base, rc, "no rdmamig ofi hello from the peer: %s",
 				      strerror(-rc));

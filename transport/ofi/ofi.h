@@ -56,6 +56,13 @@ struct ofi_region {
 	struct ofi_region *next;
 };
 
+/* A received control message waiting for rmig_recv. */
+struct ofi_msg {
+	struct ofi_msg *next;
+	size_t len;
+	uint8_t data[];
+};
+
 struct ofi_slot {
 	struct ofi_ctx ctx;
 	int busy;   /* send: posted, not completed; recv: posted, not filled */
@@ -86,6 +93,7 @@ struct ofi_ep {
 	struct fid_ep *ep;
 	fi_addr_t peer;
 	struct ofi_prov prov;
+	int wait_fd;  /* the CQ's wait fd (FI_WAIT_FD), or -1: sleep-poll */
 
 	/*
 	 * lock serializes every libfabric call on this endpoint (the domain
@@ -97,6 +105,7 @@ struct ofi_ep {
 	void *bufs_desc;
 	struct ofi_slot rx[OFI_NRX];
 	unsigned rx_head;       /* next buffer in posting order = next message */
+	struct ofi_msg *msgs, **msgs_tail; /* received, in order, not yet taken */
 	struct ofi_slot tx[OFI_NTX];
 	struct ofi_batch batches[RMIG_OUTSTANDING_MAX];
 	struct rmig_completion done[RMIG_OUTSTANDING_MAX]; /* ring, in finishing order */

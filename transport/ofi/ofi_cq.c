@@ -32,6 +32,7 @@
 #include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 
@@ -42,6 +43,7 @@
 #define OFI_SPINS 200             /* progress calls before the first sleep */
 #define OFI_SLEEP_MIN_NS 20000    /* first sleep of a waiting caller */
 #define OFI_SLEEP_MAX_NS 1000000  /* longest sleep between progress calls */
+#define OFI_FD_NAP_NS 10000000   /* with a wait fd: a safety net, not a poll */
 #define OFI_CQ_BATCH 32
 
 /* Caller holds o->lock. */
@@ -186,6 +188,37 @@ static void handle_error(struct ofi_ep *o)
 			    o->prov.name, why);
 }
 
+/*
+ * Move filled receive buffers, in posting order (= message order), to the
+ * message queue and post them again: the peer may send any number of
+ * messages before this end reads one, as on the tcp backend.
+ */
+static void queue_msgs(struct ofi_ep *o)
+{
+	while (!o->dead && !o->rx[o->rx_head].busy) {
+		struct ofi_slot *s = &o->rx[o->rx_head];
+		struct ofi_msg *m = malloc(sizeof(*m) + s->len);
+		int rc;
+
+		if (!m) {
+			dead_locked(o, -ENOMEM, "out of memory for a received message");
+			return;
+		}
+		m->next = NULL;
+		m->len = s->len;
+		memcpy(m->data, o->bufs + (size_t)o->rx_head * RMIG_MSG_MAX, s->len);
+		*o->msgs_tail = m;
+		o->msgs_tail = &m->next;
+		rc = ofi_post_recv(o, o->rx_head);
+		if (rc) {
+			dead_locked(o, ofi_errno(rc), "ofi/%s: cannot post a receive buffer: %s",
+				    o->prov.name, fi_strerror(-rc));
+			return;
+		}
+		o->rx_head = (o->rx_head + 1) % OFI_NRX;
+	}
+}
+
 /* Read the CQ dry; returns how many entries it filed.  Caller holds o->lock. */
 static int progress(struct ofi_ep *o)
 {
@@ -212,6 +245,8 @@ static int progress(struct ofi_ep *o)
 			break;
 		}
 	}
+	if (total)
+		queue_msgs(o);
 	return total;
 }
 
@@ -238,13 +273,29 @@ static void check_peer(struct ofi_ep *o)
 	pthread_mutex_unlock(&o->lock);
 }
 
-/* Sleep up to ns or until the bootstrap socket turns readable. */
-static void nap(struct ofi_ep *o, long ns)
+/*
+ * Sleep up to ns, until the bootstrap socket turns readable or, where the
+ * CQ has a wait fd, until the provider has work (fi_trywait says whether
+ * sleeping on it is safe right now).
+ */
+static void nap(struct ofi_ep *o, long ns, long limit_ns)
 {
-	struct pollfd p = { .fd = o->sock, .events = POLLIN };
-	struct timespec ts = { .tv_sec = ns / 1000000000L, .tv_nsec = ns % 1000000000L };
+	struct pollfd p[2] = { { .fd = o->sock, .events = POLLIN },
+			       { .fd = o->wait_fd, .events = POLLIN } };
+	struct fid *cq = &o->cq->fid;
+	nfds_t n = 1;
 
-	if (ppoll(&p, 1, &ts, NULL) > 0)
+	if (o->wait_fd >= 0) {
+		pthread_mutex_lock(&o->lock);
+		int rc = fi_trywait(o->fabric, &cq, 1);
+		pthread_mutex_unlock(&o->lock);
+		if (rc)
+			return; /* work pending: progress again */
+		n = 2;
+		ns = limit_ns;
+	}
+	struct timespec ts = { .tv_sec = ns / 1000000000L, .tv_nsec = ns % 1000000000L };
+	if (ppoll(p, n, &ts, NULL) > 0 && p[0].revents)
 		check_peer(o);
 }
 
@@ -279,9 +330,9 @@ static int wait_for(struct ofi_ep *o, ofi_cond cond, uint64_t deadline)
 			sched_yield();
 			continue;
 		}
-		long ns = left > 0 && (long)left * 1000000L < sleep_ns ? (long)left * 1000000L
-								       : sleep_ns;
-		nap(o, ns);
+		long limit = left > 0 && (long)left * 1000000L < OFI_FD_NAP_NS
+				     ? (long)left * 1000000L : OFI_FD_NAP_NS;
+		nap(o, sleep_ns < limit ? sleep_ns : limit, limit);
 		sleep_ns = sleep_ns * 2 > OFI_SLEEP_MAX_NS ? OFI_SLEEP_MAX_NS : sleep_ns * 2;
 	}
 }
@@ -307,7 +358,7 @@ static void *progress_main(void *arg)
 			nanosleep(&ts, NULL);
 			continue;
 		}
-		nap(o, sleep_ns);
+		nap(o, sleep_ns, OFI_FD_NAP_NS);
 		sleep_ns = sleep_ns * 2 > OFI_SLEEP_MAX_NS ? OFI_SLEEP_MAX_NS : sleep_ns * 2;
 	}
 	return NULL;
@@ -529,36 +580,34 @@ int ofi_send(struct rmig_ep *ep, const void *buf, size_t len)
 	return rc ? dead_error(o) : 0;
 }
 
-static int rx_ready(struct ofi_ep *o)
+static int have_msg(struct ofi_ep *o)
 {
-	return !o->rx[o->rx_head].busy;
+	return o->msgs != NULL;
 }
 
 int ofi_recv(struct rmig_ep *ep, void *buf, size_t cap, int timeout_ms)
 {
 	struct ofi_ep *o = OFI(ep);
-	int rc = wait_for(o, rx_ready, rmig_deadline(timeout_ms));
-	struct ofi_slot *s;
-	size_t len;
+	int rc = wait_for(o, have_msg, rmig_deadline(timeout_ms));
+	struct ofi_msg *m;
 
 	if (rc == -ETIMEDOUT)
 		return rmig_set_error(ep, rc, "no message from the peer within %d ms", timeout_ms);
 	if (rc)
 		return rc;
 	pthread_mutex_lock(&o->lock);
-	s = &o->rx[o->rx_head];
-	len = s->len;
-	if (len > cap) {
+	m = o->msgs;
+	if (m->len > cap) {
 		pthread_mutex_unlock(&o->lock);
 		return rmig_set_error(ep, -EMSGSIZE, "message of %zu bytes exceeds the %zu-byte buffer",
-				      len, cap);
+				      m->len, cap);
 	}
-	memcpy(buf, o->bufs + (size_t)o->rx_head * RMIG_MSG_MAX, len);
-	rc = ofi_post_recv(o, o->rx_head);
-	if (rc)
-		dead_locked(o, ofi_errno(rc), "ofi/%s: cannot post a receive buffer: %s",
-			    o->prov.name, fi_strerror(-rc));
-	o->rx_head = (o->rx_head + 1) % OFI_NRX;
+	o->msgs = m->next;
+	if (!o->msgs)
+		o->msgs_tail = &o->msgs;
 	pthread_mutex_unlock(&o->lock);
-	return (int)len;
+	rc = (int)m->len;
+	memcpy(buf, m->data, m->len);
+	free(m);
+	return rc;
 }

@@ -28,6 +28,9 @@
 #define OFI_MR_MODES (FI_MR_LOCAL | FI_MR_VIRT_ADDR | FI_MR_PROV_KEY | \
 		      FI_MR_ALLOCATED | FI_MR_ENDPOINT)
 
+#define OFI_TX_DEPTH 1024
+#define OFI_RX_DEPTH 64
+
 /* Default provider order when the spec names none ("ofi"). */
 static const char *const default_providers[] = { "verbs", "efa", "tcp" };
 
@@ -35,6 +38,18 @@ static const char *const default_providers[] = { "verbs", "efa", "tcp" };
 static int ip_addressed(const char *provider)
 {
 	return strcmp(provider, "shm") && strcmp(provider, "efa");
+}
+
+/*
+ * ofi_rxm posts FI_OFI_RXM_MSG_RX_SIZE bounce buffers per connection
+ * (default 128), which costs ~100 MB of touched memory per endpoint on
+ * tcp;ofi_rxm.  Our receive traffic is a few control messages (RMA writes
+ * need no receive buffers), so 32 is plenty.  Set before libfabric reads
+ * its parameters (the first fi_getinfo); a value in the environment wins.
+ */
+static void tune_env(void)
+{
+	setenv("FI_OFI_RXM_MSG_RX_SIZE", "32", 0);
 }
 
 static struct fi_info *make_hints(const char *provider, uint64_t mr_mode,
@@ -50,6 +65,13 @@ static struct fi_info *make_hints(const char *provider, uint64_t mr_mode,
 	h->domain_attr->mr_mode = (int)mr_mode;
 	h->domain_attr->threading = FI_THREAD_DOMAIN; /* ofi_ep.lock serializes */
 	h->fabric_attr->prov_name = strdup(provider);
+	/*
+	 * Queue depths: enough for RMIG_OUTSTANDING_MAX batches of small
+	 * writes in flight; receives are few (OFI_NRX).  Providers size their
+	 * buffer pools from these (tcp;ofi_rxm touches ~70 MB at its defaults).
+	 */
+	h->tx_attr->size = OFI_TX_DEPTH;
+	h->rx_attr->size = OFI_RX_DEPTH;
 	if (ordered) {
 		h->tx_attr->msg_order = FI_ORDER_SAW;
 		h->rx_attr->msg_order = FI_ORDER_SAW;
@@ -62,8 +84,12 @@ static struct fi_info *make_hints(const char *provider, uint64_t mr_mode,
 static int try_getinfo(const char *provider, const char *node, uint64_t mr_mode,
 		       int ordered, int dc, struct fi_info **info)
 {
-	struct fi_info *h = make_hints(provider, mr_mode, ordered, dc);
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+	struct fi_info *h;
 	int rc;
+
+	pthread_once(&once, tune_env);
+	h = make_hints(provider, mr_mode, ordered, dc);
 
 	if (!h)
 		return -ENOMEM;
@@ -169,6 +195,36 @@ static void record_prov(struct ofi_ep *o)
 		  (p->mr_mode & FI_MR_LOCAL);
 }
 
+/*
+ * A CQ with a wait fd lets an idle waiter sleep in poll() until the
+ * provider has something to progress: tcp;ofi_rxm puts its sockets behind
+ * that fd, so the target of a write wakes as the data arrives.  shm has no
+ * such signal (a peer writes into shared memory), so its CQ is opened
+ * without one and waiters sleep-poll (ofi_cq.c); so is any provider that
+ * refuses FI_WAIT_FD.
+ */
+static int open_cq(struct ofi_ep *o, struct fi_cq_attr *attr)
+{
+	int rc = -FI_ENOSYS;
+
+	o->wait_fd = -1;
+	if (strcmp(o->prov.name, "shm")) {
+		attr->wait_obj = FI_WAIT_FD;
+		rc = fi_cq_open(o->domain, attr, &o->cq, NULL);
+		if (!rc && fi_control(&o->cq->fid, FI_GETWAIT, &o->wait_fd)) {
+			o->wait_fd = -1;
+			fi_close(&o->cq->fid);
+			o->cq = NULL;
+			rc = -FI_ENOSYS;
+		}
+	}
+	if (rc) {
+		attr->wait_obj = FI_WAIT_NONE;
+		rc = fi_cq_open(o->domain, attr, &o->cq, NULL);
+	}
+	return rc;
+}
+
 /* Open fabric, domain, AV, CQ and an enabled EP; ofi_close_fabric undoes. */
 int ofi_open(struct ofi_ep *o, const char *provider, const char *node)
 {
@@ -194,7 +250,7 @@ int ofi_open(struct ofi_ep *o, const char *provider, const char *node)
 	if (!rc && (what = "fi_av_open"))
 		rc = fi_av_open(o->domain, &av_attr, &o->av, NULL);
 	if (!rc && (what = "fi_cq_open"))
-		rc = fi_cq_open(o->domain, &cq_attr, &o->cq, NULL);
+		rc = open_cq(o, &cq_attr);
 	if (!rc && (what = "fi_endpoint"))
 		rc = fi_endpoint(o->domain, o->info, &o->ep, NULL);
 	if (!rc && (what = "binding the AV"))
