@@ -76,6 +76,7 @@ struct ofi_prov {
 	size_t max_msg;            /* ep_attr->max_msg_size */
 	size_t key_size;           /* domain_attr->mr_key_size */
 	int ordered;               /* FI_ORDER_SAW granted on tx and rx */
+	int waw;                   /* FI_ORDER_WAW granted on tx and rx */
 	int delivery_complete;     /* FI_DELIVERY_COMPLETE granted */
 	int pins;                  /* registration pins pages (verbs, efa) */
 };

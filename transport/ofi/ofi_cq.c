@@ -414,11 +414,18 @@ void ofi_drain_sends(struct ofi_ep *o, int timeout_ms)
 		}                                                             \
 	} while (0)
 
+/*
+ * Post one write, split into ops of at most max_msg bytes.  Which ops ask
+ * for delivery completion: all of them, or, where writes are ordered
+ * (FI_ORDER_WAW), only the batch's last: once it is placed at the peer, the
+ * writes before it are too, and the cheaper transmit completions of the
+ * others suffice (shm, for one, moves a small delivery-complete write
+ * through a segmented protocol that allows one at a time per peer).
+ */
 static int post_write(struct ofi_ep *o, struct ofi_batch *b, const struct rmig_write *w,
-		      uint64_t deadline)
+		      int last_write, uint64_t deadline)
 {
 	const struct ofi_region *lr = (const struct ofi_region *)w->lmr;
-	uint64_t flags = FI_COMPLETION | (o->prov.delivery_complete ? FI_DELIVERY_COMPLETE : 0);
 	int rc = 0;
 
 	for (uint64_t off = 0; off < w->len; off += o->prov.max_msg) {
@@ -430,7 +437,11 @@ static int post_write(struct ofi_ep *o, struct ofi_batch *b, const struct rmig_w
 		struct fi_msg_rma msg = { .msg_iov = &iov, .desc = &desc, .iov_count = 1,
 					  .addr = o->peer, .rma_iov = &rma,
 					  .rma_iov_count = 1, .context = &b->ctx };
+		int last = last_write && off + chunk == w->len;
+		uint64_t flags = FI_COMPLETION;
 
+		if (o->prov.delivery_complete && (last || !o->prov.waw))
+			flags |= FI_DELIVERY_COMPLETE;
 		POST_RETRY(o, deadline, rc, fi_writemsg(o->ep, &msg, flags));
 		if (rc)
 			return rc;
@@ -478,7 +489,7 @@ int ofi_write_batch(struct rmig_ep *ep, const struct rmig_write *w, unsigned n,
 	}
 	o->outstanding++;
 	for (unsigned i = 0; i < n && !rc; i++)
-		rc = post_write(o, b, &w[i], deadline);
+		rc = post_write(o, b, &w[i], i + 1 == n, deadline);
 	b->posting = 0;
 	if (rc) {
 		/* The caller sees an error, not a completion, for this batch. */

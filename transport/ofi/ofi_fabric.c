@@ -53,7 +53,7 @@ static void tune_env(void)
 }
 
 static struct fi_info *make_hints(const char *provider, uint64_t mr_mode,
-				  int ordered, int dc)
+				  uint64_t order, int dc)
 {
 	struct fi_info *h = fi_allocinfo();
 
@@ -72,24 +72,22 @@ static struct fi_info *make_hints(const char *provider, uint64_t mr_mode,
 	 */
 	h->tx_attr->size = OFI_TX_DEPTH;
 	h->rx_attr->size = OFI_RX_DEPTH;
-	if (ordered) {
-		h->tx_attr->msg_order = FI_ORDER_SAW;
-		h->rx_attr->msg_order = FI_ORDER_SAW;
-	}
+	h->tx_attr->msg_order = order;
+	h->rx_attr->msg_order = order;
 	if (dc)
 		h->tx_attr->op_flags = FI_DELIVERY_COMPLETE;
 	return h;
 }
 
 static int try_getinfo(const char *provider, const char *node, uint64_t mr_mode,
-		       int ordered, int dc, struct fi_info **info)
+		       uint64_t order, int dc, struct fi_info **info)
 {
 	static pthread_once_t once = PTHREAD_ONCE_INIT;
 	struct fi_info *h;
 	int rc;
 
 	pthread_once(&once, tune_env);
-	h = make_hints(provider, mr_mode, ordered, dc);
+	h = make_hints(provider, mr_mode, order, dc);
 
 	if (!h)
 		return -ENOMEM;
@@ -102,18 +100,22 @@ static int try_getinfo(const char *provider, const char *node, uint64_t mr_mode,
 }
 
 /*
- * The best info for provider: ask for send-after-write ordering and
- * delivery-complete writes first, then give each up in turn (ofi_cq.c
- * makes up for what is missing).  node: local IP to bind to, or NULL.
+ * The best info for provider: ask for delivery-complete writes and for
+ * send-after-write and write-after-write ordering first, then give them up
+ * one by one (ofi_cq.c makes up for what is missing).  node: local IP to
+ * bind to, or NULL.
  */
 int ofi_getinfo(const char *provider, const char *node, struct fi_info **info,
 		char *why, size_t whylen)
 {
-	static const int tries[][2] = { { 1, 1 }, { 0, 1 }, { 1, 0 }, { 0, 0 } };
+	static const struct { uint64_t order; int dc; } tries[] = {
+		{ FI_ORDER_SAW | FI_ORDER_WAW, 1 }, { FI_ORDER_SAW, 1 }, { 0, 1 },
+		{ FI_ORDER_SAW | FI_ORDER_WAW, 0 }, { FI_ORDER_SAW, 0 }, { 0, 0 },
+	};
 	int rc = -FI_ENODATA;
 
 	for (size_t i = 0; i < sizeof(tries) / sizeof(tries[0]); i++) {
-		rc = try_getinfo(provider, node, OFI_MR_MODES, tries[i][0], tries[i][1], info);
+		rc = try_getinfo(provider, node, OFI_MR_MODES, tries[i].order, tries[i].dc, info);
 		if (rc != -FI_ENODATA)
 			break;
 	}
@@ -189,6 +191,8 @@ static void record_prov(struct ofi_ep *o)
 	p->key_size = i->domain_attr->mr_key_size;
 	p->ordered = (i->tx_attr->msg_order & FI_ORDER_SAW) &&
 		     (i->rx_attr->msg_order & FI_ORDER_SAW);
+	p->waw = (i->tx_attr->msg_order & FI_ORDER_WAW) &&
+		 (i->rx_attr->msg_order & FI_ORDER_WAW);
 	p->delivery_complete = !!(i->tx_attr->op_flags & FI_DELIVERY_COMPLETE);
 	/* Hardware providers pin registered pages; tcp and shm do not. */
 	p->pins = strstr(p->name, "verbs") || strstr(p->name, "efa") ||
