@@ -95,6 +95,7 @@ struct ofi_ep {
 	fi_addr_t peer;
 	struct ofi_prov prov;
 	int wait_fd;  /* the CQ's wait fd (FI_WAIT_FD), or -1: sleep-poll */
+	struct fid_cntr *wcntr; /* writes into this end (FI_RMA_EVENT), or NULL */
 
 	/*
 	 * lock serializes every libfabric call on this endpoint (the domain
@@ -115,6 +116,7 @@ struct ofi_ep {
 	unsigned long writes_inflight; /* write ops not yet completed */
 	struct ofi_region *regions;
 	uint64_t next_key;
+	uint64_t writes_seen;   /* wcntr's value at the last progress */
 	int dead;
 	int dead_err;
 	char dead_why[RMIG_ERR_MAX];
@@ -134,6 +136,7 @@ int ofi_getinfo(const char *provider, const char *node, struct fi_info **info,
 int ofi_open(struct ofi_ep *o, const char *provider, const char *node);
 void ofi_close_fabric(struct ofi_ep *o);
 int ofi_probe(const struct rmig_ep_opts *opts, char *why, size_t whylen);
+int ofi_has_wait_fd(const char *provider);
 
 /* ofi_mr.c */
 int ofi_reg(struct ofi_ep *o, void *addr, size_t len, uint64_t access,

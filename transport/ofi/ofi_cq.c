@@ -247,6 +247,13 @@ static int progress(struct ofi_ep *o)
 	}
 	if (total)
 		queue_msgs(o);
+	if (o->wcntr) { /* writes landing here count as activity too */
+		uint64_t w = fi_cntr_read(o->wcntr);
+		if (w != o->writes_seen) {
+			o->writes_seen = w;
+			total++;
+		}
+	}
 	return total;
 }
 
@@ -349,8 +356,9 @@ static void *progress_main(void *arg)
 		pthread_mutex_unlock(&o->lock);
 		if (stop)
 			break;
-		if (n) {
+		if (n) { /* busy: keep polling, but let the caller have the lock */
 			sleep_ns = OFI_SLEEP_MIN_NS;
+			sched_yield();
 			continue;
 		}
 		if (dead) { /* the socket stays readable: just wait for close */

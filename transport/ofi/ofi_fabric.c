@@ -34,6 +34,16 @@
 /* Default provider order when the spec names none ("ofi"). */
 static const char *const default_providers[] = { "verbs", "efa", "tcp" };
 
+/*
+ * Whether the provider's CQ wait fd wakes a sleeper when peer traffic needs
+ * progress: tcp;ofi_rxm puts its sockets behind it; shm has no such signal
+ * (a peer writes into shared memory).
+ */
+int ofi_has_wait_fd(const char *provider)
+{
+	return strcmp(provider, "shm") != 0;
+}
+
 /* Providers addressed by IP: the bootstrap socket's local IP picks the NIC. */
 static int ip_addressed(const char *provider)
 {
@@ -52,42 +62,50 @@ static void tune_env(void)
 	setenv("FI_OFI_RXM_MSG_RX_SIZE", "32", 0);
 }
 
+/* What ofi_getinfo asks a provider for, best first. */
+struct ofi_want {
+	uint64_t order;  /* FI_ORDER_* on tx and rx */
+	int dc;          /* FI_DELIVERY_COMPLETE writes */
+	int rma_event;   /* FI_RMA_EVENT: a counter of writes into this end */
+};
+
 static struct fi_info *make_hints(const char *provider, uint64_t mr_mode,
-				  uint64_t order, int dc)
+				  const struct ofi_want *w)
 {
 	struct fi_info *h = fi_allocinfo();
 
 	if (!h)
 		return NULL;
-	h->caps = FI_MSG | FI_RMA | FI_SEND | FI_RECV | FI_WRITE | FI_REMOTE_WRITE;
+	h->caps = FI_MSG | FI_RMA | FI_SEND | FI_RECV | FI_WRITE | FI_REMOTE_WRITE |
+		  (w->rma_event ? FI_RMA_EVENT : 0);
 	h->mode = 0; /* no FI_CONTEXT: op contexts are ours */
 	h->ep_attr->type = FI_EP_RDM;
 	h->domain_attr->mr_mode = (int)mr_mode;
 	h->domain_attr->threading = FI_THREAD_DOMAIN; /* ofi_ep.lock serializes */
 	h->fabric_attr->prov_name = strdup(provider);
 	/*
-	 * Queue depths: enough for RMIG_OUTSTANDING_MAX batches of small
-	 * writes in flight; receives are few (OFI_NRX).  Providers size their
-	 * buffer pools from these (tcp;ofi_rxm touches ~70 MB at its defaults).
+	 * Queue depths: a window of small writes in flight (a full send queue
+	 * only makes write_batch progress and retry); receives are few
+	 * (OFI_NRX posted buffers).
 	 */
 	h->tx_attr->size = OFI_TX_DEPTH;
 	h->rx_attr->size = OFI_RX_DEPTH;
-	h->tx_attr->msg_order = order;
-	h->rx_attr->msg_order = order;
-	if (dc)
+	h->tx_attr->msg_order = w->order;
+	h->rx_attr->msg_order = w->order;
+	if (w->dc)
 		h->tx_attr->op_flags = FI_DELIVERY_COMPLETE;
 	return h;
 }
 
 static int try_getinfo(const char *provider, const char *node, uint64_t mr_mode,
-		       uint64_t order, int dc, struct fi_info **info)
+		       const struct ofi_want *w, struct fi_info **info)
 {
 	static pthread_once_t once = PTHREAD_ONCE_INIT;
 	struct fi_info *h;
 	int rc;
 
 	pthread_once(&once, tune_env);
-	h = make_hints(provider, mr_mode, order, dc);
+	h = make_hints(provider, mr_mode, w);
 
 	if (!h)
 		return -ENOMEM;
@@ -102,27 +120,34 @@ static int try_getinfo(const char *provider, const char *node, uint64_t mr_mode,
 /*
  * The best info for provider: ask for delivery-complete writes and for
  * send-after-write and write-after-write ordering first, then give them up
- * one by one (ofi_cq.c makes up for what is missing).  node: local IP to
- * bind to, or NULL.
+ * one by one (ofi_cq.c makes up for what is missing).  Providers that give
+ * no fd to sleep on (shm) are first asked for a remote-write counter too:
+ * it tells the target's progress thread that writes are streaming in.
+ * node: local IP to bind to, or NULL.
  */
 int ofi_getinfo(const char *provider, const char *node, struct fi_info **info,
 		char *why, size_t whylen)
 {
-	static const struct { uint64_t order; int dc; } tries[] = {
-		{ FI_ORDER_SAW | FI_ORDER_WAW, 1 }, { FI_ORDER_SAW, 1 }, { 0, 1 },
-		{ FI_ORDER_SAW | FI_ORDER_WAW, 0 }, { FI_ORDER_SAW, 0 }, { 0, 0 },
+	static const struct ofi_want tries[] = {
+		{ FI_ORDER_SAW | FI_ORDER_WAW, 1, 0 }, { FI_ORDER_SAW, 1, 0 }, { 0, 1, 0 },
+		{ FI_ORDER_SAW | FI_ORDER_WAW, 0, 0 }, { FI_ORDER_SAW, 0, 0 }, { 0, 0, 0 },
 	};
+	static const struct ofi_want none = { 0, 0, 0 };
 	int rc = -FI_ENODATA;
 
-	for (size_t i = 0; i < sizeof(tries) / sizeof(tries[0]); i++) {
-		rc = try_getinfo(provider, node, OFI_MR_MODES, tries[i].order, tries[i].dc, info);
-		if (rc != -FI_ENODATA)
-			break;
+	for (int ev = !ofi_has_wait_fd(provider); ev >= 0 && rc == -FI_ENODATA; ev--) {
+		for (size_t i = 0; i < sizeof(tries) / sizeof(tries[0]); i++) {
+			struct ofi_want w = tries[i];
+			w.rma_event = ev;
+			rc = try_getinfo(provider, node, OFI_MR_MODES, &w, info);
+			if (rc != -FI_ENODATA)
+				break;
+		}
 	}
 	if (!rc)
 		return 0;
 	if (rc == -FI_ENODATA && !try_getinfo(provider, node, OFI_MR_MODES | FI_MR_RAW,
-					      0, 0, info)) {
+					      &none, info)) {
 		fi_freeinfo(*info);
 		*info = NULL;
 		snprintf(why, whylen,
@@ -201,18 +226,16 @@ static void record_prov(struct ofi_ep *o)
 
 /*
  * A CQ with a wait fd lets an idle waiter sleep in poll() until the
- * provider has something to progress: tcp;ofi_rxm puts its sockets behind
- * that fd, so the target of a write wakes as the data arrives.  shm has no
- * such signal (a peer writes into shared memory), so its CQ is opened
- * without one and waiters sleep-poll (ofi_cq.c); so is any provider that
- * refuses FI_WAIT_FD.
+ * provider has something to progress, so the target of a write wakes as the
+ * data arrives.  Without one (shm, or a provider that refuses FI_WAIT_FD)
+ * waiters sleep-poll (ofi_cq.c).
  */
 static int open_cq(struct ofi_ep *o, struct fi_cq_attr *attr)
 {
 	int rc = -FI_ENOSYS;
 
 	o->wait_fd = -1;
-	if (strcmp(o->prov.name, "shm")) {
+	if (ofi_has_wait_fd(o->prov.name)) {
 		attr->wait_obj = FI_WAIT_FD;
 		rc = fi_cq_open(o->domain, attr, &o->cq, NULL);
 		if (!rc && fi_control(&o->cq->fid, FI_GETWAIT, &o->wait_fd)) {
@@ -226,6 +249,17 @@ static int open_cq(struct ofi_ep *o, struct fi_cq_attr *attr)
 		attr->wait_obj = FI_WAIT_NONE;
 		rc = fi_cq_open(o->domain, attr, &o->cq, NULL);
 	}
+	return rc;
+}
+
+/* Count writes into this end: activity the CQ does not show (FI_RMA_EVENT). */
+static int open_write_counter(struct ofi_ep *o)
+{
+	struct fi_cntr_attr attr = { .events = FI_CNTR_EVENTS_COMP, .wait_obj = FI_WAIT_NONE };
+	int rc = fi_cntr_open(o->domain, &attr, &o->wcntr, NULL);
+
+	if (!rc)
+		rc = fi_ep_bind(o->ep, &o->wcntr->fid, FI_REMOTE_WRITE);
 	return rc;
 }
 
@@ -261,6 +295,8 @@ int ofi_open(struct ofi_ep *o, const char *provider, const char *node)
 		rc = fi_ep_bind(o->ep, &o->av->fid, 0);
 	if (!rc && (what = "binding the CQ"))
 		rc = fi_ep_bind(o->ep, &o->cq->fid, FI_TRANSMIT | FI_RECV);
+	if (!rc && (o->info->caps & FI_RMA_EVENT) && (what = "opening the write counter"))
+		rc = open_write_counter(o);
 	if (!rc && (what = "fi_enable"))
 		rc = fi_enable(o->ep);
 	if (rc)
@@ -286,6 +322,9 @@ void ofi_close_fabric(struct ofi_ep *o)
 	if (o->bufs_mr)
 		fi_close(&o->bufs_mr->fid);
 	o->bufs_mr = NULL;
+	if (o->wcntr)
+		fi_close(&o->wcntr->fid);
+	o->wcntr = NULL;
 	if (o->cq)
 		fi_close(&o->cq->fid);
 	o->cq = NULL;
