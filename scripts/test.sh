@@ -1,8 +1,21 @@
 #!/usr/bin/env bash
-# The whole test suite: install, build, run every CUnit test under ctest.
+# The whole test suite: install, build, run the unit and conformance suites
+# under ASan+UBSan, a short fuzzing pass over every decoder, then every
+# CUnit test under ctest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 BUILD=${BUILD:-build}
+
+echo "== unit and conformance suites under ASan+UBSan (ctest -L sanitize)"
+cmake -S . -B "$BUILD-asan" -DRMIG_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug >/dev/null
+cmake --build "$BUILD-asan" -j"$(nproc)" 2>&1 | grep -vE '^\[ *[0-9]+%\]' || true
+ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1} \
+UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1} \
+  ctest --test-dir "$BUILD-asan" --output-on-failure --timeout 900 -j2 -L sanitize
+
+echo "== decoders under libFuzzer, short run (scripts/fuzz.sh RUNS for a long one)"
+bash scripts/fuzz.sh "${FUZZ_RUNS:-200000}"
+
 echo "== unit, conformance and integration tests (ctest)"
 ctest --test-dir "$BUILD" --output-on-failure --timeout 600 -j2

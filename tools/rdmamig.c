@@ -16,6 +16,12 @@ struct command {
 static const struct command commands[] = {
 	{ "backends", cmd_backends, "list the compiled backends and whether each can run here" },
 	{ "bench", cmd_bench, "benchmarks: 'bench transport' (throughput per message size)" },
+	{ "demo", cmd_demo, "live-migrate a guest between two processes here and verify it" },
+	{ "migrate", cmd_migrate, "source: run a guest and live-migrate it to 'serve'" },
+	{ "serve", cmd_serve, "destination: take one migrating guest and verify it" },
+#ifdef RMIG_HAVE_NUMA
+	{ "topo", cmd_topo, "where transfer workers and buffers would be placed, and why" },
+#endif
 };
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
 

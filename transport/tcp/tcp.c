@@ -28,7 +28,6 @@
 
 struct tcp_region {
 	struct rmig_mr base;
-	int live;
 };
 
 struct tcp_msg {
@@ -98,7 +97,7 @@ static int tcp_apply_write(struct tcp_ep *t, const struct tcp_hdr *h)
 	pthread_rwlock_rdlock(&t->regions_lock);
 	if (h->id >= 1 && h->id <= t->nregions)
 		r = t->regions[h->id - 1];
-	if (!r || !r->live || r->base.rkey.key != h->key) {
+	if (!r || r->base.rkey.key != h->key) {
 		rc = -EACCES;
 		tcp_mark_dead(t, -EACCES, "peer wrote with an unknown region key");
 	} else if (!(r->base.access & RMIG_ACCESS_REMOTE_WRITE)) {
@@ -300,7 +299,6 @@ static int tcp_reg_mr(struct rmig_ep *ep, void *addr, size_t len, unsigned acces
 		key = rmig_now_ns() ^ (uintptr_t)r;
 	r->base = (struct rmig_mr){ .ep = ep, .addr = addr, .len = len,
 				    .access = access };
-	r->live = 1;
 	pthread_rwlock_wrlock(&t->regions_lock);
 	grown = realloc(t->regions, (t->nregions + 1) * sizeof(*grown));
 	if (!grown) {
@@ -317,15 +315,21 @@ static int tcp_reg_mr(struct rmig_ep *ep, void *addr, size_t len, unsigned acces
 	return 0;
 }
 
-/* The slot stays (ids are never reused); the region stops taking writes. */
+/*
+ * The slot stays empty (ids are never reused, so a stale key can never match
+ * a later region); taking the lock for writing waits out a write the
+ * receiver is applying into this region right now.
+ */
 static int tcp_dereg_mr(struct rmig_ep *ep, struct rmig_mr *mr)
 {
-	struct tcp_region *r = (struct tcp_region *)mr;
+	struct tcp_ep *t = TCP(ep);
+	uint32_t id = mr->rkey.id;
 
-	pthread_rwlock_wrlock(&TCP(ep)->regions_lock);
-	r->live = 0;
-	r->base.rkey.key = 0;
-	pthread_rwlock_unlock(&TCP(ep)->regions_lock);
+	pthread_rwlock_wrlock(&t->regions_lock);
+	if (id >= 1 && id <= t->nregions && t->regions[id - 1] == (struct tcp_region *)mr)
+		t->regions[id - 1] = NULL;
+	pthread_rwlock_unlock(&t->regions_lock);
+	free(mr);
 	return 0;
 }
 

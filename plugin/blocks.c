@@ -1,0 +1,238 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The RAM block table and its registration.
+ *
+ * Source: local-only regions (no remote rights).  Whole blocks when the
+ * memlock budget allows (one registration, no per-write lookups);
+ * otherwise MIG_CHUNK_SIZE chunks registered when first written and kept in
+ * an LRU cache bounded by the budget, as QEMU's dynamic registration does.
+ * Destination: whole blocks with REMOTE_WRITE, only after the handshake,
+ * deregistered on commit, cancel, error and close.
+ */
+#define _GNU_SOURCE
+#include "session.h"
+#include "../common/clock.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+uint64_t mig_total_bytes(const struct rmig_mig *s)
+{
+	uint64_t sum = 0;
+
+	for (uint32_t i = 0; i < s->nblocks; i++)
+		if (s->blocks[i].live)
+			sum += s->blocks[i].len;
+	return sum;
+}
+
+int mig_add_block(struct rmig_mig *s, const char *name, void *host, uint64_t len)
+{
+	struct mig_block *grown;
+
+	if (s->role != MIG_SOURCE || s->state != RMIG_STATE_RESERVE)
+		return mig_err(s, -EINVAL, "RAM blocks are added on the source before setup");
+	if (!name || !*name || strlen(name) >= WIRE_NAME_MAX)
+		return mig_err(s, -EINVAL, "a RAM block needs a name of 1 to %d characters",
+			       WIRE_NAME_MAX - 1);
+	if (!host || !len || len % s->page_size || (uintptr_t)host % s->page_size)
+		return mig_err(s, -EINVAL,
+			       "RAM block %s must be page-aligned and a multiple of %u bytes",
+			       name, s->page_size);
+	if (s->nblocks >= WIRE_BLOCKS_MAX)
+		return mig_err(s, -E2BIG, "more than %zu RAM blocks", (size_t)WIRE_BLOCKS_MAX);
+	for (uint32_t i = 0; i < s->nblocks; i++)
+		if (s->blocks[i].live && !strcmp(s->blocks[i].name, name))
+			return mig_err(s, -EEXIST, "RAM block %s is already in the session", name);
+	grown = realloc(s->blocks, (s->nblocks + 1) * sizeof(*grown));
+	if (!grown)
+		return mig_err(s, -ENOMEM, "out of memory for the block table");
+	s->blocks = grown;
+	struct mig_block *b = &s->blocks[s->nblocks];
+	memset(b, 0, sizeof(*b));
+	snprintf(b->name, sizeof(b->name), "%s", name);
+	b->host = host;
+	b->len = len;
+	b->live = 1;
+	b->sent = calloc((len / s->page_size + 7) / 8, 1);
+	if (!b->sent)
+		return mig_err(s, -ENOMEM, "out of memory for the block's page bitmap");
+	return (int)s->nblocks++;
+}
+
+int mig_remove_block(struct rmig_mig *s, uint32_t block)
+{
+	if (s->role != MIG_SOURCE || s->state != RMIG_STATE_RESERVE)
+		return mig_err(s, -EBUSY, "RAM blocks can be removed only before setup");
+	if (block >= s->nblocks || !s->blocks[block].live)
+		return mig_err(s, -ENOENT, "no RAM block %u", block);
+	s->blocks[block].live = 0;
+	return 0;
+}
+
+/* Bytes this session may pin: the configured budget, else RLIMIT_MEMLOCK
+ * (unlimited for root, who can lift it). */
+static uint64_t memlock_budget(const struct rmig_mig *s)
+{
+	struct rlimit rl;
+
+	if (s->cfg.memlock_budget)
+		return s->cfg.memlock_budget;
+	if (geteuid() == 0 || getrlimit(RLIMIT_MEMLOCK, &rl) || rl.rlim_max == RLIM_INFINITY)
+		return UINT64_MAX;
+	return rl.rlim_max;
+}
+
+static int reg(struct rmig_mig *s, void *addr, uint64_t len, unsigned access,
+	       struct rmig_mr **mr)
+{
+	uint64_t t0 = rmig_now_ns();
+	int rc = rmig_reg_mr(s->ep, addr, len, access, mr);
+
+	s->st.reg_ns += rmig_now_ns() - t0;
+	if (!rc) {
+		s->st.regs++;
+		s->st.mrs_live++;
+	}
+	return rc;
+}
+
+static void dereg(struct rmig_mig *s, struct rmig_mr **mr)
+{
+	if (!*mr)
+		return;
+	rmig_dereg_mr(s->ep, *mr);
+	*mr = NULL;
+	s->st.mrs_live--;
+}
+
+int mig_register_source(struct rmig_mig *s)
+{
+	uint64_t total = mig_total_bytes(s), budget = memlock_budget(s);
+	int rc;
+
+	s->chunked = s->cfg.reg_mode == RMIG_REG_CHUNKED ||
+		     (s->cfg.reg_mode == RMIG_REG_AUTO && total > budget);
+	for (uint32_t i = 0; i < s->nblocks && !s->chunked; i++) {
+		if (!s->blocks[i].live)
+			continue;
+		rc = reg(s, s->blocks[i].host, s->blocks[i].len, RMIG_ACCESS_LOCAL,
+			 &s->blocks[i].mr);
+		if (rc && s->cfg.reg_mode == RMIG_REG_WHOLE)
+			return mig_fail(s, rc, "cannot register RAM block %s: %s",
+					s->blocks[i].name, rmig_ep_error(s->ep));
+		if (rc) {
+			/* The backend could not pin it all: fall back to chunks. */
+			for (uint32_t j = 0; j < i; j++)
+				dereg(s, &s->blocks[j].mr);
+			s->chunked = 1;
+		}
+	}
+	if (s->chunked) {
+		uint64_t n = budget / MIG_CHUNK_SIZE;
+		s->chunks_max = n < 2 ? 2 : n > 1024 ? 1024 : (unsigned)n;
+		s->chunks = calloc(s->chunks_max, sizeof(*s->chunks));
+		if (!s->chunks)
+			return mig_fail(s, -ENOMEM, "out of memory for the registration cache");
+	}
+	return 0;
+}
+
+/*
+ * Evict the least recently used chunk.  Writes gathered but not posted and
+ * writes in flight may use it: post them and wait for all first.
+ */
+static int evict_chunk(struct rmig_mig *s)
+{
+	unsigned victim = 0;
+	int rc = mig_post_batch(s);
+
+	if (rc)
+		return rc;
+	if ((rc = mig_drain(s)))
+		return mig_fail(s, rc, "page writes did not complete: %s", rmig_ep_error(s->ep));
+	for (unsigned i = 1; i < s->nchunks; i++)
+		if (s->chunks[i].used < s->chunks[victim].used)
+			victim = i;
+	dereg(s, &s->chunks[victim].mr);
+	s->chunks[victim] = s->chunks[--s->nchunks];
+	return 0;
+}
+
+int mig_local_mr(struct rmig_mig *s, uint32_t b, uint64_t off,
+		 const struct rmig_mr **mr, uint64_t *loff)
+{
+	struct mig_block *blk = &s->blocks[b];
+	uint64_t idx = off / MIG_CHUNK_SIZE, clen;
+	struct mig_chunk *c;
+	int rc;
+
+	if (!s->chunked) {
+		*mr = blk->mr;
+		*loff = off;
+		return 0;
+	}
+	for (unsigned i = 0; i < s->nchunks; i++) {
+		if (s->chunks[i].block == b && s->chunks[i].idx == idx) {
+			s->chunks[i].used = ++s->lru;
+			*mr = s->chunks[i].mr;
+			*loff = off - idx * MIG_CHUNK_SIZE;
+			return 0;
+		}
+	}
+	if (s->nchunks == s->chunks_max && (rc = evict_chunk(s)))
+		return rc;
+	c = &s->chunks[s->nchunks];
+	clen = blk->len - idx * MIG_CHUNK_SIZE;
+	if (clen > MIG_CHUNK_SIZE)
+		clen = MIG_CHUNK_SIZE;
+	rc = reg(s, blk->host + idx * MIG_CHUNK_SIZE, clen, RMIG_ACCESS_LOCAL, &c->mr);
+	if (rc)
+		return mig_fail(s, rc, "cannot register a chunk of RAM block %s: %s",
+				blk->name, rmig_ep_error(s->ep));
+	c->block = b;
+	c->idx = idx;
+	c->used = ++s->lru;
+	s->nchunks++;
+	*mr = c->mr;
+	*loff = off - idx * MIG_CHUNK_SIZE;
+	return 0;
+}
+
+int mig_register_dest(struct rmig_mig *s)
+{
+	uint64_t total = mig_total_bytes(s), budget = memlock_budget(s);
+	int rc;
+
+	if (total > budget)
+		return mig_err(s, -ENOMEM,
+			       "the destination's memlock budget of %llu MiB is below the %llu MiB guest; raise ulimit -l",
+			       (unsigned long long)(budget >> 20),
+			       (unsigned long long)(total >> 20));
+	for (uint32_t i = 0; i < s->nblocks; i++) {
+		rc = reg(s, s->blocks[i].host, s->blocks[i].len, RMIG_ACCESS_REMOTE_WRITE,
+			 &s->blocks[i].mr);
+		if (rc) {
+			for (uint32_t j = 0; j < i; j++)
+				dereg(s, &s->blocks[j].mr);
+			return mig_err(s, rc, "cannot register RAM block %s for remote write: %s",
+				       s->blocks[i].name, rmig_ep_error(s->ep));
+		}
+	}
+	return 0;
+}
+
+void mig_deregister_all(struct rmig_mig *s)
+{
+	if (!s->ep)
+		return;
+	for (uint32_t i = 0; i < s->nblocks; i++)
+		dereg(s, &s->blocks[i].mr);
+	for (unsigned i = 0; i < s->nchunks; i++)
+		dereg(s, &s->chunks[i].mr);
+	s->nchunks = 0;
+}

@@ -1,0 +1,192 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The destination (load) side: accept a source, read its offer, let the
+ * framework place each block, answer yes with keys (or no with the reason),
+ * then deliver the stream until END and commit.  Guest RAM is registered
+ * REMOTE_WRITE only between load_grant and commit/cancel/error.
+ */
+#define _GNU_SOURCE
+#include "session.h"
+#include "../common/clock.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int mig_listen(const struct rmig_plugin_config *cfg, struct rmig_mig_listener **out)
+{
+	struct rmig_mig_listener *l = calloc(1, sizeof(*l));
+	struct rmig_ep_opts o = { .size = sizeof(o) };
+	int rc;
+
+	if (!l)
+		return rmig_set_error(NULL, -ENOMEM, "out of memory for a listener");
+	mig_copy_config(&l->cfg, cfg);
+	snprintf(l->backend_spec, sizeof(l->backend_spec), "%s",
+		 l->cfg.backend ? l->cfg.backend : "auto");
+	l->cfg.backend = l->backend_spec;
+	l->cfg.addr = NULL;
+	o.timeout_ms = l->cfg.timeout_ms;
+	rc = rmig_listen(l->backend_spec, cfg && cfg->addr ? cfg->addr : "127.0.0.1:0", &o,
+			 &l->ep);
+	if (rc) {
+		free(l);
+		return rc;
+	}
+	*out = l;
+	return 0;
+}
+
+int mig_listen_addr(struct rmig_mig_listener *l, char *buf, size_t len)
+{
+	return rmig_local_addr(l->ep, buf, len);
+}
+
+void mig_listen_close(struct rmig_mig_listener *l)
+{
+	if (!l)
+		return;
+	rmig_close(l->ep);
+	free(l);
+}
+
+/* Refuse before any block is registered (the framework may not know yet). */
+int mig_load_refuse(struct rmig_mig *s, int err, const char *why)
+{
+	struct wire_reserve r = { .status = err < 0 && err >= -4095 ? err : -EINVAL };
+	int len, rc;
+
+	if (s->role != MIG_DEST || s->state != RMIG_STATE_RESERVE)
+		return mig_err(s, -EINVAL, "load_refuse only answers an offer (state %s)",
+			       mig_state_name(s->state));
+	snprintf(r.reason, sizeof(r.reason), "%s", why && *why ? why : strerror(-r.status));
+	len = wire_reserve_encode(s->msg, sizeof(s->msg), &r, NULL);
+	rc = len < 0 ? len : rmig_send(s->ep, s->msg, (size_t)len);
+	s->peer_gone = 1;
+	mig_fail(s, r.status, "refused the guest: %s", r.reason);
+	return rc;
+}
+
+static int take_hello(struct rmig_mig *s, const struct wire_hdr *h)
+{
+	static struct wire_block wb[WIRE_BLOCKS_MAX];
+	char why[128];
+	struct wire_hello hello;
+
+	if (h->type != WIRE_HELLO)
+		return mig_fail(s, -EPROTO, "the source opened with %s instead of HELLO",
+				wire_type_name(h->type));
+	if (wire_hello_decode(s->rxmsg + WIRE_HDR_SIZE, h->len, &hello, wb, WIRE_BLOCKS_MAX,
+			      why, sizeof(why)))
+		return mig_fail(s, -EPROTO, "the source sent a malformed HELLO: %s", why);
+	if (hello.page_size != s->page_size) {
+		snprintf(why, sizeof(why), "page size %u, the destination uses %u",
+			 hello.page_size, s->page_size);
+		mig_load_refuse(s, -EINVAL, why);
+		return mig_err(s, -EINVAL, "the source uses %s", why);
+	}
+	s->caps = hello.caps & WIRE_CAPS_KNOWN;
+	s->blocks = calloc(hello.nblocks, sizeof(*s->blocks));
+	if (!s->blocks) {
+		mig_load_refuse(s, -ENOMEM, "out of memory for the block table");
+		return -ENOMEM;
+	}
+	for (uint32_t i = 0; i < hello.nblocks; i++) {
+		memcpy(s->blocks[i].name, wb[i].name, WIRE_NAME_MAX);
+		s->blocks[i].len = wb[i].len;
+		s->blocks[i].live = 1;
+	}
+	s->nblocks = hello.nblocks;
+	if (s->cfg.mem_limit && hello.total > s->cfg.mem_limit) {
+		snprintf(why, sizeof(why),
+			 "the guest needs %llu MiB, the destination takes at most %llu MiB",
+			 (unsigned long long)(hello.total >> 20),
+			 (unsigned long long)(s->cfg.mem_limit >> 20));
+		mig_load_refuse(s, -ENOMEM, why);
+		return mig_err(s, -ENOMEM, "%s", why);
+	}
+	return 0;
+}
+
+int mig_accept(struct rmig_mig_listener *l, int timeout_ms, struct rmig_mig **out)
+{
+	struct rmig_mig *s = mig_new(&l->cfg, MIG_DEST);
+	struct wire_hdr h;
+	int rc;
+
+	if (!s)
+		return rmig_set_error(NULL, -ENOMEM, "out of memory for a session");
+	rc = rmig_accept(l->ep, timeout_ms, &s->ep);
+	if (rc) {
+		s->ep = NULL;
+		mig_err(s, rc, "no source arrived: %s", rmig_ep_error(l->ep));
+		goto free_session;
+	}
+	snprintf(s->addr, sizeof(s->addr), "%s", "accepted");
+	if ((rc = mig_recv(s, &h, s->cfg.timeout_ms)) || (rc = take_hello(s, &h)))
+		goto free_session;
+	*out = s;
+	return 0;
+free_session:
+	rmig_set_error(NULL, rc, "%s", s->err);
+	mig_close(s);
+	return rc;
+}
+
+int mig_load_grant(struct rmig_mig *s)
+{
+	static struct rmig_rkey keys[WIRE_BLOCKS_MAX];
+	struct wire_reserve r = { .nblocks = s->nblocks, .caps = s->caps };
+	int rc, len;
+
+	if (s->role != MIG_DEST || s->state != RMIG_STATE_RESERVE)
+		return mig_err(s, -EINVAL, "load_grant answers an offer (state %s)",
+			       mig_state_name(s->state));
+	for (uint32_t i = 0; i < s->nblocks; i++)
+		if (!s->blocks[i].host)
+			return mig_err(s, -EINVAL, "block %s has no memory (load_register_block)",
+				       s->blocks[i].name);
+	rc = mig_register_dest(s);
+	if (rc) {
+		char why[RMIG_ERR_MAX];
+		snprintf(why, sizeof(why), "%s", s->err);
+		mig_load_refuse(s, rc, why);
+		return mig_err(s, rc, "%s", why);
+	}
+	mig_set_state(s, RMIG_STATE_SETUP);
+	for (uint32_t i = 0; i < s->nblocks; i++)
+		keys[i] = *rmig_mr_rkey(s->blocks[i].mr);
+	if (s->cfg.flags & RMIG_CFG_DEST_ZEROED)
+		r.flags |= WIRE_RES_ZEROED;
+	len = wire_reserve_encode(s->msg, sizeof(s->msg), &r, keys);
+	if (len < 0)
+		return mig_fail(s, len, "too many RAM blocks for one RESERVE");
+	rc = rmig_send(s->ep, s->msg, (size_t)len);
+	if (rc) {
+		s->peer_gone = 1;
+		return mig_fail(s, rc, "lost the source answering its offer: %s",
+				rmig_ep_error(s->ep));
+	}
+	mig_set_state(s, RMIG_STATE_PRECOPY);
+	return 0;
+}
+
+int mig_load_commit(struct rmig_mig *s)
+{
+	int rc;
+
+	if (s->role != MIG_DEST || !s->ended || s->state != RMIG_STATE_STOPCOPY)
+		return mig_err(s, -EINVAL, "load_commit needs the source's END (state %s)",
+			       mig_state_name(s->state));
+	mig_deregister_all(s);
+	rc = mig_send_status(s, WIRE_COMMIT, 0, "");
+	if (rc) {
+		s->peer_gone = 1;
+		return mig_fail(s, rc, "lost the source while committing: %s",
+				rmig_ep_error(s->ep));
+	}
+	mig_set_state(s, RMIG_STATE_COMMIT);
+	s->ended = 0; /* the stream goes on after commit (reports) */
+	return 0;
+}

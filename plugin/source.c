@@ -1,0 +1,393 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The source side: connect and reserve, then rounds of page writes.
+ *
+ * Pages handed to save_page(s) are coalesced: a run of contiguous pages of
+ * one block becomes one rmig_write (up to MIG_WRITE_MAX, never across a
+ * registration chunk), writes gather into batches of up to RMIG_BATCH_MAX,
+ * each batch is one rmig_write_batch with one completion, and at most
+ * MIG_WINDOW batches are in flight.  Guest memory is written straight from
+ * where it lives: no copy.
+ */
+#define _GNU_SOURCE
+#include "session.h"
+#include "../common/clock.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+static int reap(struct rmig_mig *s, int wait)
+{
+	struct rmig_completion c[MIG_WINDOW];
+	int n = rmig_poll(s->ep, c, MIG_WINDOW, wait ? s->cfg.timeout_ms : 0);
+
+	if (n < 0)
+		return n;
+	if (n == 0 && wait)
+		return rmig_set_error(s->ep, -ETIMEDOUT,
+				      "page writes not completed within %d ms",
+				      s->cfg.timeout_ms);
+	for (int i = 0; i < n; i++) {
+		s->inflight--;
+		if (c[i].status)
+			return rmig_set_error(s->ep, c[i].status, "a page write failed: %s",
+					      strerror(-c[i].status));
+	}
+	return 0;
+}
+
+/* Wait for every batch in flight.  On error nothing is in flight any more
+ * that the session will ever look at again. */
+int mig_drain(struct rmig_mig *s)
+{
+	int rc = 0;
+
+	while (s->inflight && !rc)
+		rc = reap(s, 1);
+	if (rc)
+		s->inflight = 0;
+	return rc;
+}
+
+/* Sleep as long as the round is ahead of the bandwidth cap. */
+static void pace(struct rmig_mig *s)
+{
+	uint64_t due, now;
+
+	if (!s->cfg.bandwidth)
+		return;
+	due = s->bw_t0 + (uint64_t)((double)s->bw_bytes * 1e9 / (double)s->cfg.bandwidth);
+	now = rmig_now_ns();
+	if (due > now) {
+		uint64_t d = due - now;
+		struct timespec ts = { (time_t)(d / 1000000000ull), (long)(d % 1000000000ull) };
+		nanosleep(&ts, NULL);
+	}
+}
+
+int mig_post_batch(struct rmig_mig *s)
+{
+	int rc;
+
+	if (!s->nbatch)
+		return 0;
+	while (s->inflight >= MIG_WINDOW)
+		if ((rc = reap(s, 1)))
+			goto lost;
+	for (;;) {
+		rc = rmig_write_batch(s->ep, s->batch, s->nbatch, s->next_wr_id);
+		if (rc != -EAGAIN)
+			break;
+		if ((rc = reap(s, 1)))
+			goto lost;
+	}
+	if (rc)
+		goto lost;
+	s->next_wr_id++;
+	s->inflight++;
+	s->round.batches++;
+	s->st.batches++;
+	s->round.bytes += s->batch_bytes;
+	s->st.bytes += s->batch_bytes;
+	s->bw_bytes += s->batch_bytes;
+	s->nbatch = 0;
+	s->batch_bytes = 0;
+	if ((rc = reap(s, 0)))
+		goto lost;
+	pace(s);
+	return 0;
+lost:
+	s->peer_gone = rc != -ERANGE && rc != -EINVAL && rc != -EACCES;
+	return mig_fail(s, rc, "page writes failed: %s", rmig_ep_error(s->ep));
+}
+
+/* Turn the open extent into writes (split at chunk and size limits). */
+static int flush_extent(struct rmig_mig *s)
+{
+	struct mig_extent *e = &s->ext;
+	struct mig_block *b;
+	int rc;
+
+	if (!e->open)
+		return 0;
+	e->open = 0;
+	b = &s->blocks[e->block];
+	while (e->len) {
+		uint64_t n = e->len, loff, room;
+		const struct rmig_mr *mr;
+
+		if (n > MIG_WRITE_MAX)
+			n = MIG_WRITE_MAX;
+		if (s->chunked) {
+			room = MIG_CHUNK_SIZE - e->off % MIG_CHUNK_SIZE;
+			if (n > room)
+				n = room;
+		}
+		if (s->nbatch == RMIG_BATCH_MAX && (rc = mig_post_batch(s)))
+			return rc;
+		if ((rc = mig_local_mr(s, e->block, e->off, &mr, &loff)))
+			return rc;
+		s->batch[s->nbatch++] = (struct rmig_write){
+			.lmr = mr, .loff = loff, .rkey = &b->rkey, .roff = e->off, .len = n };
+		s->batch_bytes += n;
+		s->round.writes++;
+		s->st.writes++;
+		e->off += n;
+		e->len -= n;
+	}
+	return 0;
+}
+
+static int page_is_zero(const uint8_t *p, uint32_t len)
+{
+	const uint64_t *w = (const uint64_t *)p;
+
+	for (uint32_t i = 0; i < len / 8; i += 4)
+		if (w[i] | w[i + 1] | w[i + 2] | w[i + 3])
+			return 0;
+	return 1;
+}
+
+/* One page: skip it if it is zero and the peer is known to hold zeros,
+ * else extend the open extent or start a new one. */
+static int add_page(struct rmig_mig *s, uint32_t block, uint64_t off, int skip_zero)
+{
+	struct mig_block *b = &s->blocks[block];
+	uint64_t pg = off / s->page_size;
+	struct mig_extent *e = &s->ext;
+	int rc;
+
+	s->round.pages++;
+	s->st.pages++;
+	if (skip_zero && !(b->sent[pg / 8] & (1u << (pg % 8))) &&
+	    page_is_zero(b->host + off, s->page_size)) {
+		s->round.zero_pages++;
+		s->st.zero_pages++;
+		return 0;
+	}
+	b->sent[pg / 8] |= (uint8_t)(1u << (pg % 8));
+	if (e->open && e->block == block && e->off + e->len == off) {
+		e->len += s->page_size;
+		return 0;
+	}
+	if ((rc = flush_extent(s)))
+		return rc;
+	*e = (struct mig_extent){ .block = block, .off = off, .len = s->page_size, .open = 1 };
+	return 0;
+}
+
+int mig_save_pages(struct rmig_mig *s, const struct rmig_page_range *r, unsigned n)
+{
+	int skip_zero = s->dest_zeroed && (s->caps & WIRE_CAP_ZERO_SKIP);
+	int rc;
+
+	if (!s->in_round)
+		return mig_err(s, -EINVAL, "save_page outside a round (call round_start)");
+	for (unsigned i = 0; i < n; i++) {
+		const struct rmig_page_range *x = &r[i];
+		struct mig_block *b;
+
+		if (x->block >= s->nblocks || !s->blocks[x->block].live)
+			return mig_err(s, -ENOENT, "save_page: no RAM block %u", x->block);
+		b = &s->blocks[x->block];
+		if (x->offset % s->page_size || x->len % s->page_size || x->len > b->len ||
+		    x->offset > b->len - x->len)
+			return mig_err(s, -ERANGE,
+				       "save_page: %llu bytes at %llu do not fit RAM block %s in whole pages",
+				       (unsigned long long)x->len,
+				       (unsigned long long)x->offset, b->name);
+		for (uint64_t off = x->offset; off < x->offset + x->len; off += s->page_size)
+			if ((rc = add_page(s, x->block, off, skip_zero)))
+				return rc;
+	}
+	return 0;
+}
+
+int mig_round_start(struct rmig_mig *s, unsigned flags)
+{
+	if (s->role != MIG_SOURCE || s->state < RMIG_STATE_PRECOPY ||
+	    s->state > RMIG_STATE_STOPCOPY)
+		return mig_err(s, -EINVAL, "round_start in state %s", mig_state_name(s->state));
+	if (s->in_round)
+		return mig_err(s, -EINVAL, "round_start inside a round (call round_end)");
+	if (s->state == RMIG_STATE_STOPCOPY)
+		return mig_err(s, -EINVAL, "the final round has been sent; call finish");
+	memset(&s->round, 0, sizeof(s->round));
+	s->round.round = s->st.rounds;
+	s->round.final = !!(flags & RMIG_ROUND_FINAL);
+	s->in_round = 1;
+	s->round_t0 = s->bw_t0 = rmig_now_ns();
+	s->bw_bytes = 0;
+	if (flags & RMIG_ROUND_FINAL)
+		mig_set_state(s, RMIG_STATE_STOPCOPY);
+	return 0;
+}
+
+int mig_round_end(struct rmig_mig *s, struct rmig_round_stats *out)
+{
+	struct wire_round wr;
+	int rc, len;
+
+	if (!s->in_round)
+		return mig_err(s, -EINVAL, "round_end without round_start");
+	if ((rc = flush_extent(s)) || (rc = mig_post_batch(s)))
+		return rc;
+	if ((rc = mig_drain(s))) {
+		s->peer_gone = 1;
+		return mig_fail(s, rc, "page writes did not complete: %s", rmig_ep_error(s->ep));
+	}
+	s->in_round = 0;
+	s->round.ns = rmig_now_ns() - s->round_t0;
+	s->round.rate = s->round.ns ? (double)s->round.bytes * 1e9 / (double)s->round.ns : 0;
+	wr = (struct wire_round){ .round = s->round.round, .final = s->round.final,
+				  .pages = s->round.pages, .bytes = s->round.bytes,
+				  .zero_pages = s->round.zero_pages };
+	len = wire_round_encode(s->msg, sizeof(s->msg), &wr);
+	/* The ordering guarantee: ROUND arrives after the round's data. */
+	rc = rmig_send(s->ep, s->msg, (size_t)len);
+	if (rc) {
+		s->peer_gone = 1;
+		return mig_fail(s, rc, "lost the peer at the end of round %u: %s",
+				s->round.round, rmig_ep_error(s->ep));
+	}
+	s->st.rounds++;
+	if (out)
+		*out = s->round;
+	return 0;
+}
+
+static int offer(struct rmig_mig *s, struct wire_block *wb)
+{
+	struct wire_hello h = { .caps = WIRE_CAPS_KNOWN, .page_size = s->page_size };
+	uint32_t n = 0;
+	int len;
+
+	if (s->cfg.flags & RMIG_CFG_NO_ZERO_SKIP)
+		h.caps &= ~WIRE_CAP_ZERO_SKIP;
+	for (uint32_t i = 0; i < s->nblocks; i++) {
+		if (!s->blocks[i].live)
+			continue;
+		memcpy(wb[n].name, s->blocks[i].name, WIRE_NAME_MAX);
+		wb[n].len = s->blocks[i].len;
+		wb[n].pad = 0;
+		h.total += wb[n].len;
+		n++;
+	}
+	h.nblocks = n;
+	len = wire_hello_encode(s->msg, sizeof(s->msg), &h, wb);
+	if (len < 0)
+		return mig_err(s, len, "too many RAM blocks for one HELLO");
+	return rmig_send(s->ep, s->msg, (size_t)len);
+}
+
+/* The destination's answer: keys in block order, each the block's size. */
+static int take_reserve(struct rmig_mig *s, uint32_t offered)
+{
+	static struct rmig_rkey keys[WIRE_BLOCKS_MAX];
+	char why[128];
+	struct wire_reserve r;
+	struct wire_hdr h;
+	uint32_t k = 0;
+	int rc = mig_recv(s, &h, s->cfg.timeout_ms);
+
+	if (rc)
+		return rc;
+	if (h.type != WIRE_RESERVE)
+		return mig_fail(s, -EPROTO, "the destination answered %s to HELLO",
+				wire_type_name(h.type));
+	if (wire_reserve_decode(s->rxmsg + WIRE_HDR_SIZE, h.len, &r, keys, offered,
+				why, sizeof(why)))
+		return mig_fail(s, -EPROTO, "the destination sent a malformed RESERVE: %s", why);
+	if (r.status) {
+		s->peer_gone = 1;
+		return mig_fail(s, r.status, "the destination cannot take the guest: %s",
+				r.reason[0] ? r.reason : strerror(-r.status));
+	}
+	if (r.nblocks != offered)
+		return mig_fail(s, -EPROTO, "the destination sent %u keys for %u blocks",
+				r.nblocks, offered);
+	for (uint32_t i = 0; i < s->nblocks; i++) {
+		if (!s->blocks[i].live)
+			continue;
+		if (keys[k].len != s->blocks[i].len ||
+		    !(keys[k].flags & RMIG_ACCESS_REMOTE_WRITE))
+			return mig_fail(s, -EPROTO,
+					"the destination's key for block %s does not cover it for writing",
+					s->blocks[i].name);
+		s->blocks[i].rkey = keys[k++];
+	}
+	s->caps = r.caps & WIRE_CAPS_KNOWN;
+	s->dest_zeroed = !!(r.flags & WIRE_RES_ZEROED);
+	return 0;
+}
+
+int mig_source_setup(struct rmig_mig *s)
+{
+	static struct wire_block wb[WIRE_BLOCKS_MAX];
+	struct rmig_ep_opts o = { .size = sizeof(o), .timeout_ms = s->cfg.timeout_ms };
+	uint32_t offered = 0;
+	int rc;
+
+	if (s->role != MIG_SOURCE || s->state != RMIG_STATE_RESERVE || s->ep)
+		return mig_err(s, -EINVAL, "setup runs once, on a new source session");
+	for (uint32_t i = 0; i < s->nblocks; i++)
+		offered += s->blocks[i].live;
+	if (!offered)
+		return mig_err(s, -EINVAL, "no RAM blocks to migrate (add_ram_block first)");
+	rc = rmig_connect(s->cfg.backend, s->cfg.addr, &o, &s->ep);
+	if (rc) {
+		s->ep = NULL;
+		mig_set_state(s, RMIG_STATE_ROLLED_BACK);
+		return mig_err(s, rc, "cannot reach the destination %s: %s", s->cfg.addr,
+			       rmig_last_error());
+	}
+	rc = offer(s, wb);
+	if (rc) {
+		s->peer_gone = 1;
+		return mig_fail(s, rc, "lost the destination sending the offer: %s",
+				rmig_ep_error(s->ep));
+	}
+	if ((rc = take_reserve(s, offered)))
+		return rc;
+	mig_set_state(s, RMIG_STATE_SETUP);
+	if ((rc = mig_register_source(s)))
+		return rc;
+	mig_set_state(s, RMIG_STATE_PRECOPY);
+	return 0;
+}
+
+int mig_finish(struct rmig_mig *s)
+{
+	char why[128];
+	struct wire_status ws;
+	struct wire_end e;
+	struct wire_hdr h;
+	int rc, len;
+
+	if (s->role != MIG_SOURCE || s->state != RMIG_STATE_STOPCOPY || s->in_round)
+		return mig_err(s, -EINVAL, "finish needs a completed final round (state %s)",
+			       mig_state_name(s->state));
+	e = (struct wire_end){ .rounds = s->st.rounds, .bytes = s->st.bytes,
+			       .stream_bytes = s->st.stream_bytes };
+	len = wire_end_encode(s->msg, sizeof(s->msg), &e);
+	rc = rmig_send(s->ep, s->msg, (size_t)len);
+	if (rc) {
+		s->peer_gone = 1;
+		return mig_fail(s, rc, "lost the destination before commit: %s",
+				rmig_ep_error(s->ep));
+	}
+	if ((rc = mig_recv(s, &h, s->cfg.timeout_ms)))
+		return rc;
+	if (h.type != WIRE_COMMIT)
+		return mig_fail(s, -EPROTO, "the destination answered %s to END",
+				wire_type_name(h.type));
+	if (wire_status_decode(s->rxmsg + WIRE_HDR_SIZE, h.len, &ws, why, sizeof(why)))
+		return mig_fail(s, -EPROTO, "the destination sent a malformed COMMIT: %s", why);
+	if (ws.status)
+		return mig_fail(s, ws.status, "the destination did not commit: %s", ws.reason);
+	mig_deregister_all(s);
+	mig_set_state(s, RMIG_STATE_COMMIT);
+	return 0;
+}

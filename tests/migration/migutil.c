@@ -1,0 +1,163 @@
+/* SPDX-License-Identifier: MIT */
+#define _GNU_SOURCE
+#include "migutil.h"
+#include "common/clock.h"
+#include <rdmamig/rdmamig.h>
+
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+void pair_init(struct pair *p, const char *backend, uint64_t guest_size)
+{
+	memset(p, 0, sizeof(*p));
+	host_opts_default(&p->src);
+	p->src.plugin = RMIG_PLUGIN_PATH;
+	p->src.backend = backend;
+	p->src.guest_size = guest_size;
+	p->src.timeout_ms = 5000;
+	p->src.device_state = 64 << 10;
+	p->dst = p->src;
+	p->dst.addr = "127.0.0.1:0";
+	p->dst_exit = -1;
+}
+
+int backend_usable(const char *spec)
+{
+	char why[RMIG_ERR_MAX];
+
+	if (rmig_backend_probe(spec, why, sizeof(why))) {
+		fprintf(stderr, "skipping backend %s: %s\n", spec, why);
+		return 0;
+	}
+	return 1;
+}
+
+static void send_addr(const char *addr, void *arg)
+{
+	int fd = *(int *)arg;
+
+	if (write(fd, addr, strlen(addr) + 1) < 0)
+		_exit(3);
+}
+
+static int read_addr(int fd, char *addr, size_t len)
+{
+	struct pollfd pf = { .fd = fd, .events = POLLIN };
+
+	if (poll(&pf, 1, 10000) != 1 || read(fd, addr, len - 1) <= 0)
+		return -ETIMEDOUT;
+	return 0;
+}
+
+static void on_stage(const struct host_progress *pg, void *arg)
+{
+	struct pair *p = arg;
+
+	if (!p->kill_sig || p->killed || pg->stage != p->kill_at ||
+	    (pg->stage == HOST_STAGE_ROUND && pg->round < p->kill_round))
+		return;
+	p->killed = 1;
+	if (p->peer > 0)
+		kill(p->peer, p->kill_sig);
+	else
+		_exit(9); /* the source process itself dies */
+}
+
+static int wait_peer(pid_t pid)
+{
+	uint64_t deadline = rmig_deadline(30000);
+	int st;
+
+	for (;;) {
+		pid_t w = waitpid(pid, &st, WNOHANG);
+		if (w == pid)
+			return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+		if (rmig_left_ms(deadline) == 0) {
+			kill(pid, SIGKILL);
+			waitpid(pid, &st, 0);
+			return -ETIMEDOUT;
+		}
+		usleep(5000);
+	}
+}
+
+int pair_run(struct pair *p)
+{
+	int ap[2], rp[2], rc;
+	char addr[128];
+	uint64_t t0;
+
+	if (pipe(ap) || pipe(rp))
+		return -errno;
+	p->peer = fork();
+	if (p->peer == 0) {
+		close(ap[0]);
+		close(rp[0]);
+		p->dst.on_listen = send_addr;
+		p->dst.arg = &ap[1];
+		rc = host_serve(&p->dst, &p->dr);
+		if (write(rp[1], &p->dr, sizeof(p->dr)) != sizeof(p->dr))
+			_exit(4);
+		_exit(rc ? 1 : 0);
+	}
+	close(ap[1]);
+	close(rp[1]);
+	if (read_addr(ap[0], addr, sizeof(addr))) {
+		kill(p->peer, SIGKILL);
+		waitpid(p->peer, NULL, 0);
+		close(ap[0]);
+		close(rp[0]);
+		return -ETIMEDOUT;
+	}
+	p->src.addr = addr;
+	p->src.on_progress = on_stage;
+	p->src.arg = p;
+	t0 = rmig_now_ms();
+	rc = host_migrate(&p->src, &p->sr);
+	p->elapsed_ms = rmig_now_ms() - t0;
+	if (p->killed && p->kill_sig == SIGSTOP)
+		kill(p->peer, SIGKILL);
+	p->dst_exit = wait_peer(p->peer);
+	if (read(rp[0], &p->dr, sizeof(p->dr)) != sizeof(p->dr))
+		memset(&p->dr, 0, sizeof(p->dr));
+	close(ap[0]);
+	close(rp[0]);
+	p->src.addr = NULL;
+	return rc;
+}
+
+int pair_run_source_dies(struct pair *p)
+{
+	int ap[2], rc;
+	uint64_t t0;
+
+	if (pipe(ap))
+		return -errno;
+	p->peer = fork();
+	if (p->peer == 0) {
+		char addr[128];
+		close(ap[1]);
+		if (read_addr(ap[0], addr, sizeof(addr)))
+			_exit(5);
+		p->peer = 0;
+		p->src.addr = addr;
+		p->src.on_progress = on_stage;
+		p->src.arg = p;
+		rc = host_migrate(&p->src, &p->sr);
+		_exit(rc ? 1 : 0);
+	}
+	close(ap[0]);
+	p->dst.on_listen = send_addr;
+	p->dst.arg = &ap[1];
+	t0 = rmig_now_ms();
+	rc = host_serve(&p->dst, &p->dr);
+	p->elapsed_ms = rmig_now_ms() - t0;
+	close(ap[1]);
+	p->dst_exit = wait_peer(p->peer);
+	return rc;
+}

@@ -1,0 +1,31 @@
+/* SPDX-License-Identifier: MIT */
+/* Running both ends of a migration in two processes, for the tests. */
+#ifndef RMIG_TESTS_MIGUTIL_H
+#define RMIG_TESTS_MIGUTIL_H
+
+#include "host.h"
+#include <sys/types.h>
+
+struct pair {
+	struct host_opts src, dst;
+	struct host_result sr, dr;
+	int dst_exit;            /* the destination process's exit code */
+	pid_t peer;              /* the forked end */
+	/* fault injection: at this stage signal the peer (kill_sig) */
+	int kill_sig;
+	enum host_stage kill_at;
+	unsigned kill_round;
+	int killed;
+	uint64_t elapsed_ms;     /* of the end run in the test process */
+};
+
+void pair_init(struct pair *p, const char *backend, uint64_t guest_size);
+/* Destination forked, source here.  Returns the source's rc. */
+int pair_run(struct pair *p);
+/* Source forked (it dies at kill_at), destination here.  Returns the
+ * destination's rc. */
+int pair_run_source_dies(struct pair *p);
+/* 1 if the backend can run here (else prints why). */
+int backend_usable(const char *spec);
+
+#endif

@@ -1,0 +1,164 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Whole migrations between two processes on loopback, over every backend
+ * that runs here: an idle and a dirtying guest arrive byte-identical (the
+ * destination compares a hash of every page with the source's at pause),
+ * the downtime stays within the limit, both registration strategies and
+ * both dirty trackers work.  The plugin ABI's entry and table are checked
+ * through dlopen, as a framework sees them.
+ */
+#include "testutil.h"
+#include "migutil.h"
+#include <rdmamig/plugin.h>
+
+#include <dlfcn.h>
+#include <stdio.h>
+#include <string.h>
+
+#define MiB (1ull << 20)
+
+static const char *const backends[] = { "tcp", "ofi/tcp", "ofi/shm" };
+
+static void expect_verified(const struct pair *p, int rc, const char *what)
+{
+	if (rc || p->sr.verified != 1)
+		fprintf(stderr, "%s over %s: rc %d, %s; %s\n", what, p->src.backend, rc,
+			p->sr.error, p->sr.outcome);
+	CU_ASSERT_EQUAL(rc, 0);
+	CU_ASSERT_EQUAL(p->sr.committed, 1);
+	CU_ASSERT_EQUAL(p->sr.verified, 1);
+	CU_ASSERT_EQUAL(p->sr.mismatched_pages, 0);
+	CU_ASSERT_EQUAL(p->dst_exit, 0);
+	CU_ASSERT_EQUAL(p->dr.committed, 1);
+	CU_ASSERT_EQUAL(p->dr.verified, 1);
+	/* The destination deregistered everything it had granted. */
+	CU_ASSERT_EQUAL(p->dr.mrs_live, 0);
+	CU_ASSERT_EQUAL(p->sr.mrs_live, 0);
+}
+
+static void test_idle(void)
+{
+	for (unsigned i = 0; i < sizeof(backends) / sizeof(backends[0]); i++) {
+		struct pair p;
+		if (!backend_usable(backends[i]))
+			continue;
+		pair_init(&p, backends[i], 64 * MiB);
+		int rc = pair_run(&p);
+		expect_verified(&p, rc, "idle guest");
+		/* Every nonzero page sent once; the zero quarter skipped. */
+		CU_ASSERT_EQUAL(p.sr.zero_pages, 64 * MiB / 4096 / 4);
+		CU_ASSERT_EQUAL(p.sr.bytes, 48 * MiB);
+		CU_ASSERT_EQUAL(p.dr.bytes, 48 * MiB);
+		CU_ASSERT(p.sr.writes < p.sr.pages / 2); /* contiguous pages coalesced */
+		CU_ASSERT_EQUAL(p.sr.final_pages, 0);
+	}
+}
+
+static void test_dirtying(void)
+{
+	static const enum host_pattern pats[] = { HOST_PAT_UNIFORM, HOST_PAT_HOTSET,
+						  HOST_PAT_SEQ };
+	for (unsigned i = 0; i < sizeof(backends) / sizeof(backends[0]); i++) {
+		struct pair p;
+		if (!backend_usable(backends[i]))
+			continue;
+		pair_init(&p, backends[i], 128 * MiB);
+		p.src.dirty_rate = 40 * MiB;
+		p.src.vcpus = 2;
+		p.src.pattern = pats[i % 3];
+		p.src.downtime_ms = 300;
+		int rc = pair_run(&p);
+		expect_verified(&p, rc, "dirtying guest");
+		CU_ASSERT(p.sr.rounds >= 2);
+		/* A dirty rate well below the link rate: the downtime fits the limit. */
+		CU_ASSERT(p.sr.downtime_ns <= 300ull * 1000000);
+		CU_ASSERT_EQUAL(p.sr.forced, 0);
+	}
+}
+
+static void test_chunked_registration(void)
+{
+	for (unsigned i = 0; i < sizeof(backends) / sizeof(backends[0]); i++) {
+		struct pair p;
+		if (!backend_usable(backends[i]))
+			continue;
+		pair_init(&p, backends[i], 64 * MiB);
+		p.src.reg_mode = 0; /* auto: the budget decides */
+		p.src.memlock_budget = 8 * MiB;
+		p.dst.memlock_budget = 0;
+		p.src.dirty_rate = 20 * MiB;
+		int rc = pair_run(&p);
+		expect_verified(&p, rc, "chunked registration");
+		/* 64 MiB through a cache of 4 chunks of 2 MiB: many registrations. */
+		CU_ASSERT(p.sr.regs >= 24);
+	}
+}
+
+static void test_trackers_and_memory(void)
+{
+	struct pair p;
+
+	pair_init(&p, "tcp", 64 * MiB);
+	p.src.track = "uffd-sync";
+	p.src.dirty_rate = 30 * MiB;
+	p.src.pattern = HOST_PAT_HOTSET;
+	expect_verified(&p, pair_run(&p), "uffd-sync tracker");
+	CU_ASSERT_STRING_EQUAL(p.sr.tracker, "uffd-sync");
+
+	pair_init(&p, "tcp", 64 * MiB);
+	p.src.mem = HOST_MEM_MEMFD;
+	p.src.dirty_rate = 30 * MiB;
+	expect_verified(&p, pair_run(&p), "memfd guest");
+
+	pair_init(&p, "tcp", 64 * MiB);
+	p.src.no_zero_skip = 1;
+	expect_verified(&p, pair_run(&p), "no zero skip");
+	CU_ASSERT_EQUAL(p.sr.zero_pages, 0);
+	CU_ASSERT_EQUAL(p.sr.bytes, 64 * MiB);
+}
+
+static void test_plugin_abi(void)
+{
+	void *h = dlopen(RMIG_PLUGIN_PATH, RTLD_NOW | RTLD_LOCAL);
+	rmig_plugin_entry_fn entry;
+	const struct rmig_plugin_ops *ops;
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(h);
+	entry = (rmig_plugin_entry_fn)dlsym(h, RMIG_PLUGIN_ENTRY);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(entry);
+	CU_ASSERT_PTR_NULL(entry(0));
+	CU_ASSERT_PTR_NULL(entry(RMIG_PLUGIN_ABI_VERSION + 1));
+	ops = entry(RMIG_PLUGIN_ABI_VERSION);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(ops);
+	CU_ASSERT_EQUAL(ops->size, sizeof(*ops));
+	CU_ASSERT_EQUAL(ops->abi_version, RMIG_PLUGIN_ABI_VERSION);
+	CU_ASSERT_STRING_EQUAL(ops->state_name(RMIG_STATE_PRECOPY), "precopy");
+	CU_ASSERT_STRING_EQUAL(ops->state_name(RMIG_STATE_ROLLED_BACK), "rolled back");
+	CU_ASSERT_STRING_EQUAL(ops->state_name(RMIG_STATE_COUNT), "unknown");
+	/* Only the entry symbol is needed; session internals stay hidden. */
+	CU_ASSERT_PTR_NULL(dlsym(h, "mig_new"));
+	/* Misuse is refused with a reason, not a crash. */
+	struct rmig_plugin_config cfg = { .size = sizeof(cfg), .addr = "127.0.0.1:1" };
+	struct rmig_mig *s;
+	CU_ASSERT_EQUAL_FATAL(ops->open(&cfg, &s), 0);
+	CU_ASSERT(ops->round_start(s, 0) < 0);
+	CU_ASSERT(ops->setup(s) < 0); /* no blocks */
+	CU_ASSERT(ops->add_ram_block(s, "x", (void *)4096, 100) < 0);
+	ops->close(s);
+	cfg.channels = 4;
+	CU_ASSERT(ops->open(&cfg, &s) < 0);
+	dlclose(h);
+}
+
+int main(void)
+{
+	static const CU_TestInfo tests[] = {
+		{ "plugin ABI through dlopen", test_plugin_abi },
+		{ "idle guest, every backend", test_idle },
+		{ "dirtying guest, every backend, downtime within limit", test_dirtying },
+		{ "chunked registration under a memlock budget", test_chunked_registration },
+		{ "uffd-sync tracker, memfd guest, no zero skip", test_trackers_and_memory },
+		CU_TEST_INFO_NULL,
+	};
+	return rmig_test_run("migration", NULL, NULL, tests);
+}
