@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -52,7 +53,8 @@ static void ofi_ep_free(struct ofi_ep *o)
 {
 	ofi_stop_progress(o);
 	ofi_close_fabric(o);
-	free(o->bufs);
+	if (o->bufs)
+		munmap(o->bufs, OFI_BUFS_LEN);
 	while (o->msgs) {
 		struct ofi_msg *m = o->msgs;
 		o->msgs = m->next;
@@ -81,12 +83,16 @@ static int local_ip(int fd, char *buf, size_t len)
 /* Receive and send buffers, registered once, receives posted. */
 static int ofi_setup_buffers(struct ofi_ep *o)
 {
-	size_t len = (size_t)(OFI_NRX + OFI_NTX) * RMIG_MSG_MAX;
+	size_t len = OFI_BUFS_LEN;
 	uint64_t key;
 	int rc;
 
-	if (posix_memalign((void **)&o->bufs, 4096, len))
+	/* mmap: page-aligned, and given back to the system at close. */
+	o->bufs = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (o->bufs == MAP_FAILED) {
+		o->bufs = NULL;
 		return rmig_set_error(&o->base, -ENOMEM, "out of memory for message buffers");
+	}
 	memset(o->bufs, 0, len); /* allocated and touched (FI_MR_ALLOCATED) */
 	rc = ofi_reg(o, o->bufs, len, FI_SEND | FI_RECV, &o->bufs_mr, &o->bufs_desc, &key);
 	if (rc)

@@ -21,6 +21,7 @@
 /* Pre-posted receive buffers (RMIG_MSG_MAX each) and send buffers. */
 #define OFI_NRX 8
 #define OFI_NTX 4
+#define OFI_BUFS_LEN ((size_t)(OFI_NRX + OFI_NTX) * RMIG_MSG_MAX)
 
 enum ofi_ctx_kind {
 	OFI_CTX_WRITE = 1,
@@ -114,6 +115,7 @@ struct ofi_ep {
 	unsigned done_head, done_count;
 	unsigned outstanding;   /* batches posted and not yet reaped by poll */
 	unsigned long writes_inflight; /* write ops not yet completed */
+	uint64_t writes_moved_ms; /* last write completion, or first post when idle */
 	struct ofi_region *regions;
 	uint64_t next_key;
 	uint64_t writes_seen;   /* wcntr's value at the last progress */

@@ -141,6 +141,7 @@ static void handle(struct ofi_ep *o, const struct ofi_ctx *c, size_t len, int er
 		b = &o->batches[c->idx];
 		b->pending--;
 		o->writes_inflight--;
+		o->writes_moved_ms = rmig_now_ms();
 		if (err && !b->status) {
 			b->status = err;
 			snprintf(o->batch_why, sizeof(o->batch_why),
@@ -219,6 +220,23 @@ static void queue_msgs(struct ofi_ep *o)
 	}
 }
 
+/*
+ * Writes that stop completing end the endpoint: a provider drops a write
+ * the peer refuses (bad key, out of bounds) without an error completion, and
+ * a peer that stops progressing looks the same.  The clock restarts at every
+ * write completion, so a long queue that drains steadily never trips it.
+ */
+static void check_stall(struct ofi_ep *o)
+{
+	int t = o->base.timeout_ms;
+
+	if (!o->writes_inflight || t <= 0 || rmig_now_ms() - o->writes_moved_ms < (uint64_t)t)
+		return;
+	dead_locked(o, -ETIMEDOUT,
+		    "ofi/%s: writes got no completion for %d ms (the peer refused them or stopped progressing)",
+		    o->prov.name, t);
+}
+
 /* Read the CQ dry; returns how many entries it filed.  Caller holds o->lock. */
 static int progress(struct ofi_ep *o)
 {
@@ -247,6 +265,7 @@ static int progress(struct ofi_ep *o)
 	}
 	if (total)
 		queue_msgs(o);
+	check_stall(o);
 	if (o->wcntr) { /* writes landing here count as activity too */
 		uint64_t w = fi_cntr_read(o->wcntr);
 		if (w != o->writes_seen) {
@@ -453,6 +472,8 @@ static int post_write(struct ofi_ep *o, struct ofi_batch *b, const struct rmig_w
 		POST_RETRY(o, deadline, rc, fi_writemsg(o->ep, &msg, flags));
 		if (rc)
 			return rc;
+		if (!o->writes_inflight)
+			o->writes_moved_ms = rmig_now_ms();
 		b->pending++;
 		o->writes_inflight++;
 	}
