@@ -76,6 +76,9 @@ int host_demo(const struct host_opts *o, struct host_result *r)
 		struct host_result dr;
 		close(pfd[0]);
 		dst.addr = "127.0.0.1:0";
+		/* The budget is the source's (how it registers); the destination
+		 * registers whole blocks and takes what the limit allows. */
+		dst.memlock_budget = 0;
 		dst.progress = 0;
 		dst.on_progress = NULL;
 		dst.on_listen = tell_parent;
@@ -114,24 +117,46 @@ static void mib(char *b, size_t n, double bytes)
 		snprintf(b, n, "%.1f MiB", bytes / (1 << 20));
 }
 
+/* s with JSON's special characters escaped, into buf. */
+static const char *jstr(char *buf, size_t len, const char *s)
+{
+	size_t o = 0;
+
+	for (; *s && o + 7 < len; s++) {
+		unsigned char c = (unsigned char)*s;
+		if (c == '"' || c == '\\')
+			o += (size_t)snprintf(buf + o, len - o, "\\%c", c);
+		else if (c < 0x20)
+			o += (size_t)snprintf(buf + o, len - o, "\\u%04x", c);
+		else
+			buf[o++] = (char)c;
+	}
+	buf[o] = 0;
+	return buf;
+}
+
 void host_print_result(const struct host_result *r, int json, const char *role)
 {
+	char e1[600], e2[400];
+
 	const char *ver = r->verified == 1 ? "yes" : r->verified == 0 ? "no" : "not checked";
 	char gs[32], bs[32];
 
 	if (json) {
 		printf("{\"role\":\"%s\",\"ok\":%s,\"committed\":%s,\"outcome\":\"%s\",\"error\":\"%s\","
 		       "\"backend\":\"%s\",\"tracker\":\"%s\",\"guest_bytes\":%llu,\"rounds\":%u,"
-		       "\"total_ms\":%.1f,\"downtime_ms\":%.1f,\"predicted_downtime_ms\":%.1f,"
+		       "\"total_ms\":%.1f,\"reserve_ms\":%.1f,\"downtime_ms\":%.1f,\"predicted_downtime_ms\":%.1f,"
 		       "\"bytes_sent\":%llu,\"stream_bytes\":%llu,\"pages\":%llu,\"zero_pages\":%llu,"
 		       "\"final_pages\":%llu,\"writes\":%llu,\"batches\":%llu,\"registrations\":%llu,"
 		       "\"registration_ms\":%.2f,\"throughput_mib_s\":%.1f,\"forced\":%s,"
 		       "\"verified\":%s,\"mismatched_pages\":%llu,\"verify_ms\":%.1f,"
-		       "\"guest_running_here\":%s}\n",
-		       role, r->rc ? "false" : "true", r->committed ? "true" : "false", r->outcome,
-		       r->error[0] && r->rc ? r->error : "", r->backend, r->tracker,
+		       "\"guest_running_here\":%s,\"round_log\":[",
+		       role, r->rc ? "false" : "true", r->committed ? "true" : "false",
+		       jstr(e2, sizeof(e2), r->outcome),
+		       jstr(e1, sizeof(e1), r->error[0] && r->rc ? r->error : ""), r->backend,
+		       r->tracker,
 		       (unsigned long long)r->guest_size, r->rounds, r->total_ns / 1e6,
-		       r->downtime_ns / 1e6, r->predicted_ms, (unsigned long long)r->bytes,
+		       r->reserve_ns / 1e6, r->downtime_ns / 1e6, r->predicted_ms, (unsigned long long)r->bytes,
 		       (unsigned long long)r->stream_bytes, (unsigned long long)r->pages,
 		       (unsigned long long)r->zero_pages, (unsigned long long)r->final_pages,
 		       (unsigned long long)r->writes, (unsigned long long)r->batches,
@@ -140,6 +165,16 @@ void host_print_result(const struct host_result *r, int json, const char *role)
 		       r->verified == 1 ? "true" : r->verified == 0 ? "false" : "null",
 		       (unsigned long long)r->mismatched_pages, r->verify_ns / 1e6,
 		       r->guest_running ? "true" : "false");
+		for (unsigned i = 0; i < r->nround_log; i++) {
+			const struct host_round *x = &r->round_log[i];
+			printf("%s{\"round\":%u,\"final\":%s,\"pages\":%llu,\"zero_pages\":%llu,"
+			       "\"bytes\":%llu,\"writes\":%llu,\"batches\":%llu,\"ms\":%.2f,"
+			       "\"mib_s\":%.1f}", i ? "," : "", i, x->final ? "true" : "false",
+			       (unsigned long long)x->pages, (unsigned long long)x->zero_pages,
+			       (unsigned long long)x->bytes, (unsigned long long)x->writes,
+			       (unsigned long long)x->batches, x->ms, x->mib_s);
+		}
+		printf("]}\n");
 		return;
 	}
 	mib(gs, sizeof(gs), (double)r->guest_size);
@@ -150,7 +185,8 @@ void host_print_result(const struct host_result *r, int json, const char *role)
 	printf("  backend     %s (dirty tracking: %s)\n", r->backend[0] ? r->backend : "-",
 	       r->tracker[0] ? r->tracker : "-");
 	printf("  guest       %s\n", gs);
-	printf("  total time  %.1f ms\n", r->total_ns / 1e6);
+	printf("  total time  %.1f ms (reservation %.1f ms)\n", r->total_ns / 1e6,
+	       r->reserve_ns / 1e6);
 	if (r->committed && !strcmp(role, "source"))
 		printf("  downtime    %.1f ms (%llu pages in the final round)%s\n",
 		       r->downtime_ns / 1e6, (unsigned long long)r->final_pages,

@@ -69,9 +69,9 @@ int guest_create(struct guest *g, uint64_t size, enum host_mem kind, int do_fill
 		if (kind == HOST_MEM_HUGETLB)
 			flags |= MAP_HUGETLB;
 	}
-	/* A destination's memory stays unpopulated: fresh anonymous zeros. */
-	if (!do_fill)
-		flags &= ~MAP_POPULATE;
+	/* Populated up front, destination included: reserving a guest means
+	 * the memory is really there (no OOM halfway through), and faulting
+	 * pages in later would slow the transfer down. */
 	g->mem = mmap(NULL, size, PROT_READ | PROT_WRITE, flags, fd, 0);
 	if (g->mem == MAP_FAILED) {
 		int err = errno;

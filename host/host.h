@@ -74,11 +74,20 @@ struct host_result {
 	unsigned rounds;
 	uint64_t guest_size;
 	uint64_t total_ns, downtime_ns, verify_ns;
+	uint64_t reserve_ns;      /* of total: connect, offer, the destination's answer */
 	uint64_t bytes, stream_bytes, pages, zero_pages, writes, batches;
 	uint64_t regs, reg_ns, mrs_live;
 	double throughput;        /* page bytes/s over the migration */
 	double predicted_ms;      /* last prediction before stop-and-copy */
 	uint64_t final_pages;     /* pages sent while paused */
+	/* Per round, as the engine measured them (the first HOST_ROUNDS_LOG). */
+#define HOST_ROUNDS_LOG 64
+	struct host_round {
+		uint64_t pages, zero_pages, bytes, writes, batches;
+		double ms, mib_s;
+		int final;
+	} round_log[HOST_ROUNDS_LOG];
+	unsigned nround_log;
 };
 
 void host_opts_default(struct host_opts *o);

@@ -34,14 +34,22 @@ struct src {
 	long nruns;
 	uint64_t dirty_bytes;
 	uint64_t round_ns, round_bytes; /* pre-copy totals, for the rate */
+	uint64_t last_round_ns;         /* for the dirty rate */
+	double last_rate;               /* bytes/s of the last round */
 	int tty;
 };
 
+/*
+ * The rate that predicts the final round: the last round's.  Round 0
+ * moves long runs of pages; later rounds, like the final one, move
+ * scattered dirty pages, which cost more per byte on every backend.
+ */
 static double rate_of(const struct src *x)
 {
-	if (!x->round_ns)
-		return 0;
-	return (double)x->round_bytes * 1e9 / (double)x->round_ns;
+	if (x->last_rate > 0)
+		return x->last_rate;
+	/* The last round was empty: all rounds together. */
+	return x->round_ns ? (double)x->round_bytes * 1e9 / (double)x->round_ns : 0;
 }
 
 static void progress(struct src *x, enum host_stage st, unsigned round)
@@ -91,9 +99,16 @@ static int send_round(struct src *x, unsigned flags, int all)
 	if (!rc && !(flags & RMIG_ROUND_FINAL)) {
 		x->round_ns += rs.ns;
 		x->round_bytes += rs.bytes;
+		x->last_round_ns = rs.ns;
+		x->last_rate = rs.rate;
 	}
 	if (!rc && (flags & RMIG_ROUND_FINAL))
 		x->r->final_pages = rs.pages;
+	if (!rc && x->r->nround_log < HOST_ROUNDS_LOG)
+		x->r->round_log[x->r->nround_log++] = (struct host_round){
+			.pages = rs.pages, .zero_pages = rs.zero_pages, .bytes = rs.bytes,
+			.writes = rs.writes, .batches = rs.batches, .ms = rs.ns / 1e6,
+			.mib_s = rs.rate / (1 << 20), .final = rs.final };
 	return rc;
 }
 
@@ -184,7 +199,9 @@ static int precopy(struct src *x)
 	progress(x, HOST_STAGE_ROUND, 0);
 	for (;; round++) {
 		double predicted = x->r->predicted_ms;
-		if (predicted <= o->downtime_ms)
+		/* After round 0 only an idle guest stops: the others need one
+		 * round of dirty pages to measure what the final round costs. */
+		if (predicted <= o->downtime_ms && (round > 1 || !x->dirty_bytes))
 			return 0;
 		if (round >= o->max_rounds) {
 			if (o->policy == RMIG_POLICY_FORCE) {
@@ -192,8 +209,9 @@ static int precopy(struct src *x)
 				return 0;
 			}
 			snprintf(x->r->error, sizeof(x->r->error),
-				 "pre-copy did not converge in %u rounds: %.0f ms predicted downtime exceeds the %u ms limit (dirty rate above link rate); use --policy force or raise --downtime-ms",
-				 round, predicted, o->downtime_ms);
+				 "pre-copy did not converge in %u rounds: the guest dirtied %.1f MiB during the last %.0f ms round at %.0f MiB/s, %.0f ms predicted downtime exceeds the %u ms limit; use --policy force or raise --downtime-ms",
+				 round, (double)x->dirty_bytes / (1 << 20), x->last_round_ns / 1e6,
+				 rate_of(x) / (1 << 20), predicted, o->downtime_ms);
 			x->ops->cancel(x->s, "pre-copy did not converge");
 			return -ETIME;
 		}
@@ -242,6 +260,8 @@ static int run(struct src *x)
 		idle_hash = guest_hash_all(x->g.mem, x->g.size);
 	t0 = rmig_now_ns();
 	rc = x->ops->setup(x->s);
+	r->reserve_ns = rmig_now_ns() - t0;
+	int started = !rc;
 	if (!rc) {
 		progress(x, HOST_STAGE_RESERVED, 0);
 		rc = precopy(x);
@@ -254,7 +274,7 @@ static int run(struct src *x)
 	host_fill_stats(x->ops, x->s, r);
 	if (rc) {
 		rolled_back(x, rc, rc == -ETIME ? "migration given up"
-						  : "migration rolled back");
+				   : started ? "migration rolled back" : "migration did not start");
 		if (!o->dirty_rate)
 			r->source_intact = guest_hash_all(x->g.mem, x->g.size) == idle_hash;
 		return rc;

@@ -1,13 +1,14 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Choosing: the buffer node, then one cpu per worker.
+ * Choosing: one cpu per worker, then the buffer node.
  *
- * Workers start from the NIC's locality (or, when it is unknown, from the
- * guest memory's node) and widen level by level: that object, its package,
- * the machine.  Within a level a worker first takes a core nobody uses,
- * then a core whose other cpu is a vCPU, then a sibling of another worker;
- * it moves outward only when the level has no free cpu left.  vCPU cpus
- * are never chosen.
+ * Workers start from the NIC's locality (or, when it is unknown or the
+ * whole machine, from the guest memory's node) and widen level by level:
+ * that object, its package, the machine.  Within a level a worker first
+ * takes a core nobody uses, then a core whose other cpu is a vCPU, then a
+ * sibling of another worker; it moves outward only when the level has no
+ * free cpu left.  vCPU cpus, and cpus outside the planning thread's
+ * affinity, are never chosen.
  */
 #define _GNU_SOURCE
 #include "placement.h"

@@ -12,6 +12,7 @@
 
 #include <arpa/inet.h>
 #include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <ifaddrs.h>
 #include <netinet/in.h>
@@ -244,17 +245,42 @@ static hwloc_obj_t find_osdev(hwloc_topology_t t, const char *name)
 	return NULL;
 }
 
-/* "auto": the first RDMA device, else the first network interface on PCI. */
-static hwloc_obj_t pick_nic(hwloc_topology_t t)
+/* The alphabetically first RDMA device this machine's sysfs lists, into buf. */
+static bool first_rdma_in_sysfs(char *buf, size_t len)
+{
+	DIR *d = opendir("/sys/class/infiniband");
+	struct dirent *e;
+	bool found = false;
+
+	if (!d)
+		return false;
+	while ((e = readdir(d)))
+		if (e->d_name[0] != '.' && strlen(e->d_name) < len &&
+		    (!found || strcmp(e->d_name, buf) < 0)) {
+			snprintf(buf, len, "%s", e->d_name);
+			found = true;
+		}
+	closedir(d);
+	return found;
+}
+
+/*
+ * "auto": the first RDMA device (in the topology, else in sysfs: software
+ * devices such as rxe0 have no PCI device, so hwloc lists no object for
+ * them), else the first network interface on PCI.  NULL if none.
+ */
+static const char *pick_nic(struct rmig_placement *p, char *buf, size_t len)
 {
 	hwloc_obj_t o = NULL;
 
-	while ((o = hwloc_get_next_osdev(t, o)))
-		if (o->attr->osdev.type == HWLOC_OBJ_OSDEV_OPENFABRICS)
-			return o;
-	while ((o = hwloc_get_next_osdev(t, o)))
-		if (o->attr->osdev.type == HWLOC_OBJ_OSDEV_NETWORK && pci_parent(o))
-			return o;
+	while ((o = hwloc_get_next_osdev(p->topo, o)))
+		if (o->attr->osdev.type == HWLOC_OBJ_OSDEV_OPENFABRICS && o->name)
+			return o->name;
+	if (p->thissystem && first_rdma_in_sysfs(buf, len))
+		return buf;
+	while ((o = hwloc_get_next_osdev(p->topo, o)))
+		if (o->attr->osdev.type == HWLOC_OBJ_OSDEV_NETWORK && o->name && pci_parent(o))
+			return o->name;
 	return NULL;
 }
 
@@ -315,7 +341,12 @@ static bool verbs_locality(struct rmig_placement *p, const char *name)
 	bool found = false;
 	int n;
 
-	if (!p->thissystem || !(list = ibv_get_device_list(&n)))
+	char path[128];
+	struct stat st;
+
+	/* Without it hwloc's helper answers "the whole machine": no locality is no answer. */
+	snprintf(path, sizeof(path), "/sys/class/infiniband/%.64s/device/local_cpus", name);
+	if (!p->thissystem || stat(path, &st) < 0 || !(list = ibv_get_device_list(&n)))
 		return false;
 	set = hwloc_bitmap_alloc();
 	for (int i = 0; set && i < n && !found; i++) {
@@ -341,11 +372,47 @@ static bool verbs_locality(struct rmig_placement *p, const char *name)
 }
 #endif
 
+/*
+ * A software RDMA device (rxe, siw) has no PCI device of its own: it runs on
+ * a network interface, whose name sysfs gives ("parent" for rxe and siw,
+ * the first port's GID netdev otherwise, e.g. RoCE).  Into netdev.
+ */
+static bool rdma_netdev(const char *name, char *netdev, size_t len)
+{
+	static const char *const files[] = { "parent", "ports/1/gid_attrs/ndevs/0" };
+	char path[256];
+
+	if (strchr(name, '/') || strlen(name) > 64)
+		return false;
+	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+		FILE *f;
+		bool ok;
+
+		snprintf(path, sizeof(path), "/sys/class/infiniband/%s/%s", name, files[i]);
+		if (!(f = fopen(path, "r")))
+			continue;
+		ok = fgets(netdev, (int)len, f) != NULL;
+		fclose(f);
+		netdev[strcspn(netdev, "\n")] = '\0';
+		if (ok && *netdev)
+			return true;
+	}
+	return false;
+}
+
 static void unknown_nic(struct rmig_placement *p, const char *name)
 {
 	char path[128];
 	struct stat st;
 
+	snprintf(path, sizeof(path), "/sys/class/infiniband/%.64s", name);
+	if (p->thissystem && stat(path, &st) == 0) {
+		snprintf(p->locality, sizeof(p->locality),
+			 "%s is an RDMA device with no PCI device or network interface in sysfs: "
+			 "its locality is unknown", name);
+		snprintf(p->nic_desc, sizeof(p->nic_desc), "RDMA device %s (not on PCI)", name);
+		return;
+	}
 	snprintf(path, sizeof(path), "/sys/class/net/%s", name);
 	if (p->thissystem && strlen(name) < 64 && stat(path, &st) == 0) {
 		snprintf(p->locality, sizeof(p->locality),
@@ -363,7 +430,7 @@ static void unknown_nic(struct rmig_placement *p, const char *name)
 void place_find_nic(struct rmig_placement *p, const char *name)
 {
 	unsigned char addr[sizeof(struct in6_addr)];
-	char iface[64];
+	char iface[64], picked[64];
 	hwloc_obj_t obj = NULL;
 
 	if (!name || !*name) {
@@ -371,17 +438,14 @@ void place_find_nic(struct rmig_placement *p, const char *name)
 		snprintf(p->locality, sizeof(p->locality), "no NIC given: its locality is unknown");
 		return;
 	}
-	if (!strcmp(name, "auto")) {
-		obj = pick_nic(p->topo);
-		if (!obj) {
-			snprintf(p->nic_desc, sizeof(p->nic_desc), "none found");
-			snprintf(p->locality, sizeof(p->locality),
-				 "no RDMA device or PCI network interface in the topology: "
-				 "NIC locality is unknown");
-			return;
-		}
-		name = obj->name;
-	} else if (parse_addr(name, addr)) {
+	if (!strcmp(name, "auto") && !(name = pick_nic(p, picked, sizeof(picked)))) {
+		snprintf(p->nic_desc, sizeof(p->nic_desc), "none found");
+		snprintf(p->locality, sizeof(p->locality),
+			 "no RDMA device or PCI network interface in the topology: "
+			 "NIC locality is unknown");
+		return;
+	}
+	if (parse_addr(name, addr)) {
 		if (!p->thissystem || !iface_of_addr(name, iface, sizeof(iface))) {
 			snprintf(p->nic, sizeof(p->nic), "%s", name);
 			snprintf(p->nic_desc, sizeof(p->nic_desc), "address %s (no interface)", name);
@@ -398,6 +462,18 @@ void place_find_nic(struct rmig_placement *p, const char *name)
 		obj = find_osdev(p->topo, name);
 	}
 	snprintf(p->nic, sizeof(p->nic), "%s", name);
+	if (!obj && p->thissystem && rdma_netdev(name, iface, sizeof(iface)) &&
+	    (obj = find_osdev(p->topo, iface))) {
+		char via[sizeof(p->nic_desc)];
+
+		describe_nic(p, obj);
+		memcpy(via, p->nic_desc, sizeof(via));
+		if (snprintf(p->nic_desc, sizeof(p->nic_desc), "RDMA device %s on %s", name, via) < 0)
+			p->nic_desc[0] = '\0';
+		set_anchor(p, hwloc_get_non_io_ancestor_obj(p->topo, obj),
+			   "from the PCI position of its network interface");
+		return;
+	}
 	if (!obj) {
 		if (!verbs_locality(p, name))
 			unknown_nic(p, name);
@@ -412,6 +488,7 @@ void place_find_nic(struct rmig_placement *p, const char *name)
 int place_find_guest(struct rmig_placement *p, const struct rmig_placement_opts *o)
 {
 	hwloc_bitmap_t nodes = hwloc_bitmap_alloc();
+	const char *how;
 	char list[64];
 	int rc = 0;
 
@@ -419,6 +496,7 @@ int place_find_guest(struct rmig_placement *p, const struct rmig_placement_opts 
 	if (!nodes)
 		return rmig_set_error(NULL, -ENOMEM, "out of memory for a nodeset");
 	if (o->guest_nodes && *o->guest_nodes) {
+		how = "as given";
 		if (place_parse_list(o->guest_nodes, nodes) < 0) {
 			rc = rmig_set_error(NULL, -EINVAL,
 					    "guest nodes '%s' is not a list of NUMA node numbers such as \"1\" or \"0-1\"",
@@ -426,14 +504,15 @@ int place_find_guest(struct rmig_placement *p, const struct rmig_placement_opts 
 			goto free_nodes;
 		}
 		hwloc_bitmap_and(nodes, nodes, hwloc_topology_get_topology_nodeset(p->topo));
-		snprintf(p->guest, sizeof(p->guest), "as given");
 	} else if (o->guest_addr && o->guest_len && p->thissystem) {
+		how = "where its pages are";
 		if (hwloc_get_area_memlocation(p->topo, o->guest_addr, o->guest_len, nodes,
 					       HWLOC_MEMBIND_BYNODESET) < 0)
 			hwloc_bitmap_zero(nodes);
-		snprintf(p->guest, sizeof(p->guest), "where its pages are");
 	} else {
-		snprintf(p->guest, sizeof(p->guest), "unknown (no guest memory given)");
+		snprintf(p->guest, sizeof(p->guest), "unknown (%s)",
+			 o->guest_addr ? "an address means nothing on another machine's topology"
+				       : "no guest memory given");
 		goto free_nodes;
 	}
 	if (hwloc_bitmap_iszero(nodes)) {
@@ -444,11 +523,10 @@ int place_find_guest(struct rmig_placement *p, const struct rmig_placement_opts 
 	p->guest_node = hwloc_bitmap_first(nodes);
 	hwloc_bitmap_list_snprintf(list, sizeof(list), nodes);
 	if (hwloc_bitmap_weight(nodes) == 1)
-		snprintf(p->guest, sizeof(p->guest), "node %d (%s)", p->guest_node,
-			 o->guest_nodes ? "as given" : "where its pages are");
+		snprintf(p->guest, sizeof(p->guest), "node %d (%s)", p->guest_node, how);
 	else
-		snprintf(p->guest, sizeof(p->guest), "spread over nodes %s; node %d counts",
-			 list, p->guest_node);
+		snprintf(p->guest, sizeof(p->guest), "spread over nodes %s (%s); node %d counts",
+			 list, how, p->guest_node);
 free_nodes:
 	hwloc_bitmap_free(nodes);
 	return rc;

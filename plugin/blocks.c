@@ -143,21 +143,23 @@ int mig_register_source(struct rmig_mig *s)
 }
 
 /*
- * Evict the least recently used chunk.  Writes gathered but not posted and
- * writes in flight may use it: post them and wait for all first.
+ * Evict the least recently used chunk.  The last batch that wrote from it
+ * may still be gathered or in flight: wait for that one batch only (with
+ * LRU it has almost always completed), not the whole pipeline.
  */
 static int evict_chunk(struct rmig_mig *s)
 {
 	unsigned victim = 0;
-	int rc = mig_post_batch(s);
+	int rc;
 
-	if (rc)
-		return rc;
-	if ((rc = mig_drain(s)))
-		return mig_fail(s, rc, "page writes did not complete: %s", rmig_ep_error(s->ep));
 	for (unsigned i = 1; i < s->nchunks; i++)
 		if (s->chunks[i].used < s->chunks[victim].used)
 			victim = i;
+	rc = mig_wait_batch(s, s->chunks[victim].last_wr);
+	if (rc && s->state != RMIG_STATE_ROLLED_BACK)
+		return mig_fail(s, rc, "page writes did not complete: %s", rmig_ep_error(s->ep));
+	if (rc)
+		return rc;
 	dereg(s, &s->chunks[victim].mr);
 	s->chunks[victim] = s->chunks[--s->nchunks];
 	return 0;
@@ -179,6 +181,7 @@ int mig_local_mr(struct rmig_mig *s, uint32_t b, uint64_t off,
 	for (unsigned i = 0; i < s->nchunks; i++) {
 		if (s->chunks[i].block == b && s->chunks[i].idx == idx) {
 			s->chunks[i].used = ++s->lru;
+			s->chunks[i].last_wr = s->next_wr_id;
 			*mr = s->chunks[i].mr;
 			*loff = off - idx * MIG_CHUNK_SIZE;
 			return 0;
@@ -197,6 +200,7 @@ int mig_local_mr(struct rmig_mig *s, uint32_t b, uint64_t off,
 	c->block = b;
 	c->idx = idx;
 	c->used = ++s->lru;
+	c->last_wr = s->next_wr_id;
 	s->nchunks++;
 	*mr = c->mr;
 	*loff = off - idx * MIG_CHUNK_SIZE;

@@ -68,9 +68,8 @@ int mig_load_refuse(struct rmig_mig *s, int err, const char *why)
 	return rc;
 }
 
-static int take_hello(struct rmig_mig *s, const struct wire_hdr *h)
+static int take_hello(struct rmig_mig *s, const struct wire_hdr *h, struct wire_block *wb)
 {
-	static struct wire_block wb[WIRE_BLOCKS_MAX];
 	char why[128];
 	struct wire_hello hello;
 
@@ -124,7 +123,16 @@ int mig_accept(struct rmig_mig_listener *l, int timeout_ms, struct rmig_mig **ou
 		goto free_session;
 	}
 	snprintf(s->addr, sizeof(s->addr), "%s", "accepted");
-	if ((rc = mig_recv(s, &h, s->cfg.timeout_ms)) || (rc = take_hello(s, &h)))
+	struct wire_block *wb = calloc(WIRE_BLOCKS_MAX, sizeof(*wb));
+	if (!wb) {
+		rc = mig_err(s, -ENOMEM, "out of memory for the offer");
+		goto free_session;
+	}
+	rc = mig_recv(s, &h, s->cfg.timeout_ms);
+	if (!rc)
+		rc = take_hello(s, &h, wb);
+	free(wb);
+	if (rc)
 		goto free_session;
 	*out = s;
 	return 0;
@@ -136,7 +144,7 @@ free_session:
 
 int mig_load_grant(struct rmig_mig *s)
 {
-	static struct rmig_rkey keys[WIRE_BLOCKS_MAX];
+	struct rmig_rkey *keys;
 	struct wire_reserve r = { .nblocks = s->nblocks, .caps = s->caps };
 	int rc, len;
 
@@ -155,11 +163,15 @@ int mig_load_grant(struct rmig_mig *s)
 		return mig_err(s, rc, "%s", why);
 	}
 	mig_set_state(s, RMIG_STATE_SETUP);
+	keys = calloc(s->nblocks, sizeof(*keys));
+	if (!keys)
+		return mig_fail(s, -ENOMEM, "out of memory for the keys");
 	for (uint32_t i = 0; i < s->nblocks; i++)
 		keys[i] = *rmig_mr_rkey(s->blocks[i].mr);
 	if (s->cfg.flags & RMIG_CFG_DEST_ZEROED)
 		r.flags |= WIRE_RES_ZEROED;
 	len = wire_reserve_encode(s->msg, sizeof(s->msg), &r, keys);
+	free(keys);
 	if (len < 0)
 		return mig_fail(s, len, "too many RAM blocks for one RESERVE");
 	rc = rmig_send(s->ep, s->msg, (size_t)len);

@@ -37,7 +37,8 @@ const char *mig_state_name(enum rmig_mig_state st)
 void mig_set_state(struct rmig_mig *s, enum rmig_mig_state st)
 {
 	if (getenv("RMIG_TRACE"))
-		fprintf(stderr, "rdmamig: %s: %s -> %s\n",
+		fprintf(stderr, "rdmamig: %.3f s %s: %s -> %s\n",
+			(double)(rmig_now_ns() - s->t0) / 1e9,
 			s->role == MIG_SOURCE ? "source" : "destination",
 			mig_state_name(s->state), mig_state_name(st));
 	s->state = st;
@@ -293,8 +294,10 @@ int mig_stats(struct rmig_mig *s, struct rmig_mig_stats *out)
 	s->st.ns = rmig_now_ns() - s->t0;
 	s->st.ram_bytes = mig_total_bytes(s);
 	s->st.rate = s->round.rate;
+	/* The spec as asked ("ofi/shm"), or what "auto" resolved to. */
 	snprintf(s->st.backend, sizeof(s->st.backend), "%s",
-		 s->ep ? rmig_ep_backend(s->ep) : s->backend_spec);
+		 strcmp(s->backend_spec, "auto") || !s->ep ? s->backend_spec
+							   : rmig_ep_backend(s->ep));
 	n = out->size < sizeof(s->st) ? out->size : sizeof(s->st);
 	memcpy(out, &s->st, n);
 	out->size = n;

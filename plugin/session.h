@@ -35,6 +35,7 @@ struct mig_chunk {
 	uint64_t idx;         /* chunk index within the block */
 	struct rmig_mr *mr;
 	uint64_t used;        /* LRU clock */
+	uint64_t last_wr;     /* the batch that last wrote from it */
 };
 
 /* The run of pages being coalesced into one write. */
@@ -71,6 +72,7 @@ struct rmig_mig {
 	unsigned nbatch;
 	uint64_t batch_bytes;
 	unsigned inflight;
+	uint64_t inflight_ids[MIG_WINDOW]; /* wr_ids of the batches in flight */
 	uint64_t next_wr_id;
 	struct mig_extent ext;
 
@@ -134,6 +136,8 @@ int mig_finish(struct rmig_mig *s);
 int mig_drain(struct rmig_mig *s);
 /* Post the writes gathered so far as one batch. */
 int mig_post_batch(struct rmig_mig *s);
+/* Wait until batch wr_id (posted or still being gathered) has completed. */
+int mig_wait_batch(struct rmig_mig *s, uint64_t wr_id);
 
 /* load.c */
 int mig_listen(const struct rmig_plugin_config *cfg, struct rmig_mig_listener **l);

@@ -15,6 +15,7 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -30,6 +31,12 @@ static int reap(struct rmig_mig *s, int wait)
 				      "page writes not completed within %d ms",
 				      s->cfg.timeout_ms);
 	for (int i = 0; i < n; i++) {
+		for (unsigned j = 0; j < s->inflight; j++) {
+			if (s->inflight_ids[j] == c[i].wr_id) {
+				s->inflight_ids[j] = s->inflight_ids[s->inflight - 1];
+				break;
+			}
+		}
 		s->inflight--;
 		if (c[i].status)
 			return rmig_set_error(s->ep, c[i].status, "a page write failed: %s",
@@ -49,6 +56,23 @@ int mig_drain(struct rmig_mig *s)
 	if (rc)
 		s->inflight = 0;
 	return rc;
+}
+
+int mig_wait_batch(struct rmig_mig *s, uint64_t wr_id)
+{
+	int rc;
+
+	if (wr_id == s->next_wr_id && s->nbatch && (rc = mig_post_batch(s)))
+		return rc;
+	for (;;) {
+		unsigned j = 0;
+		while (j < s->inflight && s->inflight_ids[j] != wr_id)
+			j++;
+		if (j == s->inflight)
+			return 0;
+		if ((rc = reap(s, 1)))
+			return rc;
+	}
 }
 
 /* Sleep as long as the round is ahead of the bandwidth cap. */
@@ -85,8 +109,7 @@ int mig_post_batch(struct rmig_mig *s)
 	}
 	if (rc)
 		goto lost;
-	s->next_wr_id++;
-	s->inflight++;
+	s->inflight_ids[s->inflight++] = s->next_wr_id++;
 	s->round.batches++;
 	s->st.batches++;
 	s->round.bytes += s->batch_bytes;
@@ -283,9 +306,8 @@ static int offer(struct rmig_mig *s, struct wire_block *wb)
 }
 
 /* The destination's answer: keys in block order, each the block's size. */
-static int take_reserve(struct rmig_mig *s, uint32_t offered)
+static int take_reserve(struct rmig_mig *s, uint32_t offered, struct rmig_rkey *keys)
 {
-	static struct rmig_rkey keys[WIRE_BLOCKS_MAX];
 	char why[128];
 	struct wire_reserve r;
 	struct wire_hdr h;
@@ -325,7 +347,6 @@ static int take_reserve(struct rmig_mig *s, uint32_t offered)
 
 int mig_source_setup(struct rmig_mig *s)
 {
-	static struct wire_block wb[WIRE_BLOCKS_MAX];
 	struct rmig_ep_opts o = { .size = sizeof(o), .timeout_ms = s->cfg.timeout_ms };
 	uint32_t offered = 0;
 	int rc;
@@ -343,13 +364,26 @@ int mig_source_setup(struct rmig_mig *s)
 		return mig_err(s, rc, "cannot reach the destination %s: %s", s->cfg.addr,
 			       rmig_last_error());
 	}
+	/* Scratch for the offer and the keys: no statics, sessions may run
+	 * side by side in one process. */
+	struct wire_block *wb = calloc(WIRE_BLOCKS_MAX, sizeof(*wb));
+	struct rmig_rkey *keys = calloc(WIRE_BLOCKS_MAX, sizeof(*keys));
+	if (!wb || !keys) {
+		free(wb);
+		free(keys);
+		return mig_fail(s, -ENOMEM, "out of memory for the offer");
+	}
 	rc = offer(s, wb);
 	if (rc) {
 		s->peer_gone = 1;
-		return mig_fail(s, rc, "lost the destination sending the offer: %s",
-				rmig_ep_error(s->ep));
+		rc = mig_fail(s, rc, "lost the destination sending the offer: %s",
+			      rmig_ep_error(s->ep));
+	} else {
+		rc = take_reserve(s, offered, keys);
 	}
-	if ((rc = take_reserve(s, offered)))
+	free(wb);
+	free(keys);
+	if (rc)
 		return rc;
 	mig_set_state(s, RMIG_STATE_SETUP);
 	if ((rc = mig_register_source(s)))

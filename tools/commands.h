@@ -6,6 +6,8 @@
 int cmd_backends(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int bench_transport(int argc, char **argv);
+int cmd_send(int argc, char **argv);
+int cmd_recv(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
 int cmd_migrate(int argc, char **argv);
 int cmd_demo(int argc, char **argv);

@@ -151,23 +151,41 @@ static void print_listen(const char *addr, void *arg)
 	fprintf(stderr, "rdmamig serve: listening on %s\n", addr);
 }
 
+/*
+ * Parse, print the usage for --help, insist on the address where the
+ * command needs one (addr_opt: its option name).  Returns -1 to go on,
+ * else the exit code.
+ */
+static int prepare(const char *cmd, const char *usage, const char *addr_opt, int argc,
+		   char **argv, struct cli *c)
+{
+	int rc = parse(cmd, argc, argv, c);
+
+	if (rc < 0) {
+		printf("%s\n%s", usage, options_help);
+		return 0;
+	}
+	if (rc)
+		return rc;
+	if (addr_opt && !c->o.addr) {
+		fprintf(stderr, "rdmamig %s: %s HOST:PORT is required\n", cmd, addr_opt);
+		return 2;
+	}
+	return -1;
+}
+
 int cmd_serve(int argc, char **argv)
 {
 	struct host_result r;
 	struct cli c = { 0 };
-	int rc = parse("serve", argc, argv, &c);
+	int rc = prepare("serve",
+			 "usage: rdmamig serve --listen HOST:PORT [OPTIONS]\n\n"
+			 "Destination: take one guest from 'rdmamig migrate', resume it and\n"
+			 "verify its memory against the source's.\n",
+			 "--listen", argc, argv, &c);
 
-	if (rc) {
-		if (rc < 0)
-			printf("usage: rdmamig serve --listen HOST:PORT [OPTIONS]\n\n"
-			       "Destination: take one guest from 'rdmamig migrate', resume it and\n"
-			       "verify its memory against the source's.\n\n%s", options_help);
-		return rc < 0 ? 0 : rc;
-	}
-	if (!c.o.addr) {
-		fprintf(stderr, "rdmamig serve: --listen HOST:PORT is required\n");
-		return 2;
-	}
+	if (rc >= 0)
+		return rc;
 	c.o.on_listen = print_listen;
 	rc = host_serve(&c.o, &r);
 	host_print_result(&r, c.json, "destination");
@@ -178,19 +196,13 @@ int cmd_migrate(int argc, char **argv)
 {
 	struct host_result r;
 	struct cli c = { 0 };
-	int rc = parse("migrate", argc, argv, &c);
+	int rc = prepare("migrate",
+			 "usage: rdmamig migrate --to HOST:PORT [OPTIONS]\n\n"
+			 "Source: run a guest and live-migrate it to 'rdmamig serve'.\n",
+			 "--to", argc, argv, &c);
 
-	if (rc) {
-		if (rc < 0)
-			printf("usage: rdmamig migrate --to HOST:PORT [OPTIONS]\n\n"
-			       "Source: run a guest and live-migrate it to 'rdmamig serve'.\n\n%s",
-			       options_help);
-		return rc < 0 ? 0 : rc;
-	}
-	if (!c.o.addr) {
-		fprintf(stderr, "rdmamig migrate: --to HOST:PORT is required\n");
-		return 2;
-	}
+	if (rc >= 0)
+		return rc;
 	rc = host_migrate(&c.o, &r);
 	host_print_result(&r, c.json, "source");
 	return rc ? 1 : 0;
@@ -200,15 +212,14 @@ int cmd_demo(int argc, char **argv)
 {
 	struct host_result r;
 	struct cli c = { 0 };
-	int rc = parse("demo", argc, argv, &c);
+	int rc = prepare("demo",
+			 "usage: rdmamig demo [OPTIONS]\n\n"
+			 "Live-migrate a guest between two processes on this machine (the\n"
+			 "destination is forked) and check the result.\n",
+			 NULL, argc, argv, &c);
 
-	if (rc) {
-		if (rc < 0)
-			printf("usage: rdmamig demo [OPTIONS]\n\n"
-			       "Live-migrate a guest between two processes on this machine (the\n"
-			       "destination is forked) and check the result.\n\n%s", options_help);
-		return rc < 0 ? 0 : rc;
-	}
+	if (rc >= 0)
+		return rc;
 	if (!c.json)
 		printf("rdmamig demo: %llu MiB guest, backend %s, dirty rate %llu MiB/s (%s), downtime limit %u ms\n",
 		       (unsigned long long)(c.o.guest_size >> 20), c.o.backend,

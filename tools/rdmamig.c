@@ -15,13 +15,15 @@ struct command {
 
 static const struct command commands[] = {
 	{ "backends", cmd_backends, "list the compiled backends and whether each can run here" },
-	{ "bench", cmd_bench, "benchmarks: 'bench transport' (throughput per message size)" },
+	{ "bench", cmd_bench, "benchmarks: 'bench transport' (throughput per message size), 'bench migrate'" },
 	{ "demo", cmd_demo, "live-migrate a guest between two processes here and verify it" },
 	{ "migrate", cmd_migrate, "source: run a guest and live-migrate it to 'serve'" },
 	{ "serve", cmd_serve, "destination: take one migrating guest and verify it" },
 #ifdef RMIG_HAVE_NUMA
 	{ "topo", cmd_topo, "where transfer workers and buffers would be placed, and why" },
 #endif
+	{ "send", cmd_send, "carry stdin to a 'rdmamig recv' (QEMU: migrate \"exec:rdmamig send ...\")" },
+	{ "recv", cmd_recv, "write a 'rdmamig send' stream to stdout (QEMU: -incoming \"exec:rdmamig recv ...\")" },
 };
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
 
@@ -76,7 +78,9 @@ int cmd_bench(int argc, char **argv)
 {
 	if (argc > 1 && !strcmp(argv[1], "transport"))
 		return bench_transport(argc - 1, argv + 1);
-	fprintf(stderr, "usage: rdmamig bench transport [OPTIONS]\n");
+	if (argc > 1 && !strcmp(argv[1], "migrate"))
+		return bench_migrate(argc - 1, argv + 1);
+	fprintf(stderr, "usage: rdmamig bench transport|migrate [OPTIONS]\n");
 	return argc > 1 && !strcmp(argv[1], "--help") ? 0 : 2;
 }
 

@@ -63,25 +63,33 @@ static void test_refuse_memlock(void)
 	CU_ASSERT_EQUAL(p.dr.committed, 0);
 }
 
-static void destination_dies(enum host_stage st, unsigned round, int sig, uint64_t rate)
+static void destination_dies_on(const char *backend, enum host_stage st, unsigned round,
+			       int sig, uint64_t rate)
 {
 	static const char *const names[] = { "reserved", "round", "paused", "final" };
 	char what[64];
 	struct pair p;
 
-	pair_init(&p, "tcp", 64 * MiB);
+	pair_init(&p, backend, 64 * MiB);
 	p.src.timeout_ms = p.dst.timeout_ms = TIMEOUT;
 	p.src.dirty_rate = rate;
 	p.src.bandwidth = rate ? 64 * MiB : 0;
 	p.kill_sig = sig;
 	p.kill_at = st;
 	p.kill_round = round;
-	snprintf(what, sizeof(what), "destination %s at %s", sig == SIGKILL ? "killed" : "stopped",
-		 names[st]);
+	snprintf(what, sizeof(what), "%s: destination %s at %s", backend,
+		 sig == SIGKILL ? "killed" : "stopped", names[st]);
 	int rc = pair_run(&p);
 	CU_ASSERT_EQUAL(p.killed, 1);
 	expect_rolled_back(&p, rc, what);
 }
+
+static void destination_dies(enum host_stage st, unsigned round, int sig, uint64_t rate)
+{
+	destination_dies_on("tcp", st, round, sig, rate);
+}
+
+static const char *const ofi_backends[] = { "ofi/tcp", "ofi/shm" };
 
 static void test_destination_dies(void)
 {
@@ -98,23 +106,42 @@ static void test_destination_hangs(void)
 	destination_dies(HOST_STAGE_FINAL, 0, SIGSTOP, 0);
 }
 
-static void source_dies(enum host_stage st)
+static void source_dies_on(const char *backend, enum host_stage st)
 {
 	struct pair p;
 	int fds = rmig_test_count_fds();
 
-	pair_init(&p, "tcp", 64 * MiB);
+	pair_init(&p, backend, 64 * MiB);
 	p.src.timeout_ms = p.dst.timeout_ms = TIMEOUT;
 	p.kill_sig = SIGKILL; /* the source process exits itself at the stage */
 	p.kill_at = st;
 	int rc = pair_run_source_dies(&p);
-	fprintf(stderr, "source died at stage %d: destination says: %s\n", st, p.dr.error);
+	fprintf(stderr, "%s: source died at stage %d: destination says: %s\n", backend, st,
+		p.dr.error);
 	CU_ASSERT(rc < 0);
 	CU_ASSERT_EQUAL(p.dst_exit, 9);
 	CU_ASSERT_EQUAL(p.dr.committed, 0);
 	CU_ASSERT_EQUAL(p.dr.mrs_live, 0);          /* every region deregistered */
 	CU_ASSERT_EQUAL(rmig_test_count_fds(), fds); /* and every descriptor closed */
 	CU_ASSERT(p.elapsed_ms < TIMEOUT * 2 + 3000);
+}
+
+static void source_dies(enum host_stage st)
+{
+	source_dies_on("tcp", st);
+}
+
+/* The same over libfabric, where it runs: a peer lost mid-round and at the end. */
+static void test_ofi_peer_dies(void)
+{
+	for (unsigned i = 0; i < sizeof(ofi_backends) / sizeof(ofi_backends[0]); i++) {
+		if (!backend_usable(ofi_backends[i]))
+			continue;
+		destination_dies_on(ofi_backends[i], HOST_STAGE_ROUND, 1, SIGKILL, 30 * MiB);
+		destination_dies_on(ofi_backends[i], HOST_STAGE_FINAL, 0, SIGSTOP, 0);
+		source_dies_on(ofi_backends[i], HOST_STAGE_ROUND);
+		source_dies_on(ofi_backends[i], HOST_STAGE_FINAL);
+	}
 }
 
 static void test_source_dies(void)
@@ -296,6 +323,7 @@ int main(void)
 		{ "destination dies at each stage", test_destination_dies },
 		{ "destination hangs", test_destination_hangs },
 		{ "source dies at each stage", test_source_dies },
+		{ "ofi: either peer dies or hangs", test_ofi_peer_dies },
 		{ "no convergence: give up", test_no_convergence_giveup },
 		{ "no convergence: force", test_no_convergence_force },
 		{ "hostile destination", test_hostile_destination },

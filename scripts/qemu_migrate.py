@@ -1,0 +1,540 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
+"""Live-migrate the test guest between two stock QEMUs, and judge it by the guest.
+
+Used by scripts/qemu-migrate.sh (end-to-end test) and scripts/bench-qemu.sh
+(benchmark).  Python 3 standard library only.
+
+One source QEMU boots the test guest (guest/, a firmware image that fills its
+memory with self-describing pages and keeps dirtying them); each migration
+starts a destination QEMU, migrates to it, and the destination becomes the
+next source.  A migration passes when QEMU says completed, the guest's
+heartbeat advances on the destination and the guest finds 0 wrong pages.
+Failure scenarios (cancel, receiver killed) pass when the source guest keeps
+running with intact pages.
+"""
+import argparse
+import json
+import os
+import re
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+
+QEMU = os.environ.get("QEMU", "qemu-system-x86_64")
+
+
+class Fail(Exception):
+    pass
+
+
+def log(msg):
+    print(f"qemu-migrate: {msg}", flush=True)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def connect_unix(path, timeout):
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            s = socket.socket(socket.AF_UNIX)
+            s.connect(path)
+            return s
+        except OSError:
+            s.close()
+            if time.monotonic() > deadline:
+                raise Fail(f"cannot connect to {path} within {timeout} s")
+            time.sleep(0.02)
+
+
+class QMP:
+    """A QMP client: commands in order, events kept with their timestamps."""
+
+    def __init__(self, path, timeout=10):
+        self.sock = connect_unix(path, timeout)
+        self.buf = b""
+        self.events = []
+        self._read(timeout)  # greeting
+        self.cmd("qmp_capabilities")
+
+    def _read(self, timeout):
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self.buf:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise Fail("QMP: no reply in time")
+            self.sock.settimeout(left)
+            try:
+                data = self.sock.recv(65536)
+            except socket.timeout:
+                continue
+            if not data:
+                raise Fail("QMP: QEMU closed the monitor (it exited)")
+            self.buf += data
+        line, self.buf = self.buf.split(b"\n", 1)
+        msg = json.loads(line)
+        if "event" in msg:
+            self.events.append(msg)
+        return msg
+
+    def cmd(self, name, timeout=10, **args):
+        req = {"execute": name}
+        if args:
+            req["arguments"] = args
+        self.sock.sendall(json.dumps(req).encode() + b"\n")
+        while True:
+            msg = self._read(timeout)
+            if "return" in msg:
+                return msg["return"]
+            if "error" in msg:
+                raise Fail(f"QMP {name}: {msg['error'].get('desc')}")
+
+    def event(self, name, timeout):
+        """Timestamp (s, host clock) of the first event `name`, waiting up to timeout."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for e in self.events:
+                if e["event"] == name:
+                    ts = e["timestamp"]
+                    return ts["seconds"] + ts["microseconds"] / 1e6
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            try:
+                self._read(min(left, 0.2))
+            except Fail as e:
+                if "no reply" not in str(e):
+                    raise
+
+    def close(self):
+        self.sock.close()
+
+
+class Guest:
+    """One QEMU process running (or about to receive) the test guest."""
+
+    def __init__(self, name, a, incoming=None):
+        self.name = name
+        self.dir = a.workdir
+        self.qmp_path = os.path.join(a.workdir, f"{name}.qmp")
+        self.ser_path = os.path.join(a.workdir, f"{name}.serial")
+        self.err_path = os.path.join(a.workdir, f"{name}.stderr")
+        for p in (self.qmp_path, self.ser_path):
+            if os.path.exists(p):
+                os.unlink(p)
+        cmdline = f"mem={a.guest_mib} rate={a.rate} hb={a.hb}"
+        argv = [QEMU, "-enable-kvm", "-cpu", "qemu64,-cx16", "-machine", "pc",
+                "-m", str(a.ram_mib), "-nodefaults", "-no-user-config", "-display", "none",
+                "-bios", a.guest, "-fw_cfg", f"name=opt/rdmamig/cmdline,string={cmdline}",
+                "-chardev", f"socket,id=s0,path={self.ser_path},server=on,wait=off",
+                "-serial", "chardev:s0",
+                "-qmp", f"unix:{self.qmp_path},server=on,wait=off"]
+        if incoming:
+            argv += ["-incoming", incoming]
+        self.err = open(self.err_path, "w")
+        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self.err,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+        self.lines = []  # (monotonic time, text)
+        self.lock = threading.Lock()
+        try:
+            self.qmp = QMP(self.qmp_path)
+            self.ser = connect_unix(self.ser_path, 10)
+        except Fail:
+            self.kill()
+            raise Fail(f"{name}: QEMU did not start: {self.stderr_text()}")
+        threading.Thread(target=self._serial_reader, daemon=True).start()
+
+    def _serial_reader(self):
+        buf = b""
+        with open(os.path.join(self.dir, f"{self.name}.console"), "wb") as out:
+            while True:
+                try:
+                    data = self.ser.recv(4096)
+                except OSError:
+                    return
+                if not data:
+                    return
+                out.write(data)
+                out.flush()
+                buf += data
+                while b"\n" in buf:
+                    line, buf = buf.split(b"\n", 1)
+                    with self.lock:
+                        self.lines.append((time.monotonic(), line.decode(errors="replace").strip()))
+
+    def stderr_text(self):
+        try:
+            with open(self.err_path) as f:
+                return " | ".join(l.strip() for l in f if l.strip()
+                                  and "host doesn't support requested feature" not in l)
+        except OSError:
+            return ""
+
+    def wait_line(self, pattern, timeout, after=0):
+        """First serial line matching pattern among lines[after:], as a match."""
+        rx = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        while True:
+            with self.lock:
+                for _, text in self.lines[after:]:
+                    m = rx.search(text)
+                    if m:
+                        return m
+            if time.monotonic() > deadline:
+                return None
+            if self.proc.poll() is not None:
+                raise Fail(f"{self.name}: QEMU exited: {self.stderr_text()}")
+            time.sleep(0.02)
+
+    def nlines(self):
+        with self.lock:
+            return len(self.lines)
+
+    def heartbeat(self):
+        with self.lock:
+            for _, text in reversed(self.lines):
+                m = re.match(r"HB n=(\d+)", text)
+                if m:
+                    return int(m.group(1))
+        return 0
+
+    def heartbeat_advances(self, timeout):
+        """(before, after): the guest printed a newer heartbeat within timeout."""
+        n0 = self.nlines()
+        before = self.heartbeat()
+        m = self.wait_line(r"HB n=(\d+)", timeout, after=n0)
+        if not m:
+            raise Fail(f"{self.name}: guest heartbeat stuck at {before} for {timeout} s")
+        return before, int(m.group(1))
+
+    def check_pages(self, timeout=60):
+        n0 = self.nlines()
+        self.ser.sendall(b"v")
+        m = self.wait_line(r"CHECK n=\d+ bad=(\d+) pages=(\d+)", timeout, after=n0)
+        if not m:
+            raise Fail(f"{self.name}: guest did not answer the page check in {timeout} s")
+        return int(m.group(1)), int(m.group(2))
+
+    def status(self):
+        return self.qmp.cmd("query-status")["status"]
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        self.err.close()
+
+    def quit(self):
+        try:
+            self.qmp.cmd("quit")
+        except Exception:
+            pass
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            pass
+        self.kill()
+
+
+def channel(method, a, port):
+    """(destination -incoming URI, source migrate URI) for a method."""
+    if method == "qemu-tcp":
+        return f"tcp:127.0.0.1:{port}", f"tcp:127.0.0.1:{port}"
+    backend = method.split(":", 1)[1]
+    common = f"--backend {backend} --timeout {a.stream_timeout_ms} -v"
+    return (f"exec:{a.rdmamig} recv --listen 127.0.0.1:{port} {common}",
+            f"exec:{a.rdmamig} send --to 127.0.0.1:{port} {common}")
+
+
+def descendants(pid):
+    """Pids of all processes below pid."""
+    kids = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+                kids.setdefault(ppid, []).append(int(d))
+            except (OSError, IndexError, ValueError):
+                pass
+    out, todo = [], [pid]
+    while todo:
+        for k in kids.get(todo.pop(), []):
+            out.append(k)
+            todo.append(k)
+    return out
+
+
+def cmdline_of(pid):
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def stream_lines(g, since=0):
+    """The rdmamig send/recv lines QEMU's stderr caught after offset since."""
+    try:
+        with open(g.err_path) as f:
+            f.seek(since)
+            return [l.strip() for l in f if l.startswith("rdmamig ")]
+    except OSError:
+        return []
+
+
+def err_offset(g):
+    try:
+        return os.path.getsize(g.err_path)
+    except OSError:
+        return 0
+
+
+def start_migration(src, dst_name, method, a, bandwidth):
+    port = free_port()
+    uri_in, uri_out = channel(method, a, port)
+    dst = Guest(dst_name, a, incoming=uri_in)
+    src.err_mark = err_offset(src)
+    src.qmp.cmd("migrate-set-parameters", **{"max-bandwidth": bandwidth,
+                                              "downtime-limit": a.downtime_ms})
+    src.qmp.events.clear()
+    t0 = time.monotonic()
+    src.qmp.cmd("migrate", uri=uri_out)
+    return dst, t0
+
+
+def wait_status(src, want, timeout):
+    deadline = time.monotonic() + timeout
+    while True:
+        info = src.qmp.cmd("query-migrate")
+        st = info.get("status")
+        if st in want:
+            return info
+        if time.monotonic() > deadline:
+            raise Fail(f"migration still '{st}' after {timeout} s")
+        time.sleep(0.02)
+
+
+def migrate(src, dst_name, method, a):
+    """Migrate src to a new destination; returns (dst, result dict)."""
+    dst, t0 = start_migration(src, dst_name, method, a, a.bandwidth)
+    try:
+        info = wait_status(src, ("completed", "failed", "cancelled"), a.migrate_timeout)
+        wall = time.monotonic() - t0
+        if info["status"] != "completed":
+            raise Fail(f"{method}: migration {info['status']}: {info.get('error-desc', '')}; "
+                       f"{' | '.join(stream_lines(src, src.err_mark) + stream_lines(dst))}")
+        stop = src.qmp.event("STOP", 5)
+        resume = dst.qmp.event("RESUME", 15)
+        if resume is None:
+            raise Fail(f"{method}: destination did not resume: {dst.stderr_text()}")
+        time.sleep(0.5)  # QEMU 7.2 may answer 'completed' before filling in the figures
+        info = src.qmp.cmd("query-migrate")
+        ram = info.get("ram", {})
+        before, after = dst.heartbeat_advances(10)
+        bad, pages = dst.check_pages()
+        if dst.status() != "running":
+            raise Fail(f"{method}: destination is '{dst.status()}', not running")
+    except Exception:
+        dst.kill()
+        raise
+    src.quit()
+    res = {"method": method, "total_ms": info.get("total-time", 0),
+           "wall_ms": round(wall * 1000), "pause_ms": round((resume - stop) * 1000, 1)
+           if stop else None, "qemu_downtime_ms": info.get("downtime"),
+           "mbytes": round(ram.get("transferred", 0) / 1e6, 1), "mbps": ram.get("mbps"),
+           "hb": (before, after), "bad": bad, "pages": pages,
+           "stream": stream_lines(src, src.err_mark) + stream_lines(dst)}
+    log(f"{method}: completed in {res['total_ms']} ms, {res['mbytes']} MB, "
+        f"pause {res['pause_ms']} ms (QEMU downtime {res['qemu_downtime_ms']} ms), "
+        f"heartbeat {before}->{after} on the destination, {bad} wrong pages of {pages}")
+    for line in res["stream"]:
+        log(f"  {line}")
+    if bad:
+        raise Fail(f"{method}: the guest found {bad} wrong pages after migration")
+    return dst, res
+
+
+def source_survives(src, what):
+    if src.status() != "running":
+        raise Fail(f"{what}: source guest is '{src.status()}', not running")
+    before, after = src.heartbeat_advances(10)
+    bad, pages = src.check_pages()
+    if bad:
+        raise Fail(f"{what}: source guest found {bad} wrong pages")
+    log(f"{what}: source keeps running (heartbeat {before}->{after}), {bad} wrong pages of {pages}")
+
+
+def wait_bytes(src, nbytes, timeout):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        info = src.qmp.cmd("query-migrate")
+        if info.get("status") != "active" and info.get("status") != "setup":
+            raise Fail(f"migration '{info.get('status')}' before the test could interrupt it")
+        if info.get("ram", {}).get("transferred", 0) >= nbytes:
+            return
+        time.sleep(0.02)
+    raise Fail(f"migration did not move {nbytes} bytes within {timeout} s")
+
+
+def scenario_cancel(src, method, a, n):
+    """migrate_cancel mid-stream: the source keeps running, nothing hangs."""
+    dst, t0 = start_migration(src, f"cancel{n}", method, a, a.slow_bandwidth)
+    try:
+        wait_bytes(src, 2 << 20, 20)
+        src.qmp.cmd("migrate_cancel")
+        info = wait_status(src, ("cancelled", "failed", "completed"), 15)
+        if info["status"] != "cancelled":
+            raise Fail(f"cancel over {method}: status '{info['status']}', not cancelled")
+        log(f"cancel over {method}: cancelled {time.monotonic() - t0:.1f} s after start")
+        source_survives(src, f"cancel over {method}")
+        wait_gone(dst, f"cancel over {method}")
+    finally:
+        dst.kill()
+
+
+def wait_gone(dst, what, timeout=15):
+    """The destination QEMU and its rdmamig recv end by themselves (no hang)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        left = [p for p in descendants(dst.proc.pid) if "rdmamig" in cmdline_of(p)]
+        if dst.proc.poll() is not None and not left:
+            break
+        time.sleep(0.1)
+    else:
+        raise Fail(f"{what}: the destination side still runs {timeout} s later")
+    log(f"{what}: destination QEMU exited by itself ({dst.stderr_text()[-160:]})")
+
+
+def scenario_kill(src, method, a, n):
+    """The receiving rdmamig dies mid-stream: migration fails, the source runs on."""
+    dst, t0 = start_migration(src, f"kill{n}", method, a, a.slow_bandwidth)
+    try:
+        wait_bytes(src, 2 << 20, 20)
+        victims = [p for p in descendants(dst.proc.pid) if " recv " in cmdline_of(p)]
+        if not victims:
+            raise Fail("cannot find the destination's rdmamig recv process")
+        for p in victims:
+            os.kill(p, 9)
+        t_kill = time.monotonic()
+        info = wait_status(src, ("failed", "cancelled", "completed"),
+                           a.stream_timeout_ms / 1000 + 15)
+        if info["status"] != "failed":
+            raise Fail(f"receiver killed over {method}: status '{info['status']}', not failed")
+        log(f"receiver killed over {method}: source reported failed after "
+            f"{(time.monotonic() - t_kill) * 1000:.0f} ms ({info.get('error-desc', '')})")
+        for line in stream_lines(src, src.err_mark):
+            log(f"  {line}")
+        source_survives(src, f"receiver killed over {method}")
+    finally:
+        dst.kill()
+
+
+def median(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else None
+
+
+def run(a):
+    if not os.access("/dev/kvm", os.R_OK | os.W_OK):
+        raise Fail("/dev/kvm is missing or not accessible: the test guest needs KVM "
+                   "(load kvm, or run as a user in the kvm group)")
+    os.makedirs(a.workdir, exist_ok=True)
+    t_boot = time.monotonic()
+    src = Guest("g0", a)
+    results, n = [], 0
+    try:
+        m = src.wait_line(r"READY pages=(\d+)", a.boot_timeout)
+        if not m:
+            raise Fail(f"the guest did not boot within {a.boot_timeout} s (KVM unusable?): "
+                       f"{src.stderr_text()}")
+        src.heartbeat_advances(10)
+        log(f"guest booted and filled {m.group(1)} pages in {time.monotonic() - t_boot:.1f} s")
+        for r in range(a.runs):
+            for method in a.methods:
+                n += 1
+                src, res = migrate(src, f"g{n}", method, a)
+                res["run"] = r
+                results.append(res)
+        for method in a.cancel:
+            n += 1
+            scenario_cancel(src, method, a, n)
+        for method in a.kill:
+            n += 1
+            scenario_kill(src, method, a, n)
+    finally:
+        src.quit()
+    if a.runs > 1 or a.table:
+        print_table(a, results)
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(results, f, indent=1)
+
+
+def print_table(a, results):
+    print(f"\n{a.runs} runs each, guest {a.guest_mib} MiB pattern in {a.ram_mib} MiB RAM, "
+          f"dirtying {a.rate} pages/s; medians:\n")
+    print("| channel | total time (ms) | guest pause STOP->RESUME (ms) | QEMU downtime (ms) | MB sent | MB/s (QEMU) |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for method in a.methods:
+        rs = [r for r in results if r["method"] == method]
+        print(f"| {label(method)} | {median([r['total_ms'] for r in rs]):.0f} "
+              f"| {median([r['pause_ms'] for r in rs]):.1f} "
+              f"| {median([r['qemu_downtime_ms'] for r in rs]):.0f} "
+              f"| {median([r['mbytes'] for r in rs]):.1f} "
+              f"| {median([r['mbps'] for r in rs]):.0f} |")
+
+
+def label(method):
+    return "QEMU tcp:" if method == "qemu-tcp" else f"exec:rdmamig over {method.split(':', 1)[1]}"
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--rdmamig", required=True)
+    p.add_argument("--guest", required=True, help="the test guest firmware image")
+    p.add_argument("--workdir", required=True)
+    p.add_argument("--methods", default="rdmamig:tcp",
+                   help="comma list of qemu-tcp, rdmamig:BACKEND")
+    p.add_argument("--cancel", default="", help="backends to test migrate_cancel over")
+    p.add_argument("--kill", default="", help="backends to test a killed receiver over")
+    p.add_argument("--runs", type=int, default=1)
+    p.add_argument("--ram-mib", type=int, default=64)
+    p.add_argument("--guest-mib", type=int, default=16)
+    p.add_argument("--rate", type=int, default=500, help="pages/s the guest dirties")
+    p.add_argument("--hb", type=int, default=100, help="heartbeat period (guest ms)")
+    p.add_argument("--bandwidth", type=int, default=10 << 30, help="max-bandwidth, bytes/s")
+    p.add_argument("--slow-bandwidth", type=int, default=4 << 20,
+                   help="max-bandwidth for the cancel/kill scenarios")
+    p.add_argument("--downtime-ms", type=int, default=300)
+    p.add_argument("--stream-timeout-ms", type=int, default=5000)
+    p.add_argument("--migrate-timeout", type=int, default=120)
+    p.add_argument("--boot-timeout", type=int, default=120)
+    p.add_argument("--table", action="store_true")
+    p.add_argument("--json")
+    a = p.parse_args()
+    a.methods = [m for m in a.methods.split(",") if m]
+    a.cancel = [f"rdmamig:{b}" for b in a.cancel.split(",") if b]
+    a.kill = [f"rdmamig:{b}" for b in a.kill.split(",") if b]
+    for m in a.methods:
+        if m != "qemu-tcp" and not m.startswith("rdmamig:"):
+            p.error(f"unknown method {m}")
+    try:
+        run(a)
+    except Fail as e:
+        log(f"FAILED: {e}")
+        return 1
+    log("all passed")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,404 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * rdmamig send | rdmamig recv as QEMU uses them: real processes, pipes on
+ * both ends, every backend that runs here.  Byte-identical delivery (large,
+ * empty, ring wrap-around with odd sizes), and failure propagation: a killed
+ * peer or a closed reader makes both ends exit non-zero within the deadline.
+ */
+#define _GNU_SOURCE
+#include "testutil.h"
+#include <rdmamig/rdmamig.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define TIMEOUT_MS "3000" /* --timeout given to both ends */
+#define SEED 0x5eed
+
+static const char *backends[4];
+static int nbackends;
+static char tmpdir[] = "/tmp/rdmamig-stream-XXXXXX";
+
+static double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* fork + exec argv with the given stdin/stdout (-1: /dev/null); stderr to errfile. */
+static pid_t spawn(const char *const *argv, int in_fd, int out_fd, const char *errfile)
+{
+	pid_t pid = fork();
+
+	if (pid)
+		return pid;
+	int null = open("/dev/null", O_RDWR);
+	int err = open(errfile, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	dup2(in_fd >= 0 ? in_fd : null, 0);
+	dup2(out_fd >= 0 ? out_fd : null, 1);
+	dup2(err, 2);
+	for (int fd = 3; fd < 1024; fd++)
+		close(fd);
+	execv(argv[0], (char *const *)argv);
+	_exit(127);
+}
+
+/* Exit code of pid, waiting up to secs; -1 if it is still running (then killed). */
+static int wait_exit(pid_t pid, double secs)
+{
+	double end = now_s() + secs;
+	int status;
+
+	while (now_s() < end) {
+		if (waitpid(pid, &status, WNOHANG) == pid)
+			return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+		usleep(10000);
+	}
+	kill(pid, SIGKILL);
+	waitpid(pid, &status, 0);
+	return -1;
+}
+
+/* Start a receiver on a free port; its address goes to addr. */
+static pid_t start_recv(const char *backend, const char *ring, int out_fd, char *addr,
+			size_t len)
+{
+	char path[256], errf[256];
+	const char *argv[16] = { RMIG_CLI, "recv", "--listen", "127.0.0.1:0", "--backend",
+				 backend, "--timeout", TIMEOUT_MS, "--addr-file", path };
+	int n = 10;
+	pid_t pid;
+
+	snprintf(path, sizeof(path), "%s/addr", tmpdir);
+	snprintf(errf, sizeof(errf), "%s/recv.err", tmpdir);
+	unlink(path);
+	if (ring) {
+		argv[n++] = "--ring";
+		argv[n++] = ring;
+	}
+	pid = spawn(argv, -1, out_fd, errf);
+	for (int i = 0; i < 500; i++) {
+		FILE *f = fopen(path, "r");
+		if (f) {
+			int ok = fgets(addr, (int)len, f) != NULL;
+			fclose(f);
+			addr[strcspn(addr, "\n")] = 0;
+			if (ok)
+				return pid;
+		}
+		usleep(10000);
+	}
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+	return -1;
+}
+
+static pid_t start_send(const char *backend, const char *addr, const char *chunk, int fork_,
+			int in_fd)
+{
+	char errf[256];
+	const char *argv[16] = { RMIG_CLI, "send", "--to", addr, "--backend", backend,
+				 "--timeout", TIMEOUT_MS };
+	int n = 8;
+
+	snprintf(errf, sizeof(errf), "%s/send.err", tmpdir);
+	if (chunk) {
+		argv[n++] = "--chunk";
+		argv[n++] = chunk;
+	}
+	if (!fork_)
+		argv[n++] = "--no-fork";
+	return spawn(argv, in_fd, -1, errf);
+}
+
+/* The first line the command wrote to stderr. */
+static void err_line(const char *who, char *buf, size_t len)
+{
+	char path[256];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/%s.err", tmpdir, who);
+	buf[0] = 0;
+	f = fopen(path, "r");
+	if (f) {
+		if (!fgets(buf, (int)len, f))
+			buf[0] = 0;
+		fclose(f);
+	}
+}
+
+static int err_lines(const char *who)
+{
+	char path[256], line[512];
+	int n = 0;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/%s.err", tmpdir, who);
+	f = fopen(path, "r");
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		n++;
+	fclose(f);
+	return n;
+}
+
+struct feeder {
+	int fd;
+	uint64_t total;
+	size_t piece;
+};
+
+/* Writes the pattern into the sender's stdin in pieces of odd sizes, then EOF. */
+static void *feed(void *arg)
+{
+	struct feeder *f = arg;
+	uint8_t *buf = malloc(f->piece);
+	uint64_t off = 0;
+
+	while (buf && off < f->total) {
+		size_t n = f->total - off < f->piece ? (size_t)(f->total - off) : f->piece;
+		rmig_test_fill(buf, n, SEED, off);
+		ssize_t w = write(f->fd, buf, n);
+		if (w <= 0)
+			break;
+		off += (uint64_t)w;
+		/* a different size each time, so writes land across the ring's edge */
+		f->piece = f->piece % 4 == 3 ? f->piece - 2 : f->piece + 1;
+	}
+	close(f->fd);
+	free(buf);
+	return NULL;
+}
+
+/* Pipe total bytes through send | recv; returns bytes verified, -1 on a mismatch. */
+static long long pipe_through(const char *backend, uint64_t total, size_t piece,
+			      const char *ring, const char *chunk, int *rc_send, int *rc_recv)
+{
+	int in[2], out[2];
+	char addr[128], why[256];
+	struct feeder f = { .total = total, .piece = piece };
+	uint8_t buf[1 << 16];
+	long long got = 0, bad = -1;
+	pthread_t th;
+	pid_t r, s;
+
+	*rc_send = *rc_recv = -2;
+	if (pipe(in) || pipe(out))
+		return -1;
+	r = start_recv(backend, ring, out[1], addr, sizeof(addr));
+	close(out[1]);
+	if (r < 0) {
+		err_line("recv", why, sizeof(why));
+		fprintf(stderr, "receiver did not start: %s\n", why);
+		return -1;
+	}
+	s = start_send(backend, addr, chunk, 1, in[0]);
+	close(in[0]);
+	f.fd = in[1];
+	pthread_create(&th, NULL, feed, &f);
+	for (;;) {
+		ssize_t n = read(out[0], buf, sizeof(buf));
+		if (n <= 0)
+			break;
+		if (bad < 0 && rmig_test_check(buf, (size_t)n, SEED, (uint64_t)got) >= 0)
+			bad = got;
+		got += n;
+	}
+	close(out[0]);
+	pthread_join(th, NULL);
+	*rc_send = wait_exit(s, 20);
+	*rc_recv = wait_exit(r, 20);
+	if (*rc_send || *rc_recv) {
+		err_line("send", why, sizeof(why));
+		fprintf(stderr, "[%s] send: %d %s", backend, *rc_send, why);
+		err_line("recv", why, sizeof(why));
+		fprintf(stderr, "[%s] recv: %d %s", backend, *rc_recv, why);
+	}
+	if (bad >= 0)
+		fprintf(stderr, "[%s] first wrong byte at %lld\n", backend, bad);
+	return bad >= 0 ? -1 : got;
+}
+
+static void test_large_stream(void)
+{
+	for (int i = 0; i < nbackends; i++) {
+		int rs, rr;
+		uint64_t total = 48ull << 20;
+		long long got = pipe_through(backends[i], total, 1 << 20, NULL, NULL, &rs, &rr);
+
+		fprintf(stderr, "  %s: %lld of %llu bytes\n", backends[i], got,
+			(unsigned long long)total);
+		CU_ASSERT_EQUAL(got, (long long)total);
+		CU_ASSERT_EQUAL(rs, 0);
+		CU_ASSERT_EQUAL(rr, 0);
+	}
+}
+
+static void test_empty_stream(void)
+{
+	for (int i = 0; i < nbackends; i++) {
+		int rs, rr;
+		long long got = pipe_through(backends[i], 0, 4096, NULL, NULL, &rs, &rr);
+
+		CU_ASSERT_EQUAL(got, 0);
+		CU_ASSERT_EQUAL(rs, 0);
+		CU_ASSERT_EQUAL(rr, 0);
+	}
+}
+
+/* A 64 KiB ring, 24 KiB chunks and odd write sizes: every write crosses or ends near the edge. */
+static void test_ring_wraparound(void)
+{
+	for (int i = 0; i < nbackends; i++) {
+		int rs, rr;
+		uint64_t total = (5ull << 20) + 12345;
+		long long got = pipe_through(backends[i], total, 10007, "64K", "24K", &rs, &rr);
+
+		CU_ASSERT_EQUAL(got, (long long)total);
+		CU_ASSERT_EQUAL(rs, 0);
+		CU_ASSERT_EQUAL(rr, 0);
+	}
+}
+
+/* Both ends running, the sender's stdin open and idle; then one end is killed. */
+static void peer_killed(const char *backend, int kill_receiver)
+{
+	int in[2], rc;
+	char addr[128], why[256];
+	pid_t r, s, victim, survivor;
+	double t0, secs;
+
+	CU_ASSERT_FATAL(pipe(in) == 0);
+	r = start_recv(backend, NULL, -1, addr, sizeof(addr));
+	CU_ASSERT_FATAL(r > 0);
+	s = start_send(backend, addr, NULL, 0, in[0]);
+	close(in[0]);
+	CU_ASSERT_EQUAL(write(in[1], "some bytes of a migration stream", 32), 32);
+	usleep(300000);
+	victim = kill_receiver ? r : s;
+	survivor = kill_receiver ? s : r;
+	kill(victim, SIGKILL);
+	t0 = now_s();
+	rc = wait_exit(survivor, 3.0 + 5.0); /* the --timeout plus slack */
+	secs = now_s() - t0;
+	err_line(kill_receiver ? "send" : "recv", why, sizeof(why));
+	fprintf(stderr, "  %s: %s killed, the %s exited %d after %.2f s: %s", backend,
+		kill_receiver ? "receiver" : "sender", kill_receiver ? "sender" : "receiver",
+		rc, secs, why);
+	CU_ASSERT(rc > 0);
+	CU_ASSERT(secs < 3.0 + 2.0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(why, kill_receiver ? "rdmamig send: " : "rdmamig recv: "));
+	CU_ASSERT_EQUAL(err_lines(kill_receiver ? "send" : "recv"), 1); /* one clear line */
+	close(in[1]);
+	wait_exit(victim, 1);
+}
+
+static void test_receiver_killed(void)
+{
+	for (int i = 0; i < nbackends; i++)
+		peer_killed(backends[i], 1);
+}
+
+static void test_sender_killed(void)
+{
+	for (int i = 0; i < nbackends; i++)
+		peer_killed(backends[i], 0);
+}
+
+/* The process reading recv's stdout goes away: both ends fail, the sender says why. */
+static void test_reader_gone(void)
+{
+	for (int i = 0; i < nbackends; i++) {
+		int in[2], out[2], rs, rr;
+		char addr[128], why[256];
+		struct feeder f = { .total = 256ull << 20, .piece = 1 << 20 };
+		pthread_t th;
+		pid_t r, s;
+
+		CU_ASSERT_FATAL(pipe(in) == 0 && pipe(out) == 0);
+		r = start_recv(backends[i], NULL, out[1], addr, sizeof(addr));
+		close(out[1]);
+		CU_ASSERT_FATAL(r > 0);
+		s = start_send(backends[i], addr, NULL, 1, in[0]);
+		close(in[0]);
+		f.fd = in[1];
+		pthread_create(&th, NULL, feed, &f);
+		char buf[4096];
+		CU_ASSERT(read(out[0], buf, sizeof(buf)) > 0);
+		close(out[0]);
+		rr = wait_exit(r, 8);
+		rs = wait_exit(s, 8);
+		pthread_join(th, NULL);
+		err_line("send", why, sizeof(why));
+		fprintf(stderr, "  %s: reader gone: recv %d, send %d: %s", backends[i], rr, rs, why);
+		CU_ASSERT(rr > 0);
+		CU_ASSERT(rs > 0);
+		CU_ASSERT_PTR_NOT_NULL(strstr(why, "stdout"));
+	}
+}
+
+static void test_bad_usage(void)
+{
+	const char *argv[] = { RMIG_CLI, "send", "--backend", "tcp", NULL };
+	char why[256], path[256];
+
+	snprintf(path, sizeof(path), "%s/usage.err", tmpdir);
+	CU_ASSERT_EQUAL(wait_exit(spawn(argv, -1, -1, path), 5), 2);
+	const char *argv2[] = { RMIG_CLI, "send", "--to", "127.0.0.1:1", "--backend", "tcp",
+				"--timeout", "300", NULL };
+	snprintf(path, sizeof(path), "%s/send.err", tmpdir);
+	CU_ASSERT_EQUAL(wait_exit(spawn(argv2, -1, -1, path), 5), 1);
+	err_line("send", why, sizeof(why));
+	CU_ASSERT_PTR_NOT_NULL(strstr(why, "cannot reach the receiver"));
+}
+
+static int setup(void)
+{
+	static const char *const all[] = { "tcp", "ofi/tcp", "ofi/shm" };
+	char why[RMIG_ERR_MAX];
+
+	signal(SIGPIPE, SIG_IGN);
+	if (!mkdtemp(tmpdir))
+		return 1;
+	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
+		if (!rmig_backend_probe(all[i], why, sizeof(why)))
+			backends[nbackends++] = all[i];
+		else
+			fprintf(stderr, "stream tests: %s left out: %s\n", all[i], why);
+	}
+	return 0;
+}
+
+static int cleanup(void)
+{
+	char cmd[300];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
+	return system(cmd) ? 1 : 0;
+}
+
+int main(void)
+{
+	static const CU_TestInfo tests[] = {
+		{ "48 MiB through send | recv, byte-identical", test_large_stream },
+		{ "empty input", test_empty_stream },
+		{ "ring wrap-around with odd sizes", test_ring_wraparound },
+		{ "receiver killed: sender exits non-zero in time", test_receiver_killed },
+		{ "sender killed: receiver exits non-zero in time", test_sender_killed },
+		{ "reader of recv's stdout gone: both fail", test_reader_gone },
+		{ "usage and unreachable receiver", test_bad_usage },
+		CU_TEST_INFO_NULL,
+	};
+	return rmig_test_run("stream", setup, cleanup, tests);
+}

@@ -1,0 +1,164 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * rdmamig bench migrate: whole migrations between two processes (the
+ * destination forked), per backend, for an idle and a dirtying guest and
+ * for both registration strategies; medians of several runs.
+ */
+#define _GNU_SOURCE
+#include "commands.h"
+#include "../host/host.h"
+#include <rdmamig/plugin.h>
+#include <rdmamig/rdmamig.h>
+
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAXB 8
+#define MAXRUNS 15
+
+struct cell {
+	double total_ms[MAXRUNS], down_ms[MAXRUNS], mibs[MAXRUNS], reg_ms[MAXRUNS],
+		sent_ratio[MAXRUNS], rounds[MAXRUNS], regs[MAXRUNS], res_ms[MAXRUNS],
+		r0_mibs[MAXRUNS];
+	int n, verified, failed;
+	char why[256];
+};
+
+static int cmp(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return x < y ? -1 : x > y;
+}
+
+static double median(double *v, int n)
+{
+	double t[MAXRUNS];
+
+	if (!n)
+		return 0;
+	memcpy(t, v, (size_t)n * sizeof(*v));
+	qsort(t, (size_t)n, sizeof(*t), cmp);
+	return n % 2 ? t[n / 2] : (t[n / 2 - 1] + t[n / 2]) / 2;
+}
+
+static void run_cell(const struct host_opts *base, struct cell *c, int runs)
+{
+	memset(c, 0, sizeof(*c));
+	c->verified = 1;
+	for (int i = 0; i < runs; i++) {
+		struct host_result r;
+		int rc = host_demo(base, &r);
+		if (rc) {
+			c->failed++;
+			snprintf(c->why, sizeof(c->why), "%s", r.error);
+			continue;
+		}
+		c->verified &= r.verified == 1;
+		c->total_ms[c->n] = r.total_ns / 1e6;
+		c->down_ms[c->n] = r.downtime_ns / 1e6;
+		c->mibs[c->n] = r.throughput / (1 << 20);
+		c->reg_ms[c->n] = r.reg_ns / 1e6;
+		c->regs[c->n] = (double)r.regs;
+		c->rounds[c->n] = r.rounds;
+		c->res_ms[c->n] = r.reserve_ns / 1e6;
+		c->r0_mibs[c->n] = r.nround_log ? r.round_log[0].mib_s : 0;
+		c->sent_ratio[c->n] = (double)r.bytes / (double)r.guest_size;
+		c->n++;
+	}
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: rdmamig bench migrate [--backend SPEC]... [--guest-size SIZE]\n"
+		   "                             [--dirty-rate RATE] [--runs N] [--json]\n"
+		   "Migrates an idle and a dirtying guest (uniform pattern) between two\n"
+		   "processes on this machine, with whole-block and on-demand chunk\n"
+		   "registration, for each backend given (default: every one that runs\n"
+		   "here); prints medians of total time, downtime, rounds, page bytes sent\n"
+		   "per guest byte, throughput (overall, and of round 0 alone: the\n"
+		   "transfer without the reservation) and registration time.\n"
+		   "Defaults: --guest-size 256M --dirty-rate 50M --runs 3.\n");
+}
+
+int bench_migrate(int argc, char **argv)
+{
+	static const struct option lo[] = {
+		{ "backend", required_argument, 0, 'b' }, { "guest-size", required_argument, 0, 'g' },
+		{ "dirty-rate", required_argument, 0, 'd' }, { "runs", required_argument, 0, 'r' },
+		{ "json", no_argument, 0, 'j' }, { "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 } };
+	static const char *const all[] = { "verbs", "ofi/verbs", "ofi/tcp", "ofi/shm", "tcp" };
+	const char *backends[MAXB];
+	int nb = 0, runs = 3, json = 0, ch;
+	uint64_t size = 256ull << 20, rate = 50ull << 20;
+	char why[RMIG_ERR_MAX];
+
+	optind = 1;
+	while ((ch = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+		switch (ch) {
+		case 'b': if (nb < MAXB) backends[nb++] = optarg; break;
+		case 'g': size = parse_size(optarg); break;
+		case 'd': rate = parse_size(optarg); break;
+		case 'r': runs = atoi(optarg); break;
+		case 'j': json = 1; break;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return 2;
+		}
+	}
+	if (!size || runs < 1 || runs > MAXRUNS) {
+		usage(stderr);
+		return 2;
+	}
+	if (!nb)
+		for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
+			if (!rmig_backend_probe(all[i], why, sizeof(why)))
+				backends[nb++] = all[i];
+	if (!json) {
+		printf("guest %llu MiB, dirtying guest at %llu MiB/s (uniform, 1 vCPU), downtime limit 300 ms, %d runs, medians\n\n",
+		       (unsigned long long)(size >> 20), (unsigned long long)(rate >> 20), runs);
+		printf("| backend | guest | registration | total ms | reservation ms | downtime ms | rounds | sent / guest | MiB/s overall | MiB/s round 0 | reg ms (regs) | verified |\n");
+		printf("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n");
+	}
+	for (int b = 0; b < nb; b++) {
+		for (int dirty = 0; dirty < 2; dirty++) {
+			for (int reg = RMIG_REG_WHOLE; reg <= RMIG_REG_CHUNKED; reg++) {
+				struct host_opts o;
+				struct cell c;
+				host_opts_default(&o);
+				o.backend = backends[b];
+				o.guest_size = size;
+				o.dirty_rate = dirty ? rate : 0;
+				o.reg_mode = reg;
+				/* Chunked: a 32 MiB budget, the cache of 16 chunks. */
+				o.memlock_budget = reg == RMIG_REG_CHUNKED ? 32ull << 20 : 0;
+				run_cell(&o, &c, runs);
+				const char *g = dirty ? "dirtying" : "idle";
+				const char *rg = reg == RMIG_REG_WHOLE ? "whole" : "chunked";
+				if (json) {
+					printf("{\"backend\":\"%s\",\"guest\":\"%s\",\"registration\":\"%s\",\"guest_bytes\":%llu,\"runs\":%d,\"failed\":%d,\"total_ms\":%.1f,\"reserve_ms\":%.1f,\"round0_mib_s\":%.1f,\"downtime_ms\":%.1f,\"rounds\":%.0f,\"sent_per_guest_byte\":%.3f,\"mib_s\":%.1f,\"registration_ms\":%.2f,\"registrations\":%.0f,\"verified\":%s}\n",
+					       backends[b], g, rg, (unsigned long long)size, runs, c.failed,
+					       median(c.total_ms, c.n), median(c.res_ms, c.n),
+					       median(c.r0_mibs, c.n), median(c.down_ms, c.n),
+					       median(c.rounds, c.n), median(c.sent_ratio, c.n),
+					       median(c.mibs, c.n), median(c.reg_ms, c.n),
+					       median(c.regs, c.n), c.verified && c.n ? "true" : "false");
+				} else if (!c.n) {
+					printf("| %s | %s | %s | failed: %s | | | | | | | | |\n", backends[b], g, rg,
+					       c.why);
+				} else {
+					printf("| %s | %s | %s | %.0f | %.0f | %.1f | %.0f | %.3f | %.0f | %.0f | %.2f (%.0f) | %s%s |\n",
+					       backends[b], g, rg, median(c.total_ms, c.n),
+					       median(c.res_ms, c.n), median(c.down_ms, c.n),
+					       median(c.rounds, c.n), median(c.sent_ratio, c.n),
+					       median(c.mibs, c.n), median(c.r0_mibs, c.n),
+					       median(c.reg_ms, c.n), median(c.regs, c.n),
+					       c.verified ? "yes" : "NO",
+					       c.failed ? " (some runs failed)" : "");
+				}
+				fflush(stdout);
+			}
+		}
+	}
+	return 0;
+}
