@@ -251,8 +251,10 @@ static int ofi_accept(struct rmig_ep *listener, int timeout_ms, struct rmig_ep *
 	if (rc)
 		return rmig_set_error(listener, rc, "%s", err);
 	rc = ofi_start(fd, l->provider, timeout_ms, ep);
-	if (rc)
-		rmig_set_error(listener, rc, "%s", rmig_last_error());
+	if (rc) { /* the phrase is the thread's: copy it before setting it again */
+		snprintf(err, sizeof(err), "%s", rmig_last_error());
+		rmig_set_error(listener, rc, "%s", err);
+	}
 	return rc;
 }
 

@@ -280,15 +280,15 @@ static int progress(struct ofi_ep *o)
  * The bootstrap socket carries nothing after the handshake, so readable
  * means EOF or an error: the peer closed its endpoint or died.  Deliver
  * what it sent before going (drain the CQ), then mark the endpoint dead.
+ * Returns whether the peer is gone.  Caller holds o->lock.
  */
-static void check_peer(struct ofi_ep *o)
+static int check_peer_locked(struct ofi_ep *o)
 {
 	char c;
 	ssize_t n = recv(o->sock, &c, 1, MSG_PEEK | MSG_DONTWAIT);
 
 	if (n < 0 && (errno == EAGAIN || errno == EINTR))
-		return;
-	pthread_mutex_lock(&o->lock);
+		return 0;
 	for (int i = 0; i < 100 && progress(o); i++)
 		;
 	if (n > 0)
@@ -296,6 +296,13 @@ static void check_peer(struct ofi_ep *o)
 	else
 		dead_locked(o, -ECONNRESET,
 			    "connection closed by the peer (it exited or closed its endpoint)");
+	return 1;
+}
+
+static void check_peer(struct ofi_ep *o)
+{
+	pthread_mutex_lock(&o->lock);
+	check_peer_locked(o);
 	pthread_mutex_unlock(&o->lock);
 }
 
@@ -428,7 +435,8 @@ void ofi_drain_sends(struct ofi_ep *o, int timeout_ms)
 
 /*
  * Post one op; on a full queue (-FI_EAGAIN) progress the CQ and retry until
- * the deadline.  Caller holds o->lock; post is re-run with the same args.
+ * the deadline, the peer goes or the endpoint dies.  Caller holds o->lock;
+ * post is re-run with the same args.
  */
 #define POST_RETRY(o, deadline, rc, post)                                     \
 	do {                                                                  \
@@ -436,7 +444,10 @@ void ofi_drain_sends(struct ofi_ep *o, int timeout_ms)
 			rc = (int)(post);                                     \
 			if (rc != -FI_EAGAIN)                                 \
 				break;                                        \
-			if (!progress(o) && !rmig_left_ms(deadline))          \
+			if (progress(o))                                      \
+				continue;                                     \
+			if (o->dead || check_peer_locked(o) ||                \
+			    !rmig_left_ms(deadline))                          \
 				break;                                        \
 		}                                                             \
 	} while (0)
