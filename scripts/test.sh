@@ -19,3 +19,6 @@ bash scripts/fuzz.sh "${FUZZ_RUNS:-200000}"
 
 echo "== unit, conformance and integration tests (ctest)"
 ctest --test-dir "$BUILD" --output-on-failure --timeout 600 -j2
+
+echo "== Soft-RoCE VM stage: conformance over verbs (and ofi/verbs) on rxe0, cross-host between two VMs"
+BUILD=$BUILD bash scripts/softroce-ci.sh

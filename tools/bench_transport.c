@@ -28,6 +28,7 @@ struct bench_opts {
 	unsigned long long bytes; /* per size: stop after this many bytes... */
 	double seconds;           /* ...or this long, whichever comes first */
 	int json;
+	const char *host; /* listen address; verbs on RoCE needs the netdev's */
 };
 
 struct bench_row {
@@ -48,7 +49,8 @@ static void *map_buf(size_t len)
 }
 
 /* The peer: accept, expose a region, wait until told to go. */
-static int bench_receiver(const char *backend, size_t len, int addr_pipe)
+static int bench_receiver(const char *backend, const char *host, size_t len,
+			  int addr_pipe)
 {
 	struct rmig_ep *l, *ep;
 	struct rmig_mr *mr;
@@ -59,7 +61,8 @@ static int bench_receiver(const char *backend, size_t len, int addr_pipe)
 
 	if (!buf)
 		return 1;
-	rc = rmig_listen(backend, "127.0.0.1:0", NULL, &l);
+	snprintf(addr, sizeof(addr), strchr(host, ':') ? "[%s]:0" : "%s:0", host);
+	rc = rmig_listen(backend, addr, NULL, &l);
 	if (!rc)
 		rc = rmig_local_addr(l, addr, sizeof(addr));
 	if (rc) {
@@ -159,7 +162,7 @@ static int bench_backend(const char *backend, const struct bench_opts *o,
 	pid = fork();
 	if (pid == 0) {
 		close(pfd[0]);
-		_exit(bench_receiver(backend, region, pfd[1]));
+		_exit(bench_receiver(backend, o->host, region, pfd[1]));
 	}
 	close(pfd[1]);
 	if (read(pfd[0], addr, sizeof(addr)) <= 0)
@@ -231,7 +234,7 @@ static int parse_bench_opts(int argc, char **argv, struct bench_opts *o)
 {
 	static const unsigned long long defsizes[] = { 4096, 16384, 65536, 262144,
 						       1u << 20, 4u << 20, 16u << 20 };
-	*o = (struct bench_opts){ .bytes = 1ull << 30, .seconds = 1.0 };
+	*o = (struct bench_opts){ .bytes = 1ull << 30, .seconds = 1.0, .host = "127.0.0.1" };
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
 		if (!strcmp(a, "--json")) {
@@ -249,6 +252,9 @@ static int parse_bench_opts(int argc, char **argv, struct bench_opts *o)
 			i++;
 		} else if (!strcmp(a, "--seconds") && v) {
 			o->seconds = atof(v);
+			i++;
+		} else if (!strcmp(a, "--addr") && v) {
+			o->host = v;
 			i++;
 		} else if (!strcmp(a, "--bytes") && v) {
 			o->bytes = parse_size(v);
@@ -275,9 +281,10 @@ int bench_transport(int argc, char **argv)
 	if (parse_bench_opts(argc, argv, &o)) {
 		fprintf(stderr,
 			"usage: rdmamig bench transport [--backend SPEC]... [--sizes 4K,64K,1M]\n"
-			"                               [--seconds S] [--bytes N] [--json]\n"
+			"                               [--seconds S] [--bytes N] [--addr HOST] [--json]\n"
 			"Write throughput per message size to a forked peer on loopback, for each\n"
-			"backend given (default: every backend that runs here).\n");
+			"backend given (default: every backend that runs here).  --addr: the local\n"
+			"address to use (default 127.0.0.1; verbs on RoCE needs the RDMA netdev's).\n");
 		return 2;
 	}
 	if (!o.nbackends) {

@@ -34,11 +34,14 @@ const char *rmig_version(void)
 
 int rmig_set_error(struct rmig_ep *ep, int err, const char *fmt, ...)
 {
+	char buf[RMIG_ERR_MAX];
 	va_list ap;
 
+	/* Format apart: an argument may be last_error itself (passing it on). */
 	va_start(ap, fmt);
-	vsnprintf(last_error, sizeof(last_error), fmt, ap);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
 	va_end(ap);
+	memcpy(last_error, buf, sizeof(last_error));
 	if (ep)
 		memcpy(ep->err, last_error, sizeof(ep->err));
 	return err;

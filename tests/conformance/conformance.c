@@ -9,6 +9,9 @@
  *
  * Exits 77 (skipped) when the backend cannot run on this machine.
  * RMIG_CONF_CYCLES overrides the 1000 connect/close cycles.
+ * RMIG_CONF_HOST is the local address forked peers listen on (default
+ * 127.0.0.1): verbs on RoCE needs the RDMA netdev's address there, because
+ * rdma_cm finds no RDMA route for a loopback address.
  */
 #define _GNU_SOURCE
 #include "conformance.h"
@@ -44,6 +47,7 @@
 #define SLACK_MS 4000
 
 static const char *backend;
+static const char *local_host = "127.0.0.1"; /* RMIG_CONF_HOST */
 static char peer_addr[128];
 static pid_t peer_pid;   /* 0 when the peer is remote (--peer) */
 static uint8_t *local;   /* BIG_REGION bytes, the source of every write */
@@ -54,24 +58,54 @@ struct conn {
 	struct rmig_rkey rk;
 };
 
+/*
+ * The peer runs in a fresh process image (fork, then exec of this binary
+ * with --serve): RDMA device contexts do not survive fork (the kernel
+ * refuses a child's verbs calls on a device file the parent opened), and
+ * by the time a test forks, the parent has used them.
+ */
 static pid_t fork_peer(char *addr, size_t len)
 {
+	static const char banner[] = "conformance peer listening on ";
+	char line[256], listen_addr[160];
+	size_t got = 0;
+	ssize_t n;
 	int pfd[2];
 	pid_t pid;
 
 	if (pipe(pfd))
 		return -1;
+	snprintf(listen_addr, sizeof(listen_addr), "%s:0", local_host);
 	pid = fork();
 	if (pid == 0) {
 		close(pfd[0]);
-		_exit(conf_peer_serve(backend, "127.0.0.1:0", pfd[1], -1));
+		if (dup2(pfd[1], STDOUT_FILENO) < 0)
+			_exit(1);
+		execl("/proc/self/exe", "conformance", backend, "--serve", listen_addr,
+		      (char *)NULL);
+		_exit(127);
 	}
 	close(pfd[1]);
-	if (pid < 0 || read(pfd[0], addr, len) <= 0) {
-		close(pfd[0]);
-		return -1;
+	while (pid > 0 && got < sizeof(line) - 1 &&
+	       (n = read(pfd[0], line + got, sizeof(line) - 1 - got)) > 0) {
+		got += (size_t)n;
+		if (memchr(line, '\n', got))
+			break;
 	}
 	close(pfd[0]);
+	line[got] = '\0';
+	line[strcspn(line, "\n")] = '\0';
+	if (pid <= 0 || strncmp(line, banner, sizeof(banner) - 1)) {
+		if (pid > 0)
+			waitpid(pid, NULL, 0);
+		return -1;
+	}
+	if (strlen(line + sizeof(banner) - 1) >= len) {
+		kill(pid, SIGKILL);
+		waitpid(pid, NULL, 0);
+		return -1;
+	}
+	memcpy(addr, line + sizeof(banner) - 1, strlen(line + sizeof(banner) - 1) + 1);
 	return pid;
 }
 
@@ -364,7 +398,7 @@ static void test_connect_to_nothing(void)
 	CU_ASSERT_EQUAL_FATAL(bind(s, (struct sockaddr *)&sin, sizeof(sin)), 0);
 	getsockname(s, (struct sockaddr *)&sin, &sl);
 	close(s);
-	snprintf(addr, sizeof(addr), "127.0.0.1:%u", ntohs(sin.sin_port));
+	snprintf(addr, sizeof(addr), "%s:%u", local_host, ntohs(sin.sin_port));
 	t0 = rmig_now_ms();
 	rc = rmig_connect(backend, addr, &o, &ep);
 	CU_ASSERT(rc == -ECONNREFUSED || rc == -ETIMEDOUT);
@@ -547,6 +581,8 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	backend = argv[1];
+	if (getenv("RMIG_CONF_HOST") && *getenv("RMIG_CONF_HOST"))
+		local_host = getenv("RMIG_CONF_HOST");
 	if (rmig_backend_probe(backend, why, sizeof(why))) {
 		fprintf(stderr, "conformance %s: skipped: %s\n", backend, why);
 		return RMIG_TEST_SKIP;

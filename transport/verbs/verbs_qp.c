@@ -1,0 +1,171 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Per-connection resources: protection domain, one completion queue (with a
+ * completion channel to sleep on), an RC queue pair made by librdmacm, and
+ * the registered message buffers with every receive pre-posted before the
+ * connection is accepted or requested (so the peer's first SEND finds one).
+ */
+#define _GNU_SOURCE
+#include "verbs_int.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+struct verbs_ep *verbs_ep_new(void)
+{
+	struct verbs_ep *v = calloc(1, sizeof(*v));
+
+	if (!v)
+		return NULL;
+	v->base.ops = &rmig_verbs_ops;
+	v->msgs_tail = &v->msgs;
+	pthread_mutex_init(&v->lock, NULL);
+	return v;
+}
+
+static int set_nonblock(int fd)
+{
+	int fl = fcntl(fd, F_GETFL);
+
+	return fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) ? -errno : 0;
+}
+
+static unsigned umin(unsigned a, unsigned b)
+{
+	return a < b ? a : b;
+}
+
+static int verbs_bufs_setup(struct verbs_ep *v)
+{
+	size_t rxlen = (size_t)VERBS_NRECV * RMIG_MSG_MAX;
+	size_t txlen = (size_t)VERBS_NSEND * RMIG_MSG_MAX;
+	int rc;
+
+	v->rxbuf = aligned_alloc(4096, rxlen);
+	v->txbuf = aligned_alloc(4096, txlen);
+	if (!v->rxbuf || !v->txbuf)
+		return rmig_set_error(&v->base, -ENOMEM, "out of memory for message buffers");
+	/* Receives: only the local HCA writes them.  Sends: only read. */
+	rc = verbs_reg_buf(v, v->rxbuf, rxlen, IBV_ACCESS_LOCAL_WRITE, &v->rxmr);
+	if (rc)
+		return rc;
+	v->bufs_pinned += rxlen;
+	rc = verbs_reg_buf(v, v->txbuf, txlen, 0, &v->txmr);
+	if (rc)
+		return rc;
+	v->bufs_pinned += txlen;
+	for (unsigned i = 0; i < VERBS_NRECV; i++) {
+		rc = verbs_post_recv(v, i);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+/*
+ * Make the QP on id (resolved or just requested) and everything it needs.
+ * On failure the caller runs verbs_qp_teardown.
+ */
+int verbs_qp_setup(struct verbs_ep *v, struct rdma_cm_id *id)
+{
+	struct ibv_device_attr da;
+	struct ibv_qp_init_attr qa;
+	const char *dev = ibv_get_device_name(id->verbs->device);
+	unsigned cqe;
+	int rc;
+
+	rc = ibv_query_device(id->verbs, &da); /* positive errno */
+	if (rc)
+		return rmig_set_error(&v->base, -rc, "cannot query RDMA device %s: %s", dev,
+				      strerror(rc));
+	v->pd = ibv_alloc_pd(id->verbs);
+	if (!v->pd)
+		return rmig_set_error(&v->base, errno ? -errno : -ENOMEM,
+				      "cannot allocate a protection domain on %s", dev);
+	v->cc = ibv_create_comp_channel(id->verbs);
+	if (!v->cc || set_nonblock(v->cc->fd))
+		return rmig_set_error(&v->base, errno ? -errno : -ENOMEM,
+				      "cannot create a completion channel on %s", dev);
+	v->sq_depth = umin(VERBS_SQ_WANT, (unsigned)da.max_qp_wr);
+	/* Room for a flush completion of every entry when the QP dies. */
+	cqe = umin(v->sq_depth + VERBS_NRECV + 1, (unsigned)da.max_cqe);
+	v->cq = ibv_create_cq(id->verbs, (int)cqe, NULL, v->cc, 0);
+	if (!v->cq)
+		return rmig_set_error(&v->base, errno ? -errno : -ENOMEM,
+				      "cannot create a %u-entry completion queue on %s", cqe, dev);
+	memset(&qa, 0, sizeof(qa));
+	qa.send_cq = v->cq;
+	qa.recv_cq = v->cq;
+	qa.qp_type = IBV_QPT_RC;
+	qa.sq_sig_all = 0; /* writes signal only the last of a batch */
+	qa.cap.max_send_wr = v->sq_depth;
+	qa.cap.max_recv_wr = VERBS_NRECV;
+	qa.cap.max_send_sge = 1;
+	qa.cap.max_recv_sge = 1;
+	if (rdma_create_qp(id, v->pd, &qa)) /* -1 and errno */
+		return rmig_set_error(&v->base, -errno,
+				      "cannot create a %u-entry RC queue pair on %s: %s",
+				      v->sq_depth, dev, strerror(errno));
+	v->qp_made = 1;
+	v->id = id;
+	return verbs_bufs_setup(v);
+}
+
+/* Connection parameters both sides use; priv is the rdmamig hello. */
+void verbs_conn_param(struct verbs_ep *v, struct rdma_conn_param *p, const void *priv,
+		      uint8_t privlen)
+{
+	(void)v;
+	memset(p, 0, sizeof(*p));
+	p->private_data = priv;
+	p->private_data_len = privlen;
+	/* Writes and sends only: no RDMA READ or atomics are issued or served. */
+	p->responder_resources = 0;
+	p->initiator_depth = 0;
+	p->retry_count = 7;
+	/* Receives are reposted as soon as a message is copied out: an RNR wait is short. */
+	p->rnr_retry_count = 7;
+}
+
+/* Undo verbs_qp_setup (whatever part of it was done). */
+void verbs_qp_teardown(struct verbs_ep *v)
+{
+	if (v->qp_made) {
+		rdma_destroy_qp(v->id);
+		v->qp_made = 0;
+	}
+	verbs_dereg_all(v);
+	if (v->rxmr)
+		ibv_dereg_mr(v->rxmr);
+	if (v->txmr)
+		ibv_dereg_mr(v->txmr);
+	rmig_memlock_release(v->bufs_pinned);
+	v->rxmr = v->txmr = NULL;
+	v->bufs_pinned = 0;
+	if (v->cq)
+		ibv_destroy_cq(v->cq);
+	if (v->cc)
+		ibv_destroy_comp_channel(v->cc);
+	if (v->pd)
+		ibv_dealloc_pd(v->pd);
+	v->cq = NULL;
+	v->cc = NULL;
+	v->pd = NULL;
+	free(v->rxbuf);
+	free(v->txbuf);
+	v->rxbuf = v->txbuf = NULL;
+}
+
+void verbs_ep_free(struct verbs_ep *v)
+{
+	while (v->msgs) {
+		struct verbs_msg *m = v->msgs;
+		v->msgs = m->next;
+		free(m);
+	}
+	pthread_mutex_destroy(&v->lock);
+	free(v);
+}
