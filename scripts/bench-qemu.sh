@@ -10,7 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
-RUNS=5 GUEST_MIB=64 RAM_MIB=512 RATE=500 BACKENDS=""
+RUNS=5 GUEST_MIB=256 RAM_MIB=512 RATE=25600 BACKENDS=auto
 while (($#)); do
   case "$1" in
     --build) BUILD=$2 ;;
@@ -26,13 +26,6 @@ done
 RDMAMIG=$(readlink -f "$BUILD/tools/rdmamig")
 GUEST=$(readlink -f "$BUILD/guest/rdmamig-guest.bin")
 [ -x "$RDMAMIG" ] && [ -e "$GUEST" ] || { echo "bench-qemu: build first (bash scripts/setup.sh)" >&2; exit 1; }
-if [ -z "$BACKENDS" ]; then
-  BACKENDS=tcp
-  for b in ofi/tcp ofi/shm; do
-    "$RDMAMIG" backends | awk -v b="$b" '$1 == b && $2 == "available" {f=1} END {exit !f}' &&
-      BACKENDS+=",$b" || echo "bench-qemu: $b does not run here: left out"
-  done
-fi
 METHODS=qemu-tcp
 for b in ${BACKENDS//,/ }; do METHODS+=",rdmamig:$b"; done
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/rdmamig-bench-qemu.XXXXXX")
