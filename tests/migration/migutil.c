@@ -13,8 +13,30 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+static char running[160];
+
+static void watchdog_fired(int sig)
+{
+	char msg[256];
+	int n = snprintf(msg, sizeof(msg), "watchdog: still running; the last migration set up: %s\n",
+			 running);
+
+	(void)sig;
+	if (write(2, msg, (size_t)n) < 0)
+		_exit(98);
+	abort();
+}
+
+void migtest_watchdog(unsigned seconds)
+{
+	signal(SIGALRM, watchdog_fired);
+	alarm(seconds);
+}
+
 void pair_init(struct pair *p, const char *backend, uint64_t guest_size)
 {
+	snprintf(running, sizeof(running), "%s, %llu MiB guest", backend,
+		 (unsigned long long)(guest_size >> 20));
 	memset(p, 0, sizeof(*p));
 	host_opts_default(&p->src);
 	p->src.plugin = RMIG_PLUGIN_PATH;
