@@ -45,13 +45,13 @@ boot32:
 	xor %eax, %eax
 	mov $(0x6000 / 4), %ecx
 	rep stosl
-	movl $0x2003, 0x1000
-	movl $0x3003, 0x2000
-	movl $0x4003, 0x2008
-	movl $0x5003, 0x2010
-	movl $0x6003, 0x2018
+	movl $0x2007, 0x1000      /* present, writable, user */
+	movl $0x3007, 0x2000
+	movl $0x4007, 0x2008
+	movl $0x5007, 0x2010
+	movl $0x6007, 0x2018
 	mov $0x3000, %edi
-	mov $0x83, %eax           /* present, writable, 2 MiB */
+	mov $0x87, %eax           /* present, writable, user, 2 MiB */
 	mov $2048, %ecx           /* 4 GiB identity map */
 1:	mov %eax, (%edi)
 	add $8, %edi
@@ -124,14 +124,75 @@ irq0_entry:
 	pop %rax
 	iretq
 
+/*
+ * #UD: the host's PVM refuses `int 0x80` from ring 3 with an invalid-opcode
+ * fault; when that is what faulted, step over it and serve the system call.
+ */
+	.globl ud_entry
+ud_entry:
+	push %rax
+	mov 8(%rsp), %rax         /* the faulting rip */
+	cmpw $0x80cd, (%rax)      /* int $0x80 */
+	pop %rax
+	jne trap_stubs + 16 * 6
+	addq $2, (%rsp)
+	jmp syscall_entry
+
+/*
+ * int 0x80: the ring-3 part's system call (op in edi, argument in esi,
+ * result in eax): the serial port and idling, which ring 3 cannot do here.
+ */
+	.globl syscall_entry
+syscall_entry:
+	push %rcx
+	push %rdx
+	push %rsi
+	push %rdi
+	push %r8
+	push %r9
+	push %r10
+	push %r11
+	sub $8, %rsp              /* 16-byte alignment for the C call */
+	call guest_syscall
+	add $8, %rsp
+	pop %r11
+	pop %r10
+	pop %r9
+	pop %r8
+	pop %rdi
+	pop %rsi
+	pop %rdx
+	pop %rcx
+	iretq
+
 	.globl spurious_entry
 spurious_entry:
 	iretq
 
-/* Any other vector: a bug in the guest; say so on the serial port and stop. */
+/*
+ * Any other vector: a bug in the guest; say which on the serial port and
+ * stop.  trap_stubs holds 32 entries of 16 bytes, one per exception vector;
+ * trap_entry takes every other vector.
+ */
+	.globl trap_stubs
+	.align 16
+trap_stubs:
+	.set vec, 0
+	.rept 32
+	.align 16
+	cli
+	mov $vec, %edi
+	jmp trap_common
+	.set vec, vec + 1
+	.endr
+
 	.globl trap_entry
 trap_entry:
 	cli
+	mov $255, %edi
+trap_common:
+	mov (%rsp), %rsi          /* error code or rip, for the message */
+	mov 8(%rsp), %rdx
 	and $-16, %rsp
 	call guest_trap
 3:	hlt

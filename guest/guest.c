@@ -41,7 +41,10 @@ volatile uint32_t guest_ticks; /* 1 ms PIT ticks, bumped by irq0_entry */
 
 void irq0_entry(void);
 void spurious_entry(void);
+void syscall_entry(void);
+void ud_entry(void);
 void trap_entry(void);
+void trap_stubs(void);
 
 static inline void outb(uint16_t port, uint8_t v)
 {
@@ -73,11 +76,30 @@ static void serial_init(void)
 	outb(COM1 + 4, 0x03); /* DTR, RTS */
 }
 
-static void putc_(char c)
+enum { SYS_IDLE, SYS_PUTC, SYS_GETC };
+static int syscalls_ready; /* the IDT is up: port I/O goes through int 0x80 */
+
+static long sys(long op, long arg)
+{
+	long ret;
+
+	__asm__ volatile("int $0x80" : "=a"(ret) : "D"(op), "S"(arg) : "memory");
+	return ret;
+}
+
+static void putc_raw(char c)
 {
 	while (!(inb(COM1 + 5) & 0x20))
 		;
 	outb(COM1, (uint8_t)c);
+}
+
+static void putc_(char c)
+{
+	if (syscalls_ready)
+		sys(SYS_PUTC, c);
+	else
+		putc_raw(c);
 }
 
 static void puts_(const char *s)
@@ -107,13 +129,33 @@ static void kv(const char *key, uint32_t v)
 
 static int serial_getc(void)
 {
-	return inb(COM1 + 5) & 0x01 ? inb(COM1) : -1;
+	return (int)sys(SYS_GETC, 0);
 }
 
-void guest_trap(void);
-void guest_trap(void)
+/* Ring 0 side of int 0x80 (boot.S: syscall_entry); interrupts are off here. */
+long guest_syscall(long op, long arg);
+long guest_syscall(long op, long arg)
 {
-	puts_("\nTRAP: unexpected interrupt or exception, guest stopped\n");
+	switch (op) {
+	case SYS_PUTC:
+		putc_raw((char)arg);
+		return 0;
+	case SYS_GETC:
+		return inb(COM1 + 5) & 0x01 ? inb(COM1) : -1;
+	default:
+		__asm__ volatile("sti; hlt; cli"); /* until the next tick */
+		return 0;
+	}
+}
+
+void guest_trap(uint32_t vector, uint64_t w0, uint64_t w1);
+void guest_trap(uint32_t vector, uint64_t w0, uint64_t w1)
+{
+	syscalls_ready = 0; /* ring 0 here: print directly */
+	kv("\nTRAP vector=", vector);
+	kv(" frame0=", (uint32_t)w0);
+	kv(" frame1=", (uint32_t)w1);
+	puts_(": unexpected interrupt or exception, guest stopped\n");
 }
 
 /* ---- interrupts: a 1 kHz PIT tick so the idle guest halts ---------------- */
@@ -144,10 +186,14 @@ static void interrupts_init(void)
 	volatile uint32_t *lapic = (volatile uint32_t *)(uintptr_t)LAPIC_BASE;
 
 	for (int i = 0; i < 256; i++)
-		idt_set(i, trap_entry);
+		idt_set(i, i < 32 ? (void (*)(void))(uintptr_t)((uintptr_t)trap_stubs + 16 * i)
+				  : trap_entry);
 	idt_set(0x20, irq0_entry);
 	idt_set(0x27, spurious_entry); /* the 8259's spurious IRQ7 */
 	idt_set(0xff, spurious_entry);
+	idt_set(6, ud_entry);
+	idt_set(0x80, syscall_entry);
+	idt[0x80].type = 0xee; /* callable from ring 3 */
 	__asm__ volatile("lidt %0" : : "m"(d));
 	/* PIC: IRQ 0-7 at vectors 0x20-0x27, 8-15 at 0x28; only IRQ0 unmasked. */
 	outb(0x20, 0x11); outb(0xa0, 0x11);
@@ -166,6 +212,7 @@ static void interrupts_init(void)
 	outb(0x43, 0x34);
 	outb(0x40, (uint8_t)div);
 	outb(0x40, (uint8_t)(div >> 8));
+	syscalls_ready = 1;
 	__asm__ volatile("sti");
 }
 
@@ -322,13 +369,73 @@ static uint32_t arg(const char *cmd, const char *key, uint32_t def)
 	return def;
 }
 
+/* ---- ring 3 ------------------------------------------------------------ */
+
+/*
+ * The guest's work runs in ring 3 (user mode): the host's hypervisor (PVM)
+ * emulates a guest's ring 0 instruction by instruction but runs its user mode
+ * natively, hundreds of times faster.  Ring 0 keeps the interrupt handlers
+ * and a system call (int 0x80) for what ring 3 may not do there: port I/O
+ * (PVM refuses it to ring 3 whatever the IOPL) and hlt.
+ */
+struct tss {
+	uint32_t reserved0;
+	uint64_t rsp0, rsp1, rsp2, reserved1, ist[7], reserved2;
+	uint16_t reserved3, iomap;
+} __attribute__((packed));
+
+static struct tss tss;
+static uint64_t gdt[8];
+static uint8_t kstack[16384] __attribute__((aligned(16)));
+static uint8_t ustack[65536] __attribute__((aligned(16)));
+
+#define SEL_KCODE 0x18
+#define SEL_KDATA 0x10
+#define SEL_UDATA 0x23 /* 0x20 | RPL 3 */
+#define SEL_UCODE 0x2b /* 0x28 | RPL 3 */
+#define SEL_TSS 0x30
+
+static void user_main(void);
+
+static void enter_ring3(void)
+{
+	uint64_t base = (uint64_t)(uintptr_t)&tss, limit = sizeof(tss) - 1;
+	struct { uint16_t len; uint64_t base; } __attribute__((packed)) d = {
+		sizeof(gdt) - 1, (uint64_t)(uintptr_t)gdt
+	};
+
+	gdt[1] = 0x00cf9b000000ffffull; /* 0x08 kernel code 32 (unused) */
+	gdt[2] = 0x00cf93000000ffffull; /* 0x10 kernel data */
+	gdt[3] = 0x00af9b000000ffffull; /* 0x18 kernel code 64 */
+	gdt[4] = 0x00cff3000000ffffull; /* 0x20 user data */
+	gdt[5] = 0x00affb000000ffffull; /* 0x28 user code 64 */
+	gdt[6] = (limit & 0xffff) | (base & 0xffffff) << 16 | 0x89ull << 40 |
+		 ((limit >> 16) & 0xf) << 48 | ((base >> 24) & 0xff) << 56;
+	gdt[7] = base >> 32;
+	tss.rsp0 = (uint64_t)(uintptr_t)(kstack + sizeof(kstack));
+	tss.iomap = sizeof(tss);
+	__asm__ volatile("lgdt %0\n\t"
+			 "ltr %w1\n\t"
+			 "pushq %2\n\t"            /* ss */
+			 "pushq %3\n\t"            /* rsp */
+			 "pushq $0x202\n\t"        /* rflags: IF */
+			 "pushq %4\n\t"            /* cs */
+			 "pushq %5\n\t"            /* rip */
+			 "iretq"
+			 : : "m"(d), "r"((uint16_t)SEL_TSS), "i"(SEL_UDATA),
+			   "r"((uint64_t)(uintptr_t)(ustack + sizeof(ustack))), "i"(SEL_UCODE),
+			   "r"((uint64_t)(uintptr_t)user_main)
+			 : "memory");
+}
+
 /* ---- main loop ----------------------------------------------------------- */
+
+static uint32_t mib, rate, hb;
 
 void guest_main(void);
 void guest_main(void)
 {
-	uint32_t mib, rate, hb, top_mib;
-	uint32_t hb_n = 0, checks = 0, dirtied = 0, cursor = 0, budget = 0, last, next_hb;
+	uint32_t top_mib;
 
 	serial_init();
 	read_cmdline();
@@ -347,6 +454,14 @@ void guest_main(void)
 	if (!hb)
 		hb = 100;
 	npages = mib * (1u << 20) / PAGE;
+	interrupts_init();
+	enter_ring3();
+}
+
+static void user_main(void)
+{
+	uint32_t hb_n = 0, checks = 0, dirtied = 0, cursor = 0, budget = 0, last, next_hb;
+
 	for (uint32_t i = 0; i < npages; i++)
 		write_page(i, 1);
 	kv("READY pages=", npages);
@@ -354,7 +469,6 @@ void guest_main(void)
 	kv(" rate=", rate);
 	kv(" hb=", hb);
 	putc_('\n');
-	interrupts_init();
 	last = guest_ticks;
 	next_hb = last + hb;
 	for (;;) {
@@ -362,7 +476,7 @@ void guest_main(void)
 		int c;
 
 		if (!dt) {
-			__asm__ volatile("sti; hlt");
+			sys(SYS_IDLE, 0); /* until the next tick */
 			continue;
 		}
 		last = now;

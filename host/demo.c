@@ -27,6 +27,8 @@ void host_opts_default(struct host_opts *o)
 	o->device_state = 256 << 10;
 }
 
+static int listened; /* the destination process told its address */
+
 static void tell_parent(const char *addr, void *arg)
 {
 	int fd = *(int *)arg;
@@ -35,6 +37,7 @@ static void tell_parent(const char *addr, void *arg)
 	if (write(fd, addr, n) != (ssize_t)n)
 		_exit(3);
 	close(fd);
+	listened = 1;
 }
 
 /* Wait for the child by a deadline; kill it past that. */
@@ -61,12 +64,14 @@ static int reap_child(pid_t pid, int timeout_ms)
 int host_demo(const struct host_opts *o, struct host_result *r)
 {
 	struct host_opts src = *o, dst = *o;
-	char addr[128] = "";
+	char addr[300] = "";
 	struct pollfd p;
 	int pfd[2], rc, child;
 	pid_t pid;
 
 	memset(r, 0, sizeof(*r));
+	r->verified = r->source_intact = -1;
+	r->guest_size = o->guest_size;
 	if (pipe(pfd))
 		return -errno;
 	pid = fork();
@@ -84,8 +89,15 @@ int host_demo(const struct host_opts *o, struct host_result *r)
 		dst.on_listen = tell_parent;
 		dst.arg = &pfd[1];
 		rc = host_serve(&dst, &dr);
-		if (rc)
+		if (rc && !listened) {
+			/* Never listened: the reason goes up the pipe, marked '!'. */
+			char msg[sizeof(dr.error) + 1];
+			int n = snprintf(msg, sizeof(msg), "!%s", dr.error);
+			if (write(pfd[1], msg, (size_t)n + 1) < 0)
+				_exit(3);
+		} else if (rc) {
 			fprintf(stderr, "rdmamig demo: destination: %s\n", dr.error);
+		}
 		_exit(rc ? 1 : 0);
 	}
 	close(pfd[1]);
@@ -98,6 +110,12 @@ int host_demo(const struct host_opts *o, struct host_result *r)
 		return r->rc = -ETIMEDOUT;
 	}
 	close(pfd[0]);
+	if (addr[0] == '!') {
+		reap_child(pid, o->timeout_ms);
+		snprintf(r->error, sizeof(r->error), "the destination failed: %.200s", addr + 1);
+		snprintf(r->outcome, sizeof(r->outcome), "migration did not start");
+		return r->rc = -EIO;
+	}
 	src.addr = addr;
 	rc = host_migrate(&src, r);
 	child = reap_child(pid, o->timeout_ms * 2);
@@ -177,23 +195,32 @@ void host_print_result(const struct host_result *r, int json, const char *role)
 		printf("]}\n");
 		return;
 	}
+	int src = !strcmp(role, "source");
+
 	mib(gs, sizeof(gs), (double)r->guest_size);
 	mib(bs, sizeof(bs), (double)r->bytes);
 	printf("%s: %s\n", role, r->outcome[0] ? r->outcome : r->rc ? "failed" : "done");
 	if (r->rc && r->error[0])
 		printf("  reason      %s\n", r->error);
-	printf("  backend     %s (dirty tracking: %s)\n", r->backend[0] ? r->backend : "-",
-	       r->tracker[0] ? r->tracker : "-");
+	if (src)
+		printf("  backend     %s (dirty tracking: %s)\n", r->backend[0] ? r->backend : "-",
+		       r->tracker[0] ? r->tracker : "-");
+	else
+		printf("  backend     %s\n", r->backend[0] ? r->backend : "-");
 	printf("  guest       %s\n", gs);
-	printf("  total time  %.1f ms (reservation %.1f ms)\n", r->total_ns / 1e6,
-	       r->reserve_ns / 1e6);
+	if (src)
+		printf("  total time  %.1f ms (reservation %.1f ms)\n", r->total_ns / 1e6,
+		       r->reserve_ns / 1e6);
+	else
+		printf("  total time  %.1f ms (offer to commit)\n", r->total_ns / 1e6);
 	if (r->committed && !strcmp(role, "source"))
 		printf("  downtime    %.1f ms (%llu pages in the final round)%s\n",
 		       r->downtime_ns / 1e6, (unsigned long long)r->final_pages,
 		       r->forced ? " -- forced by policy" : "");
 	printf("  rounds      %u\n", r->rounds);
-	printf("  bytes sent  %s of pages (%llu zero pages skipped), %.1f KiB of stream\n", bs,
-	       (unsigned long long)r->zero_pages, r->stream_bytes / 1024.0);
+	printf("  bytes %s  %s of pages (%llu zero pages skipped), %.1f KiB of stream\n",
+	       src ? "sent" : "recv", bs, (unsigned long long)r->zero_pages,
+	       r->stream_bytes / 1024.0);
 	if (r->throughput > 0)
 		printf("  throughput  %.1f MiB/s\n", r->throughput / (1 << 20));
 	if (r->committed)

@@ -44,6 +44,7 @@ struct tracker {
 	enum tmode mode;
 	uint8_t *mem;
 	uint64_t len;
+	uint64_t gran;        /* protection granule: 4 KiB, or the huge page size */
 	int uffd;
 	int pagemap;
 	/* sync mode: lock serialises the handler's record-and-unprotect
@@ -134,12 +135,17 @@ static void *handler_main(void *arg)
 			if (msg[i].event != UFFD_EVENT_PAGEFAULT ||
 			    !(msg[i].arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WP))
 				continue;
-			uint64_t off = (msg[i].arg.pagefault.address - (uintptr_t)t->mem) & ~(PAGE - 1);
-			uint64_t pg = off / PAGE;
+			uint64_t off = (msg[i].arg.pagefault.address - (uintptr_t)t->mem) &
+				       ~(t->gran - 1);
+			uint64_t pg = off / t->gran;
 			__atomic_or_fetch(&t->bitmap[pg / 64], 1ull << (pg % 64), __ATOMIC_RELAXED);
-			/* Lifting the protection wakes the faulting vCPU. */
-			if (wp_range(t, off, PAGE, 0))
+			/* Lifting the protection wakes the faulting vCPU.  If that
+			 * fails, lift it everywhere (a vCPU must never stay stuck)
+			 * and make the next collect fail: tracking is lost. */
+			if (wp_range(t, off, t->gran, 0)) {
 				t->fatal = 1;
+				wp_range(t, 0, t->len, 0);
+			}
 		}
 		pthread_mutex_unlock(&t->lock);
 	}
@@ -152,7 +158,7 @@ static int open_sync(struct tracker *t, char *why, size_t whylen)
 
 	if (rc)
 		return rc;
-	t->bitmap = calloc((t->len / PAGE + 63) / 64, 8);
+	t->bitmap = calloc((t->len / t->gran + 63) / 64, 8);
 	if (!t->bitmap)
 		return -ENOMEM;
 	t->mode = T_SYNC;
@@ -167,8 +173,8 @@ static int open_sync(struct tracker *t, char *why, size_t whylen)
 	return 0;
 }
 
-int tracker_open(const char *mode, void *mem, uint64_t len, struct tracker **out,
-		 char *why, size_t whylen)
+int tracker_open(const char *mode, void *mem, uint64_t len, uint64_t gran,
+		 struct tracker **out, char *why, size_t whylen)
 {
 	struct tracker *t;
 	int rc = -EINVAL;
@@ -189,6 +195,7 @@ int tracker_open(const char *mode, void *mem, uint64_t len, struct tracker **out
 			return -ENOMEM;
 		t->mem = mem;
 		t->len = len;
+		t->gran = gran < PAGE ? PAGE : gran;
 		t->uffd = t->pagemap = -1;
 		pthread_mutex_init(&t->lock, NULL);
 		rc = want_async ? open_async(t, why, whylen) : open_sync(t, why, whylen);
@@ -245,7 +252,7 @@ static long collect_async(struct tracker *t, struct dirty_run **runs, size_t *ca
 static long collect_sync(struct tracker *t, struct dirty_run **runs, size_t *cap,
 			 size_t n, uint64_t *bytes)
 {
-	uint64_t words = (t->len / PAGE + 63) / 64;
+	uint64_t words = (t->len / t->gran + 63) / 64;
 	size_t n0 = n;
 	long rc = 0;
 
@@ -256,18 +263,18 @@ static long collect_sync(struct tracker *t, struct dirty_run **runs, size_t *cap
 		uint64_t bits = __atomic_exchange_n(&t->bitmap[w], 0, __ATOMIC_RELAXED);
 		while (bits) {
 			unsigned b = (unsigned)__builtin_ctzll(bits);
-			uint64_t off = (w * 64 + b) * PAGE;
+			uint64_t off = (w * 64 + b) * t->gran;
 			bits &= bits - 1;
 			if (n > n0 && (*runs)[n - 1].off + (*runs)[n - 1].len == off) {
-				(*runs)[n - 1].len += PAGE;
+				(*runs)[n - 1].len += t->gran;
 			} else {
 				if (grow(runs, cap, n)) {
 					rc = -ENOMEM;
 					break;
 				}
-				(*runs)[n++] = (struct dirty_run){ off, PAGE };
+				(*runs)[n++] = (struct dirty_run){ off, t->gran };
 			}
-			*bytes += PAGE;
+			*bytes += t->gran;
 		}
 	}
 	/* Re-arm what was dirty; the runs are sent after this, so any write

@@ -22,8 +22,10 @@ struct dirty_run {
 	uint64_t off, len;
 };
 
-int tracker_open(const char *mode, void *mem, uint64_t len, struct tracker **t,
-		 char *why, size_t whylen);
+/* gran: the memory's page size (4 KiB, or 2 MiB for hugetlbfs): the
+ * kernel protects and reports whole pages of it. */
+int tracker_open(const char *mode, void *mem, uint64_t len, uint64_t gran,
+		 struct tracker **t, char *why, size_t whylen);
 const char *tracker_name(const struct tracker *t);
 /*
  * Everything written since the last collect (or open), as runs appended

@@ -36,6 +36,7 @@ struct host_opts {
 	const char *backend;
 	const char *addr;         /* source: destination; dest: listen address */
 	int timeout_ms;
+	int accept_timeout_ms;    /* destination: wait for a source (0: 6 x timeout) */
 	uint64_t guest_size;
 	enum host_mem mem;
 	uint64_t dirty_rate;      /* bytes/s written by the vCPUs (all together) */

@@ -308,7 +308,9 @@ int host_migrate(const struct host_opts *o, struct host_result *r)
 	rc = guest_create(&x.g, o->guest_size, o->mem, 1, r->error, sizeof(r->error));
 	if (rc)
 		goto unload;
-	rc = tracker_open(o->track, x.g.mem, x.g.size, &x.t, r->error, sizeof(r->error));
+	rc = tracker_open(o->track, x.g.mem, x.g.size,
+			  o->mem == HOST_MEM_HUGETLB ? 2u << 20 : GUEST_PAGE, &x.t, r->error,
+			  sizeof(r->error));
 	if (rc)
 		goto destroy_guest;
 	snprintf(r->tracker, sizeof(r->tracker), "%s", tracker_name(x.t));
@@ -320,7 +322,10 @@ int host_migrate(const struct host_opts *o, struct host_result *r)
 	if (x.s)
 		x.ops->close(x.s);
 	free(x.runs);
+	/* Tracking off first: no vCPU may be left waiting on a protected page. */
+	tracker_close(x.t);
 	guest_stop(&x.g);
+	goto destroy_guest;
 close_tracker:
 	tracker_close(x.t);
 destroy_guest:

@@ -124,7 +124,7 @@ static int serve_one(const struct rmig_plugin_ops *ops, struct rmig_mig_listener
 	struct rmig_mig *s = NULL;
 	struct guest g = { .memfd = -1 };
 	uint64_t t0;
-	int accept_ms = o->timeout_ms * 6, rc;
+	int accept_ms = o->accept_timeout_ms ? o->accept_timeout_ms : o->timeout_ms * 6, rc;
 
 	rc = ops->accept(l, accept_ms, &s);
 	if (rc) {

@@ -111,6 +111,7 @@ static int take_hello(struct rmig_mig *s, const struct wire_hdr *h, struct wire_
 int mig_accept(struct rmig_mig_listener *l, int timeout_ms, struct rmig_mig **out)
 {
 	struct rmig_mig *s = mig_new(&l->cfg, MIG_DEST);
+	char why[RMIG_ERR_MAX];
 	struct wire_hdr h;
 	int rc;
 
@@ -137,9 +138,13 @@ int mig_accept(struct rmig_mig_listener *l, int timeout_ms, struct rmig_mig **ou
 	*out = s;
 	return 0;
 free_session:
-	rmig_set_error(NULL, rc, "%s", s->err);
+	/* Roll back with this reason (telling the source, if there is one),
+	 * and leave it as the thread's error once the session is gone. */
+	snprintf(why, sizeof(why), "%s", s->err);
+	if (s->state != RMIG_STATE_ROLLED_BACK)
+		mig_fail(s, rc, "%s", why);
 	mig_close(s);
-	return rc;
+	return rmig_set_error(NULL, rc, "%s", why);
 }
 
 int mig_load_grant(struct rmig_mig *s)

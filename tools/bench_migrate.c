@@ -79,6 +79,9 @@ static void usage(FILE *f)
 		   "here); prints medians of total time, downtime, rounds, page bytes sent\n"
 		   "per guest byte, throughput (overall, and of round 0 alone: the\n"
 		   "transfer without the reservation) and registration time.\n"
+		   "--registration whole|chunked|both (default both).\n"
+		   "--ref-bw RATE (bytes/s, e.g. ib_write_bw's on the same link) adds the\n"
+		   "ratio of the total time to guest size / RATE.\n"
 		   "Defaults: --guest-size 256M --dirty-rate 50M --runs 3.\n");
 }
 
@@ -87,11 +90,13 @@ int bench_migrate(int argc, char **argv)
 	static const struct option lo[] = {
 		{ "backend", required_argument, 0, 'b' }, { "guest-size", required_argument, 0, 'g' },
 		{ "dirty-rate", required_argument, 0, 'd' }, { "runs", required_argument, 0, 'r' },
-		{ "json", no_argument, 0, 'j' }, { "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 } };
+		{ "json", no_argument, 0, 'j' }, { "ref-bw", required_argument, 0, 'f' },
+		{ "registration", required_argument, 0, 'R' },
+		{ "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 } };
 	static const char *const all[] = { "verbs", "ofi/verbs", "ofi/tcp", "ofi/shm", "tcp" };
 	const char *backends[MAXB];
-	int nb = 0, runs = 3, json = 0, ch;
-	uint64_t size = 256ull << 20, rate = 50ull << 20;
+	int nb = 0, runs = 3, json = 0, ch, reg_lo = RMIG_REG_WHOLE, reg_hi = RMIG_REG_CHUNKED;
+	uint64_t size = 256ull << 20, rate = 50ull << 20, ref = 0;
 	char why[RMIG_ERR_MAX];
 
 	optind = 1;
@@ -102,6 +107,15 @@ int bench_migrate(int argc, char **argv)
 		case 'd': rate = parse_size(optarg); break;
 		case 'r': runs = atoi(optarg); break;
 		case 'j': json = 1; break;
+		case 'f': ref = parse_size(optarg); break;
+		case 'R':
+			if (!strcmp(optarg, "whole"))
+				reg_hi = RMIG_REG_WHOLE;
+			else if (!strcmp(optarg, "chunked"))
+				reg_lo = RMIG_REG_CHUNKED;
+			else if (strcmp(optarg, "both"))
+				return usage(stderr), 2;
+			break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
@@ -117,12 +131,17 @@ int bench_migrate(int argc, char **argv)
 	if (!json) {
 		printf("guest %llu MiB, dirtying guest at %llu MiB/s (uniform, 1 vCPU), downtime limit 300 ms, %d runs, medians\n\n",
 		       (unsigned long long)(size >> 20), (unsigned long long)(rate >> 20), runs);
-		printf("| backend | guest | registration | total ms | reservation ms | downtime ms | rounds | sent / guest | MiB/s overall | MiB/s round 0 | reg ms (regs) | verified |\n");
-		printf("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n");
+		if (ref)
+			printf("reference bandwidth %.1f MiB/s: guest size / reference = %.1f ms\n\n",
+			       (double)ref / (1 << 20), (double)size / (double)ref * 1e3);
+		printf("| backend | guest | registration | total ms | reservation ms | downtime ms | rounds | sent / guest | MiB/s overall | MiB/s round 0 | reg ms (regs) | verified |%s\n",
+		       ref ? " total / (size/ref) |" : "");
+		printf("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |%s\n",
+		       ref ? " ---: |" : "");
 	}
 	for (int b = 0; b < nb; b++) {
 		for (int dirty = 0; dirty < 2; dirty++) {
-			for (int reg = RMIG_REG_WHOLE; reg <= RMIG_REG_CHUNKED; reg++) {
+			for (int reg = reg_lo; reg <= reg_hi; reg++) {
 				struct host_opts o;
 				struct cell c;
 				host_opts_default(&o);
@@ -147,7 +166,7 @@ int bench_migrate(int argc, char **argv)
 					printf("| %s | %s | %s | failed: %s | | | | | | | | |\n", backends[b], g, rg,
 					       c.why);
 				} else {
-					printf("| %s | %s | %s | %.0f | %.0f | %.1f | %.0f | %.3f | %.0f | %.0f | %.2f (%.0f) | %s%s |\n",
+					printf("| %s | %s | %s | %.0f | %.0f | %.1f | %.0f | %.3f | %.0f | %.0f | %.2f (%.0f) | %s%s |",
 					       backends[b], g, rg, median(c.total_ms, c.n),
 					       median(c.res_ms, c.n), median(c.down_ms, c.n),
 					       median(c.rounds, c.n), median(c.sent_ratio, c.n),
@@ -155,6 +174,10 @@ int bench_migrate(int argc, char **argv)
 					       median(c.reg_ms, c.n), median(c.regs, c.n),
 					       c.verified ? "yes" : "NO",
 					       c.failed ? " (some runs failed)" : "");
+					if (ref)
+						printf(" %.2f |", median(c.total_ms, c.n) /
+								  ((double)size / (double)ref * 1e3));
+					printf("\n");
 				}
 				fflush(stdout);
 			}

@@ -123,16 +123,17 @@ static int parse_args(int argc, char **argv, struct stream_args *a)
 }
 
 static void report(const char *cmd, const struct stream_args *a, struct rmig_ep *ep,
-		   const struct stream_stats *st)
+		   const struct stream_stats *st, uint64_t setup_ns)
 {
 	double secs = (double)st->ns / 1e9;
 
 	if (!a->verbose)
 		return;
 	fprintf(stderr,
-		"rdmamig %s: %llu bytes in %.3f s, %.1f MB/s over %s (%llu %s, %llu credits, ring %zu KiB)\n",
+		"rdmamig %s: %llu bytes in %.3f s, %.1f MB/s over %s (%s %.0f ms before; %llu %s, %llu credits, ring %zu KiB)\n",
 		cmd, (unsigned long long)st->bytes, secs,
 		secs > 0 ? (double)st->bytes / secs / 1e6 : 0.0, rmig_ep_backend(ep),
+		!strcmp(cmd, "send") ? "connected" : "accepted", (double)setup_ns / 1e6,
 		(unsigned long long)st->writes, !strcmp(cmd, "send") ? "writes" : "announcements",
 		(unsigned long long)st->credits, st->ring >> 10);
 }
@@ -182,6 +183,7 @@ int cmd_send(int argc, char **argv)
 	struct stream_stats st;
 	struct rmig_ep *ep;
 	char err[RMIG_ERR_MAX];
+	uint64_t t0;
 	int rc;
 
 	if (argc > 1 && !strcmp(argv[1], "--help")) {
@@ -196,17 +198,19 @@ int cmd_send(int argc, char **argv)
 	fcntl(STDIN_FILENO, F_SETPIPE_SZ, PIPE_SIZE); /* fewer, larger reads; may fail */
 	if (a.fork)
 		run_in_child();
+	t0 = rmig_now_ns();
 	rc = connect_retry(&a, &ep);
 	if (rc) {
 		fprintf(stderr, "rdmamig send: cannot reach the receiver at %s: %s\n", a.addr,
 			rmig_last_error());
 		return 1;
 	}
+	t0 = rmig_now_ns() - t0;
 	rc = stream_send(ep, STDIN_FILENO, &a.o, &st, err, sizeof(err));
 	if (rc)
 		fprintf(stderr, "rdmamig send: %s\n", err);
 	else
-		report("send", &a, ep, &st);
+		report("send", &a, ep, &st, t0);
 	rmig_close(ep);
 	return rc ? 1 : 0;
 }
@@ -236,6 +240,7 @@ int cmd_recv(int argc, char **argv)
 	struct rmig_ep *l, *ep;
 	struct rmig_ep_opts opts = { .size = sizeof(opts) };
 	char err[RMIG_ERR_MAX];
+	uint64_t t0;
 	int rc;
 
 	if (argc > 1 && !strcmp(argv[1], "--help")) {
@@ -260,17 +265,20 @@ int cmd_recv(int argc, char **argv)
 		rmig_close(l);
 		return 1;
 	}
+	t0 = rmig_now_ns();
 	rc = rmig_accept(l, a.accept_ms, &ep);
 	if (rc) {
-		fprintf(stderr, "rdmamig recv: no sender on %s: %s\n", a.addr, rmig_ep_error(l));
+		fprintf(stderr, "rdmamig recv: no sender on %s: %s\n", a.addr,
+			strcmp(rmig_ep_error(l), "no error") ? rmig_ep_error(l) : rmig_last_error());
 		rmig_close(l);
 		return 1;
 	}
+	t0 = rmig_now_ns() - t0;
 	rc = stream_recv(ep, STDOUT_FILENO, &a.o, &st, err, sizeof(err));
 	if (rc)
 		fprintf(stderr, "rdmamig recv: %s\n", err);
 	else
-		report("recv", &a, ep, &st);
+		report("recv", &a, ep, &st, t0);
 	rmig_close(ep);
 	rmig_close(l);
 	return rc ? 1 : 0;

@@ -18,7 +18,8 @@
 
 enum { O_BACKEND = 256, O_TIMEOUT, O_GUEST, O_MEM, O_DIRTY, O_PATTERN, O_VCPUS,
        O_DOWNTIME, O_ROUNDS, O_BW, O_POLICY, O_REG, O_MEMLOCK, O_MEMLIMIT, O_TRACK,
-       O_DEVSTATE, O_NOZERO, O_PROGRESS, O_JSON, O_PLUGIN, O_LISTEN, O_TO, O_HELP };
+       O_DEVSTATE, O_NOZERO, O_PROGRESS, O_JSON, O_PLUGIN, O_LISTEN, O_TO, O_HELP,
+       O_ACCEPT };
 
 static const struct option longopts[] = {
 	{ "backend", required_argument, 0, O_BACKEND },
@@ -43,6 +44,7 @@ static const struct option longopts[] = {
 	{ "plugin", required_argument, 0, O_PLUGIN },
 	{ "listen", required_argument, 0, O_LISTEN },
 	{ "to", required_argument, 0, O_TO },
+	{ "accept-timeout-ms", required_argument, 0, O_ACCEPT },
 	{ "help", no_argument, 0, O_HELP },
 	{ 0, 0, 0, 0 },
 };
@@ -65,6 +67,7 @@ static const char options_help[] =
 	"  --device-state SIZE    device-state bytes on the stream (default 256K)\n"
 	"  --no-zero-skip         send all-zero pages too\n"
 	"  --timeout-ms MS        deadline for every wait on the peer (default 10000)\n"
+	"  --accept-timeout-ms MS serve: how long to wait for a source (default 6 x timeout)\n"
 	"  --progress             progress line on stderr even when not a tty\n"
 	"  --json                 one JSON object per result on stdout\n"
 	"  --plugin PATH          library to dlopen (default librdmamig.so.0)\n";
@@ -132,6 +135,7 @@ static int parse(const char *cmd, int argc, char **argv, struct cli *c)
 		case O_JSON: c->json = 1; break;
 		case O_PLUGIN: o->plugin = v; break;
 		case O_LISTEN: case O_TO: o->addr = v; break;
+		case O_ACCEPT: o->accept_timeout_ms = atoi(v); if (o->accept_timeout_ms <= 0) return bad_opt(cmd, "accept-timeout-ms", v); break;
 		case O_HELP: return -1;
 		default: return 2;
 		}

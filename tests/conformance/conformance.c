@@ -31,6 +31,14 @@
 
 #include "../../common/clock.h"
 
+#if defined(__SANITIZE_ADDRESS__)
+#define RMIG_UNDER_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define RMIG_UNDER_ASAN 1
+#endif
+#endif
+
 #define MIB (1024ull * 1024ull)
 #define BIG_REGION (64 * MIB + 64 * 1024)
 /* Deadline the tests give the backends for failures (ms). */
@@ -490,7 +498,18 @@ static void test_connect_close_cycles(void)
 		cycles, fds0, fds, rss0, rss, heap0, heap);
 	CU_ASSERT_EQUAL(fds, fds0);
 	CU_ASSERT(heap <= heap0 + 256 * 1024);
+#ifndef RMIG_UNDER_ASAN
 	CU_ASSERT(rss <= rss0 + 8 * 1024);
+#else
+	/*
+	 * ASan keeps freed memory in quarantine (256 MB by default) before
+	 * reusing it, so RSS grows with every byte an endpoint allocates and
+	 * frees until the quarantine is full; LeakSanitizer checks leaks at
+	 * exit instead.  (mallinfo2 reads 0 under ASan: the heap check above
+	 * holds trivially too.)
+	 */
+	(void)rss0;
+#endif
 	struct rmig_ep *ep;
 	if (!rmig_connect(backend, addr, &o, &ep)) {
 		rmig_send(ep, "SHUTDOWN", 9);

@@ -89,7 +89,7 @@ static void destination_dies(enum host_stage st, unsigned round, int sig, uint64
 	destination_dies_on("tcp", st, round, sig, rate);
 }
 
-static const char *const ofi_backends[] = { "ofi/tcp", "ofi/shm" };
+static const char *const rdma_backends[] = { "ofi/tcp", "ofi/shm", "verbs" };
 
 static void test_destination_dies(void)
 {
@@ -131,16 +131,16 @@ static void source_dies(enum host_stage st)
 	source_dies_on("tcp", st);
 }
 
-/* The same over libfabric, where it runs: a peer lost mid-round and at the end. */
+/* The same over libfabric and verbs, where they run: a peer lost mid-round and at the end. */
 static void test_ofi_peer_dies(void)
 {
-	for (unsigned i = 0; i < sizeof(ofi_backends) / sizeof(ofi_backends[0]); i++) {
-		if (!backend_usable(ofi_backends[i]))
+	for (unsigned i = 0; i < sizeof(rdma_backends) / sizeof(rdma_backends[0]); i++) {
+		if (!backend_usable(rdma_backends[i]))
 			continue;
-		destination_dies_on(ofi_backends[i], HOST_STAGE_ROUND, 1, SIGKILL, 30 * MiB);
-		destination_dies_on(ofi_backends[i], HOST_STAGE_FINAL, 0, SIGSTOP, 0);
-		source_dies_on(ofi_backends[i], HOST_STAGE_ROUND);
-		source_dies_on(ofi_backends[i], HOST_STAGE_FINAL);
+		destination_dies_on(rdma_backends[i], HOST_STAGE_ROUND, 1, SIGKILL, 30 * MiB);
+		destination_dies_on(rdma_backends[i], HOST_STAGE_FINAL, 0, SIGSTOP, 0);
+		source_dies_on(rdma_backends[i], HOST_STAGE_ROUND);
+		source_dies_on(rdma_backends[i], HOST_STAGE_FINAL);
 	}
 }
 
@@ -323,7 +323,7 @@ int main(void)
 		{ "destination dies at each stage", test_destination_dies },
 		{ "destination hangs", test_destination_hangs },
 		{ "source dies at each stage", test_source_dies },
-		{ "ofi: either peer dies or hangs", test_ofi_peer_dies },
+		{ "ofi and verbs: either peer dies or hangs", test_ofi_peer_dies },
 		{ "no convergence: give up", test_no_convergence_giveup },
 		{ "no convergence: force", test_no_convergence_force },
 		{ "hostile destination", test_hostile_destination },

@@ -17,7 +17,7 @@
 
 #define MiB (1ull << 20)
 
-static const char *const backends[] = { "tcp", "ofi/tcp", "ofi/shm" };
+static const char *const backends[] = { "tcp", "ofi/tcp", "ofi/shm", "verbs" };
 
 static void expect_verified(const struct pair *p, int rc, const char *what)
 {

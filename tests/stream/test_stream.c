@@ -274,18 +274,20 @@ static void test_ring_wraparound(void)
 /* Both ends running, the sender's stdin open and idle; then one end is killed. */
 static void peer_killed(const char *backend, int kill_receiver)
 {
-	int in[2], rc;
-	char addr[128], why[256];
+	int in[2], out[2], rc;
+	char addr[128], why[256], got[32];
 	pid_t r, s, victim, survivor;
 	double t0, secs;
 
-	CU_ASSERT_FATAL(pipe(in) == 0);
-	r = start_recv(backend, NULL, -1, addr, sizeof(addr));
+	CU_ASSERT_FATAL(pipe(in) == 0 && pipe(out) == 0);
+	r = start_recv(backend, NULL, out[1], addr, sizeof(addr));
+	close(out[1]);
 	CU_ASSERT_FATAL(r > 0);
 	s = start_send(backend, addr, NULL, 0, in[0]);
 	close(in[0]);
+	/* The stream is up once these bytes came out the far end. */
 	CU_ASSERT_EQUAL(write(in[1], "some bytes of a migration stream", 32), 32);
-	usleep(300000);
+	CU_ASSERT_EQUAL(read(out[0], got, sizeof(got)), 32);
 	victim = kill_receiver ? r : s;
 	survivor = kill_receiver ? s : r;
 	kill(victim, SIGKILL);
@@ -301,6 +303,7 @@ static void peer_killed(const char *backend, int kill_receiver)
 	CU_ASSERT_PTR_NOT_NULL(strstr(why, kill_receiver ? "rdmamig send: " : "rdmamig recv: "));
 	CU_ASSERT_EQUAL(err_lines(kill_receiver ? "send" : "recv"), 1); /* one clear line */
 	close(in[1]);
+	close(out[0]);
 	wait_exit(victim, 1);
 }
 
