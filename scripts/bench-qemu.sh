@@ -7,10 +7,11 @@
 #
 #   scripts/bench-qemu.sh [--build DIR] [--runs N] [--guest-mib M] [--ram-mib R]
 #                         [--rate PAGES_PER_S] [--backends tcp,ofi/shm,...]
+#                         [--downtime-ms MS]   (QEMU's downtime-limit, default 300)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
-RUNS=5 GUEST_MIB=256 RAM_MIB=512 RATE=25600 BACKENDS=auto
+RUNS=5 GUEST_MIB=256 RAM_MIB=512 RATE=25600 BACKENDS=auto DOWNTIME_MS=300
 while (($#)); do
   case "$1" in
     --build) BUILD=$2 ;;
@@ -19,7 +20,8 @@ while (($#)); do
     --ram-mib) RAM_MIB=$2 ;;
     --rate) RATE=$2 ;;
     --backends) BACKENDS=$2 ;;
-    *) echo "usage: $0 [--build DIR] [--runs N] [--guest-mib M] [--ram-mib R] [--rate P] [--backends LIST]" >&2; exit 2 ;;
+    --downtime-ms) DOWNTIME_MS=$2 ;;
+    *) echo "usage: $0 [--build DIR] [--runs N] [--guest-mib M] [--ram-mib R] [--rate P] [--backends LIST] [--downtime-ms MS]" >&2; exit 2 ;;
   esac
   shift 2
 done
@@ -33,4 +35,4 @@ trap 'rm -rf "$WORK"' EXIT
 echo "bench-qemu: $(qemu-system-x86_64 --version | head -1), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
 python3 scripts/qemu_migrate.py --rdmamig "$RDMAMIG" --guest "$GUEST" --workdir "$WORK" \
   --methods "$METHODS" --runs "$RUNS" --guest-mib "$GUEST_MIB" --ram-mib "$RAM_MIB" \
-  --rate "$RATE" --check last --table --boot-timeout 300
+  --rate "$RATE" --downtime-ms "$DOWNTIME_MS" --check last --table --boot-timeout 300

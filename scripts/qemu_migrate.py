@@ -511,7 +511,7 @@ def run(a):
 
 def print_table(a, results):
     print(f"\n{a.runs} runs each, guest {a.guest_mib} MiB pattern in {a.ram_mib} MiB RAM, "
-          f"dirtying {a.rate} pages/s, {a.accel}; medians:\n")
+          f"dirtying {a.rate} pages/s, {a.accel}, downtime-limit {a.downtime_ms} ms; medians:\n")
     print("| channel | total time (ms) | guest pause STOP->RESUME (ms) | QEMU downtime (ms) | MB sent | QEMU's Mbit/s |")
     print("|---|---:|---:|---:|---:|---:|")
     for method in a.methods:
