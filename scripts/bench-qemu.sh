@@ -7,10 +7,11 @@
 #
 #   scripts/bench-qemu.sh [--build DIR] [--runs N] [--guest-mib M] [--ram-mib R]
 #                         [--rate PAGES_PER_S] [--backends tcp,ofi/shm,...]
+#                         [--downtime-ms MS]   (QEMU's downtime-limit, default 300)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
-RUNS=5 GUEST_MIB=64 RAM_MIB=512 RATE=500 BACKENDS=""
+RUNS=5 GUEST_MIB=256 RAM_MIB=512 RATE=25600 BACKENDS=auto DOWNTIME_MS=300
 while (($#)); do
   case "$1" in
     --build) BUILD=$2 ;;
@@ -19,20 +20,14 @@ while (($#)); do
     --ram-mib) RAM_MIB=$2 ;;
     --rate) RATE=$2 ;;
     --backends) BACKENDS=$2 ;;
-    *) echo "usage: $0 [--build DIR] [--runs N] [--guest-mib M] [--ram-mib R] [--rate P] [--backends LIST]" >&2; exit 2 ;;
+    --downtime-ms) DOWNTIME_MS=$2 ;;
+    *) echo "usage: $0 [--build DIR] [--runs N] [--guest-mib M] [--ram-mib R] [--rate P] [--backends LIST] [--downtime-ms MS]" >&2; exit 2 ;;
   esac
   shift 2
 done
 RDMAMIG=$(readlink -f "$BUILD/tools/rdmamig")
 GUEST=$(readlink -f "$BUILD/guest/rdmamig-guest.bin")
 [ -x "$RDMAMIG" ] && [ -e "$GUEST" ] || { echo "bench-qemu: build first (bash scripts/setup.sh)" >&2; exit 1; }
-if [ -z "$BACKENDS" ]; then
-  BACKENDS=tcp
-  for b in ofi/tcp ofi/shm; do
-    "$RDMAMIG" backends | awk -v b="$b" '$1 == b && $2 == "available" {f=1} END {exit !f}' &&
-      BACKENDS+=",$b" || echo "bench-qemu: $b does not run here: left out"
-  done
-fi
 METHODS=qemu-tcp
 for b in ${BACKENDS//,/ }; do METHODS+=",rdmamig:$b"; done
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/rdmamig-bench-qemu.XXXXXX")
@@ -40,4 +35,4 @@ trap 'rm -rf "$WORK"' EXIT
 echo "bench-qemu: $(qemu-system-x86_64 --version | head -1), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
 python3 scripts/qemu_migrate.py --rdmamig "$RDMAMIG" --guest "$GUEST" --workdir "$WORK" \
   --methods "$METHODS" --runs "$RUNS" --guest-mib "$GUEST_MIB" --ram-mib "$RAM_MIB" \
-  --rate "$RATE" --check last --table --boot-timeout 300
+  --rate "$RATE" --downtime-ms "$DOWNTIME_MS" --check last --table --boot-timeout 300

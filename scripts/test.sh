@@ -22,3 +22,6 @@ ctest --test-dir "$BUILD" --output-on-failure --timeout 600 -j2
 
 echo "== Soft-RoCE VM stage: conformance over verbs (and ofi/verbs) on rxe0, cross-host between two VMs"
 BUILD=$BUILD bash scripts/softroce-ci.sh
+
+echo "== Stock QEMU in the Soft-RoCE VM: exec:rdmamig over verbs, QEMU's own rdma: and tcp: (scripts/qemu-vm-migrate.sh)"
+BUILD=$BUILD bash scripts/qemu-vm-migrate.sh

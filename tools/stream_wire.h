@@ -95,13 +95,16 @@ static inline int stream_msg_decode(const uint8_t *in, size_t len, struct stream
 	m->b = rmig_get_le64(in + 16);
 	if (m->version != STREAM_VERSION)
 		return -EPROTONOSUPPORT;
+	if (rmig_get_le64(in + 24))
+		return -EPROTO; /* reserved */
 	switch (m->type) {
 	case STREAM_RING:
 		if (len != STREAM_HDR_SIZE + RMIG_RKEY_WIRE_SIZE)
 			return -EPROTO;
 		return rmig_rkey_decode(in + STREAM_HDR_SIZE, &m->rkey) ? -EPROTO : 0;
 	case STREAM_ABORT:
-		if (len > STREAM_MSG_MAX)
+		if (len > STREAM_MSG_MAX ||
+		    memchr(in + STREAM_HDR_SIZE, 0, len - STREAM_HDR_SIZE))
 			return -EPROTO;
 		memcpy(m->reason, in + STREAM_HDR_SIZE, len - STREAM_HDR_SIZE);
 		m->reason[len - STREAM_HDR_SIZE] = 0;

@@ -600,16 +600,21 @@ int ofi_send(struct rmig_ep *ep, const void *buf, size_t len)
 
 	/* Without FI_ORDER_SAW, writes must be placed before the message goes. */
 	rc = o->prov.ordered ? 0 : wait_for(o, writes_done, deadline);
-	if (!rc)
-		rc = wait_for(o, some_tx_free, deadline);
-	if (rc == -ETIMEDOUT)
-		return rmig_set_error(ep, rc, "ofi/%s: the peer took no message within %d ms",
-				      o->prov.name, ep->timeout_ms);
-	if (rc)
-		return rc;
-	pthread_mutex_lock(&o->lock);
-	for (i = 0; o->tx[i].busy; i++)
-		;
+	for (;;) {
+		if (!rc)
+			rc = wait_for(o, some_tx_free, deadline);
+		if (rc == -ETIMEDOUT)
+			return rmig_set_error(ep, rc, "ofi/%s: the peer took no message within %d ms",
+					      o->prov.name, ep->timeout_ms);
+		if (rc)
+			return rc;
+		pthread_mutex_lock(&o->lock);
+		for (i = 0; i < OFI_NTX && o->tx[i].busy; i++)
+			;
+		if (i < OFI_NTX)
+			break;
+		pthread_mutex_unlock(&o->lock); /* another sender took it */
+	}
 	uint8_t *slot = o->bufs + (size_t)(OFI_NRX + i) * RMIG_MSG_MAX;
 	memcpy(slot, buf, len);
 	o->tx[i].ctx = (struct ofi_ctx){ .kind = OFI_CTX_SEND, .idx = i };
