@@ -181,6 +181,112 @@ static void test_not_an_ofi_peer(void)
 	expect_mismatch("tcp", "ofi/tcp", -ECONNRESET, "not an rdmamig ofi endpoint");
 }
 
+/* A connected pair over spec, both ends in this process. */
+static int pair_open(const char *spec, struct rmig_ep **srv, struct rmig_ep **cli)
+{
+	struct acceptor a = { 0 };
+	struct rmig_ep_opts o = { .size = sizeof(o), .timeout_ms = 5000 };
+	char addr[64];
+	pthread_t t;
+	int rc;
+
+	if (rmig_listen(spec, "127.0.0.1:0", &o, &a.listener))
+		return -1;
+	rmig_local_addr(a.listener, addr, sizeof(addr));
+	pthread_create(&t, NULL, accept_main, &a);
+	rc = rmig_connect(spec, addr, &o, cli);
+	pthread_join(t, NULL);
+	rmig_close(a.listener);
+	if (rc || a.rc) {
+		if (!rc)
+			rmig_close(*cli);
+		if (!a.rc)
+			rmig_close(a.ep);
+		return -1;
+	}
+	*srv = a.ep;
+	return 0;
+}
+
+/*
+ * The peer may send far more messages than there are posted receive
+ * buffers before this end reads one: all arrive, whole and in order.
+ */
+static void messages_queue_without_limit(const char *spec)
+{
+	static uint8_t msg[RMIG_MSG_MAX], got[RMIG_MSG_MAX];
+	struct rmig_ep *srv, *cli;
+	const unsigned count = 40;
+
+	CU_ASSERT_EQUAL_FATAL(pair_open(spec, &srv, &cli), 0);
+	for (unsigned i = 0; i < count; i++) {
+		rmig_test_fill(msg, RMIG_MSG_MAX - i, i, 0);
+		CU_ASSERT_EQUAL(rmig_send(cli, msg, RMIG_MSG_MAX - i), 0);
+	}
+	/* Too small a buffer leaves the message queued. */
+	CU_ASSERT_EQUAL(rmig_recv(srv, got, 16, 5000), -EMSGSIZE);
+	for (unsigned i = 0; i < count; i++) {
+		int n = rmig_recv(srv, got, sizeof(got), 5000);
+		CU_ASSERT_EQUAL(n, (int)(RMIG_MSG_MAX - i));
+		if (n > 0)
+			CU_ASSERT_EQUAL(rmig_test_check(got, (size_t)n, i, 0), -1);
+	}
+	CU_ASSERT_EQUAL(rmig_recv(srv, got, sizeof(got), 50), -ETIMEDOUT);
+	rmig_close(cli);
+	rmig_close(srv);
+}
+
+static void test_messages_queue_tcp(void)
+{
+	messages_queue_without_limit("ofi/tcp");
+}
+
+static void test_messages_queue_shm(void)
+{
+	messages_queue_without_limit("ofi/shm");
+}
+
+/* A completed write is placed: the peer's memory shows it at once. */
+static void completion_means_placed(const char *spec)
+{
+	static uint8_t src[1 << 20], dst[1 << 20];
+	struct rmig_ep *srv, *cli;
+	struct rmig_mr *smr, *dmr;
+	struct rmig_write w[64];
+	struct rmig_completion c;
+
+	CU_ASSERT_EQUAL_FATAL(pair_open(spec, &srv, &cli), 0);
+	CU_ASSERT_EQUAL_FATAL(rmig_reg_mr(srv, dst, sizeof(dst), RMIG_ACCESS_REMOTE_WRITE, &dmr), 0);
+	CU_ASSERT_EQUAL_FATAL(rmig_reg_mr(cli, src, sizeof(src), RMIG_ACCESS_LOCAL, &smr), 0);
+	for (unsigned round = 0; round < 20; round++) {
+		/* 64 small writes, 16 KiB apart: each lands on its own. */
+		rmig_test_fill(src, sizeof(src), round, 0);
+		for (unsigned i = 0; i < 64; i++)
+			w[i] = (struct rmig_write){ smr, i * 16384 + round, rmig_mr_rkey(dmr),
+						    i * 16384 + round, 100 + i };
+		CU_ASSERT_EQUAL_FATAL(rmig_write_batch(cli, w, 64, round), 0);
+		CU_ASSERT_EQUAL_FATAL(rmig_poll(cli, &c, 1, 5000), 1);
+		CU_ASSERT_EQUAL(c.status, 0);
+		for (unsigned i = 0; i < 64; i++)
+			CU_ASSERT_EQUAL(memcmp(dst + i * 16384 + round, src + i * 16384 + round,
+					       100 + i), 0);
+	}
+	rmig_dereg_mr(cli, smr);
+	rmig_dereg_mr(srv, dmr);
+	rmig_close(cli);
+	rmig_close(srv);
+}
+
+static void test_placed_tcp(void)
+{
+	completion_means_placed("ofi/tcp");
+}
+
+static void test_placed_shm(void)
+{
+	completion_means_placed("ofi/shm");
+}
+
 static void test_fds_back_after_failures(void)
 {
 	int before = rmig_test_count_fds();
@@ -200,6 +306,10 @@ static const CU_TestInfo tests[] = {
 	{ "provider mismatch", test_provider_mismatch },
 	{ "not an ofi peer", test_not_an_ofi_peer },
 	{ "fds back after failed handshakes", test_fds_back_after_failures },
+	{ "messages queue without limit (ofi/tcp)", test_messages_queue_tcp },
+	{ "messages queue without limit (ofi/shm)", test_messages_queue_shm },
+	{ "a completed batch is placed (ofi/tcp)", test_placed_tcp },
+	{ "a completed batch is placed (ofi/shm)", test_placed_shm },
 	CU_TEST_INFO_NULL,
 };
 
