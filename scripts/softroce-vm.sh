@@ -273,6 +273,17 @@ extra_initrd() {
 
 # --- running ----------------------------------------------------------------
 
+# A TCP/UDP port on 127.0.0.1 nothing uses now (and not $1).
+free_port() {
+  local p
+  for _ in $(seq 200); do
+    p=$((20000 + RANDOM % 20000))
+    [ "$p" != "${1:-}" ] || continue
+    ss -Hantu "sport = :$p" 2>/dev/null | grep -q . || { echo "$p"; return; }
+  done
+  die "no free port on 127.0.0.1 for the VM link"
+}
+
 # start_vm NAME IP PEER NETDEV CMDFILE LOG: QEMU in the background; sets PID.
 start_vm() {
   local name=$1 ip=$2 peer=$3 netdev=$4 cmdfile=$5 log=$6 mac
@@ -329,7 +340,7 @@ else
   # so rxe never has to retransmit) or dgram (UDP: lower latency, but
   # datagrams a busy QEMU does not read in time are lost and rxe's
   # go-back-N retransmission makes bulk transfers crawl).
-  pa=$((20000 + RANDOM % 20000)); pb=$((pa + 1))
+  pa=$(free_port); pb=$(free_port "$pa")
   case "${SOFTROCE_LINK:-socket}" in
     dgram)
       dg="dgram,id=n0,local.type=inet,local.host=127.0.0.1,remote.type=inet,remote.host=127.0.0.1"
@@ -341,12 +352,17 @@ else
   start_vm a 10.0.0.1 10.0.0.2 "$neta" "$RUN/cmd-a.sh" "$RUN/serial-a.log"
   pida=$PID
   if [ "${SOFTROCE_LINK:-socket}" = socket ]; then
-    # b connects to a's listening socket: wait until it is there.
+    # b connects to a's listening socket: wait until a's QEMU listens there
+    # (and never start b if a died: it would connect to nothing, or worse).
     for _ in $(seq 100); do
-      ss -Htln "sport = :$pa" 2>/dev/null | grep -q . && break
       kill -0 "$pida" 2>/dev/null || break
+      ss -Htlnp "sport = :$pa" 2>/dev/null | grep -q qemu-system && break
       sleep 0.1
     done
+    if ! kill -0 "$pida" 2>/dev/null; then
+      finish_vm "$pida" "$RUN/serial-a.log" a || true
+      DIE_RC=96 die "VM a did not start (serial log: $RUN/serial-a.log)"
+    fi
   fi
   start_vm b 10.0.0.2 10.0.0.1 "$netb" "$RUN/cmd-b.sh" "$RUN/serial-b.log"
   pidb=$PID

@@ -64,6 +64,20 @@ static void tune_env(void)
 {
 	setenv("FI_OFI_RXM_MSG_RX_SIZE", "32", 0);
 	setenv("FI_OFI_RXM_BUFFER_SIZE", "4096", 0);
+	/*
+	 * ofi_rxm sizes its MSG CQ as (rx + tx size) x FI_UNIVERSE_SIZE
+	 * (default 256): 40960 entries, more than Soft-RoCE's max_cqe of
+	 * 32767, so on rxe fi_enable failed with EINVAL ("Unable to create
+	 * verbs CQ").  An rdmamig endpoint has exactly one peer.
+	 */
+	setenv("FI_UNIVERSE_SIZE", "16", 0);
+	/*
+	 * libfabric's MR cache keeps a closed region registered (its rkey
+	 * valid) for reuse: on ofi/verbs a peer could still write into memory
+	 * rdmamig had deregistered (conformance: "write after deregistration
+	 * refused" failed on rxe).  Least access means closed is revoked.
+	 */
+	setenv("FI_MR_CACHE_MAX_COUNT", "0", 0);
 }
 
 /* What ofi_getinfo asks a provider for, best first. */

@@ -56,6 +56,13 @@ int verbs_dead_error(struct verbs_ep *v)
 	return err;
 }
 
+/* Data calls on a listener (or a torn-down endpoint) have no queue pair. */
+static int not_connected(struct verbs_ep *v)
+{
+	return rmig_set_error(&v->base, -ENOTCONN,
+			      "writes and messages need a connected endpoint, not a listener");
+}
+
 int verbs_post_recv(struct verbs_ep *v, unsigned slot)
 {
 	struct ibv_sge sge = { .addr = (uintptr_t)(v->rxbuf + (size_t)slot * RMIG_MSG_MAX),
@@ -263,6 +270,8 @@ int verbs_write_batch(struct rmig_ep *ep, const struct rmig_write *w, unsigned n
 	unsigned slot;
 	int rc;
 
+	if (!v->qp_made)
+		return not_connected(v);
 	for (unsigned i = 0; i < n; i++) {
 		if (w[i].len > UINT32_MAX)
 			return rmig_set_error(ep, -EMSGSIZE,
@@ -317,6 +326,8 @@ int verbs_poll(struct rmig_ep *ep, struct rmig_completion *c, unsigned max,
 	unsigned n = 0;
 	int failed = 0;
 
+	if (!v->qp_made)
+		return not_connected(v);
 	verbs_wait(v, rmig_deadline(timeout_ms), have_done, NULL);
 	pthread_mutex_lock(&v->lock);
 	while (n < max && v->done_count) {
@@ -363,6 +374,8 @@ int verbs_send(struct rmig_ep *ep, const void *buf, size_t len)
 	unsigned slot;
 	int rc;
 
+	if (!v->qp_made)
+		return not_connected(v);
 	if (!verbs_wait(v, rmig_deadline(ep->timeout_ms), tx_free, NULL)) {
 		rc = verbs_dead_error(v);
 		if (rc)
@@ -407,6 +420,8 @@ int verbs_recv(struct rmig_ep *ep, void *buf, size_t cap, int timeout_ms)
 	struct verbs_msg *m;
 	int rc;
 
+	if (!v->qp_made)
+		return not_connected(v);
 	verbs_wait(v, rmig_deadline(timeout_ms), have_msg, NULL);
 	pthread_mutex_lock(&v->lock);
 	/* Messages that arrived before the peer went are still delivered. */
