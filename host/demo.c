@@ -80,7 +80,9 @@ int host_demo(const struct host_opts *o, struct host_result *r)
 	if (pid == 0) {
 		struct host_result dr;
 		close(pfd[0]);
-		dst.addr = "127.0.0.1:0";
+		/* o->addr: where the destination listens (RoCE has no loopback
+		 * route: the RDMA netdev's address there). */
+		dst.addr = o->addr ? o->addr : "127.0.0.1:0";
 		/* The budget is the source's (how it registers); the destination
 		 * registers whole blocks and takes what the limit allows. */
 		dst.memlock_budget = 0;

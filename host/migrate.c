@@ -187,6 +187,20 @@ static void rolled_back(struct src *x, int rc, const char *what)
 		 "%s; the guest keeps running on the source", what);
 }
 
+static int arm_tracking(struct src *x)
+{
+	char why[200];
+	int rc = tracker_open(x->o->track, x->g.mem, x->g.size,
+			      x->o->mem == HOST_MEM_HUGETLB ? 2u << 20 : GUEST_PAGE, &x->t,
+			      why, sizeof(why));
+
+	if (rc)
+		snprintf(x->r->error, sizeof(x->r->error), "%s", why);
+	else
+		snprintf(x->r->tracker, sizeof(x->r->tracker), "%s", tracker_name(x->t));
+	return rc;
+}
+
 /* Pre-copy rounds until the prediction fits or the rounds run out. */
 static int precopy(struct src *x)
 {
@@ -262,6 +276,12 @@ static int run(struct src *x)
 	rc = x->ops->setup(x->s);
 	r->reserve_ns = rmig_now_ns() - t0;
 	int started = !rc;
+	/* Tracking starts only now that the engine has registered the guest:
+	 * pinning memory that userfaultfd write-protects fails (the kernel's
+	 * get_user_pages cannot wait for a userfault: EFAULT).  Writes before
+	 * this point are covered by round 0, which sends every page. */
+	if (!rc && (rc = arm_tracking(x)))
+		x->ops->cancel(x->s, "the source cannot track dirty pages");
 	if (!rc) {
 		progress(x, HOST_STAGE_RESERVED, 0);
 		rc = precopy(x);
@@ -308,15 +328,9 @@ int host_migrate(const struct host_opts *o, struct host_result *r)
 	rc = guest_create(&x.g, o->guest_size, o->mem, 1, r->error, sizeof(r->error));
 	if (rc)
 		goto unload;
-	rc = tracker_open(o->track, x.g.mem, x.g.size,
-			  o->mem == HOST_MEM_HUGETLB ? 2u << 20 : GUEST_PAGE, &x.t, r->error,
-			  sizeof(r->error));
-	if (rc)
-		goto destroy_guest;
-	snprintf(r->tracker, sizeof(r->tracker), "%s", tracker_name(x.t));
 	if ((rc = guest_start(&x.g, o->vcpus, o->dirty_rate, o->pattern))) {
 		snprintf(r->error, sizeof(r->error), "cannot start the vCPU threads");
-		goto close_tracker;
+		goto destroy_guest;
 	}
 	rc = run(&x);
 	if (x.s)
@@ -325,9 +339,6 @@ int host_migrate(const struct host_opts *o, struct host_result *r)
 	/* Tracking off first: no vCPU may be left waiting on a protected page. */
 	tracker_close(x.t);
 	guest_stop(&x.g);
-	goto destroy_guest;
-close_tracker:
-	tracker_close(x.t);
 destroy_guest:
 	guest_destroy(&x.g);
 unload:

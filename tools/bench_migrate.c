@@ -80,6 +80,8 @@ static void usage(FILE *f)
 		   "per guest byte, throughput (overall, and of round 0 alone: the\n"
 		   "transfer without the reservation) and registration time.\n"
 		   "--registration whole|chunked|both (default both).\n"
+		   "--listen HOST:PORT: where the destination listens (default 127.0.0.1:0;\n"
+		   "on RoCE the RDMA netdev's address, e.g. --listen 10.0.0.1:0).\n"
 		   "--ref-bw RATE (bytes/s, e.g. ib_write_bw's on the same link) adds the\n"
 		   "ratio of the total time to guest size / RATE.\n"
 		   "Defaults: --guest-size 256M --dirty-rate 50M --runs 3.\n");
@@ -92,11 +94,13 @@ int bench_migrate(int argc, char **argv)
 		{ "dirty-rate", required_argument, 0, 'd' }, { "runs", required_argument, 0, 'r' },
 		{ "json", no_argument, 0, 'j' }, { "ref-bw", required_argument, 0, 'f' },
 		{ "registration", required_argument, 0, 'R' },
+		{ "listen", required_argument, 0, 'l' },
 		{ "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 } };
 	static const char *const all[] = { "verbs", "ofi/verbs", "ofi/tcp", "ofi/shm", "tcp" };
 	const char *backends[MAXB];
 	int nb = 0, runs = 3, json = 0, ch, reg_lo = RMIG_REG_WHOLE, reg_hi = RMIG_REG_CHUNKED;
 	uint64_t size = 256ull << 20, rate = 50ull << 20, ref = 0;
+	const char *listen = NULL;
 	char why[RMIG_ERR_MAX];
 
 	optind = 1;
@@ -108,6 +112,7 @@ int bench_migrate(int argc, char **argv)
 		case 'r': runs = atoi(optarg); break;
 		case 'j': json = 1; break;
 		case 'f': ref = parse_size(optarg); break;
+		case 'l': listen = optarg; break;
 		case 'R':
 			if (!strcmp(optarg, "whole"))
 				reg_hi = RMIG_REG_WHOLE;
@@ -146,6 +151,7 @@ int bench_migrate(int argc, char **argv)
 				struct cell c;
 				host_opts_default(&o);
 				o.backend = backends[b];
+				o.addr = listen;
 				o.guest_size = size;
 				o.dirty_rate = dirty ? rate : 0;
 				o.reg_mode = reg;

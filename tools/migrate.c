@@ -219,7 +219,9 @@ int cmd_demo(int argc, char **argv)
 	int rc = prepare("demo",
 			 "usage: rdmamig demo [OPTIONS]\n\n"
 			 "Live-migrate a guest between two processes on this machine (the\n"
-			 "destination is forked) and check the result.\n",
+			 "destination is forked) and check the result.  --listen HOST:PORT sets\n"
+			 "where the destination listens (default 127.0.0.1:0; on RoCE use the\n"
+			 "RDMA netdev's address).\n",
 			 NULL, argc, argv, &c);
 
 	if (rc >= 0)

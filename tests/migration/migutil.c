@@ -8,12 +8,35 @@
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+static char running[160];
+
+static void watchdog_fired(int sig)
+{
+	char msg[256];
+	int n = snprintf(msg, sizeof(msg), "watchdog: still running; the last migration set up: %s\n",
+			 running);
+
+	(void)sig;
+	if (write(2, msg, (size_t)n) < 0)
+		_exit(98);
+	abort();
+}
+
+void migtest_watchdog(unsigned seconds)
+{
+	signal(SIGALRM, watchdog_fired);
+	alarm(seconds);
+}
+
 void pair_init(struct pair *p, const char *backend, uint64_t guest_size)
 {
+	snprintf(running, sizeof(running), "%s, %llu MiB guest", backend,
+		 (unsigned long long)(guest_size >> 20));
 	memset(p, 0, sizeof(*p));
 	host_opts_default(&p->src);
 	p->src.plugin = RMIG_PLUGIN_PATH;
@@ -22,7 +45,12 @@ void pair_init(struct pair *p, const char *backend, uint64_t guest_size)
 	p->src.timeout_ms = 5000;
 	p->src.device_state = 64 << 10;
 	p->dst = p->src;
-	p->dst.addr = "127.0.0.1:0";
+	/* RoCE has no loopback route: in the Soft-RoCE VM the conformance
+	 * suite's RMIG_CONF_HOST names the RDMA netdev's address. */
+	static char listen[80];
+	const char *host = getenv("RMIG_CONF_HOST");
+	snprintf(listen, sizeof(listen), "%s:0", host && *host ? host : "127.0.0.1");
+	p->dst.addr = listen;
 	p->dst_exit = -1;
 }
 

@@ -25,6 +25,11 @@ int pair_run(struct pair *p);
 /* Source forked (it dies at kill_at), destination here.  Returns the
  * destination's rc. */
 int pair_run_source_dies(struct pair *p);
+/* A watchdog for the whole program: past seconds, say which migration was
+ * running (pair_init records it) and abort, rather than let ctest's
+ * timeout kill it without a word. */
+void migtest_watchdog(unsigned seconds);
+
 /* 1 if the backend can run here (else prints why). */
 int backend_usable(const char *spec);
 

@@ -331,5 +331,6 @@ int main(void)
 		CU_TEST_INFO_NULL,
 	};
 	signal(SIGPIPE, SIG_IGN);
+	migtest_watchdog(270);
 	return rmig_test_run("migration failures", NULL, NULL, tests);
 }

@@ -160,5 +160,6 @@ int main(void)
 		{ "uffd-sync tracker, memfd guest, no zero skip", test_trackers_and_memory },
 		CU_TEST_INFO_NULL,
 	};
+	migtest_watchdog(270);
 	return rmig_test_run("migration", NULL, NULL, tests);
 }
