@@ -1,16 +1,17 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The test guest is its own firmware (qemu -bios): the host's KVM (a PVM
- * hypervisor) emulates every instruction a guest runs outside 64-bit long
- * mode, so SeaBIOS and any real- or protected-mode kernel crawl there (tens
- * of seconds to boot under load).  This ROM leaves real mode within a few
- * dozen instructions: reset vector -> protected mode -> identity-mapped long
- * mode, copies the C part from ROM to RAM at 1 MiB and runs it.
+ * The test guest is its own firmware (qemu -bios): the host's KVM is a PVM
+ * hypervisor, which runs a guest's user mode natively but emulates its
+ * supervisor code instruction by instruction, so SeaBIOS crawls there (6 to
+ * 25 s before a -kernel guest starts, under load).  This ROM leaves real
+ * mode within a few dozen instructions: reset vector -> protected mode ->
+ * identity-mapped long mode, copies the C part from ROM to RAM at 1 MiB and
+ * runs it; guest.c then drops to ring 3 for the real work.
  *
  * Layout (link.ld): a 64 KiB ROM at 0xFFFF0000, also seen at 0xF0000; this
  * 4 KiB section is its last page, the reset vector at 0xFFFFFFF0.  It runs
- * from the low alias (0xFF000), as SeaBIOS does: the hypervisor's emulator
- * does not follow a mode switch up at 4 GiB.  Page tables at 0x1000-0x6FFF.
+ * from the low alias (0xFF000), as SeaBIOS does.  Page tables at
+ * 0x1000-0x6FFF.
  */
 	.section .boot, "ax"
 	.code16

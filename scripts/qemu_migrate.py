@@ -253,8 +253,8 @@ def channel(method, a, port):
         return uri, uri
     backend = method.split(":", 1)[1]
     common = f"--backend {backend} --timeout {a.stream_timeout_ms} -v"
-    return (f"exec:{a.rdmamig} recv --listen {a.host}:{port} {common}",
-            f"exec:{a.rdmamig} send --to {a.host}:{port} {common}")
+    return (f"exec:{a.rdmamig} recv --listen {a.host}:{port} {common} {a.recv_args}".strip(),
+            f"exec:{a.rdmamig} send --to {a.host}:{port} {common} {a.send_args}".strip())
 
 
 def descendants(pid):
@@ -559,6 +559,8 @@ def main():
                         "during migration")
     p.add_argument("--host", default="127.0.0.1",
                    help="address the channels use (inside the Soft-RoCE VM: rxe0's)")
+    p.add_argument("--send-args", default="", help="more options for rdmamig send")
+    p.add_argument("--recv-args", default="", help="more options for rdmamig recv")
     p.add_argument("--table", action="store_true")
     p.add_argument("--json")
     a = p.parse_args()

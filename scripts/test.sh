@@ -20,8 +20,11 @@ bash scripts/fuzz.sh "${FUZZ_RUNS:-200000}"
 echo "== unit, conformance and integration tests (ctest)"
 ctest --test-dir "$BUILD" --output-on-failure --timeout 600 -j2
 
+# Both VM stages run even if the first fails (each says what failed); CI fails if either does.
+vm_rc=0
 echo "== Soft-RoCE VM stage: conformance over verbs (and ofi/verbs) on rxe0, cross-host between two VMs"
-BUILD=$BUILD bash scripts/softroce-ci.sh
+BUILD=$BUILD bash scripts/softroce-ci.sh || vm_rc=$?
 
 echo "== Stock QEMU in the Soft-RoCE VM: exec:rdmamig over verbs, QEMU's own rdma: and tcp: (scripts/qemu-vm-migrate.sh)"
-BUILD=$BUILD bash scripts/qemu-vm-migrate.sh
+BUILD=$BUILD bash scripts/qemu-vm-migrate.sh || vm_rc=$?
+exit $vm_rc

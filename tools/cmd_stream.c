@@ -23,7 +23,7 @@
 #define DEFAULT_RING (4u << 20)
 #define DEFAULT_CHUNK (1u << 20)
 #define DEFAULT_ACCEPT_MS 600000
-#define PIPE_SIZE (1 << 20)
+#define DEFAULT_PIPE (1u << 20)
 
 struct stream_args {
 	const char *addr;
@@ -33,6 +33,7 @@ struct stream_args {
 	int accept_ms;
 	int verbose;
 	int fork;
+	unsigned long long pipe; /* F_SETPIPE_SZ on QEMU's pipe; 0: leave it */
 };
 
 static void usage(const char *cmd, FILE *f)
@@ -40,7 +41,7 @@ static void usage(const char *cmd, FILE *f)
 	if (!strcmp(cmd, "send"))
 		fprintf(f,
 			"usage: rdmamig send --to HOST:PORT [--backend SPEC] [--chunk SIZE]\n"
-			"                    [--timeout MS] [--no-fork] [--verbose]\n\n"
+			"                    [--timeout MS] [--pipe-size SIZE] [--no-fork] [--verbose]\n\n"
 			"Carries stdin to a 'rdmamig recv' by one-sided writes into its ring,\n"
 			"for QEMU: migrate \"exec:rdmamig send --to HOST:PORT\".\n"
 			"Exits 0 once the receiver confirmed every byte; non-zero with one\n"
@@ -53,14 +54,15 @@ static void usage(const char *cmd, FILE *f)
 		fprintf(f,
 			"usage: rdmamig recv --listen HOST:PORT [--backend SPEC] [--ring SIZE]\n"
 			"                    [--timeout MS] [--accept-timeout MS] [--addr-file PATH]\n"
-			"                    [--verbose]\n\n"
+			"                    [--pipe-size SIZE] [--verbose]\n\n"
 			"Accepts one 'rdmamig send' and writes its stream to stdout,\n"
 			"for QEMU: -incoming \"exec:rdmamig recv --listen HOST:PORT\".\n"
 			"--ring: receive ring size (default 4M); --accept-timeout: how long to\n"
 			"wait for the sender (default %d ms); --addr-file: write the bound\n"
 			"HOST:PORT there once listening (use port 0 to pick a free one).\n",
 			DEFAULT_ACCEPT_MS);
-	fprintf(f, "SPEC: tcp, ofi, ofi/tcp, ofi/shm, verbs or auto (default).\n");
+	fprintf(f, "SPEC: tcp, ofi, ofi/tcp, ofi/shm, verbs or auto (default).\n"
+		   "--pipe-size: grow QEMU's pipe to SIZE (default 1M; 0 leaves it as it is).\n");
 }
 
 static int parse_ms(const char *v, int *out)
@@ -74,12 +76,18 @@ static int parse_ms(const char *v, int *out)
 	return 0;
 }
 
+static int parse_pipe(const char *v, unsigned long long *out)
+{
+	*out = strcmp(v, "0") ? parse_size(v) : 0;
+	return (strcmp(v, "0") && !*out) || *out > (1ull << 30);
+}
+
 static int parse_args(int argc, char **argv, struct stream_args *a)
 {
 	int is_send = !strcmp(argv[0], "send");
 
 	*a = (struct stream_args){ .backend = "auto", .accept_ms = DEFAULT_ACCEPT_MS,
-				   .fork = is_send,
+				   .fork = is_send, .pipe = DEFAULT_PIPE,
 				   .o = { .ring = DEFAULT_RING, .chunk = DEFAULT_CHUNK,
 					  .timeout_ms = RMIG_DEFAULT_TIMEOUT_MS } };
 	for (int i = 1; i < argc; i++) {
@@ -103,6 +111,8 @@ static int parse_args(int argc, char **argv, struct stream_args *a)
 			a->backend = v;
 		else if (!strcmp(k, "--timeout"))
 			bad = parse_ms(v, &a->o.timeout_ms);
+		else if (!strcmp(k, "--pipe-size"))
+			bad = parse_pipe(v, &a->pipe);
 		else if (is_send && !strcmp(k, "--chunk"))
 			bad = !(a->o.chunk = parse_size(v));
 		else if (!is_send && !strcmp(k, "--ring"))
@@ -195,7 +205,8 @@ int cmd_send(int argc, char **argv)
 		return 2;
 	}
 	signal(SIGPIPE, SIG_IGN);
-	fcntl(STDIN_FILENO, F_SETPIPE_SZ, PIPE_SIZE); /* fewer, larger reads; may fail */
+	if (a.pipe) /* fewer, larger reads; may fail (pipe-max-size) */
+		fcntl(STDIN_FILENO, F_SETPIPE_SZ, (int)a.pipe);
 	if (a.fork)
 		run_in_child();
 	t0 = rmig_now_ns();
@@ -252,7 +263,8 @@ int cmd_recv(int argc, char **argv)
 		return 2;
 	}
 	signal(SIGPIPE, SIG_IGN);
-	fcntl(STDOUT_FILENO, F_SETPIPE_SZ, PIPE_SIZE);
+	if (a.pipe)
+		fcntl(STDOUT_FILENO, F_SETPIPE_SZ, (int)a.pipe);
 	opts.timeout_ms = a.o.timeout_ms;
 	rc = rmig_listen(a.backend, a.addr, &opts, &l);
 	if (rc) {

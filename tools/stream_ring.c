@@ -236,8 +236,7 @@ static int reap(struct sender *x, int timeout_ms)
 		return lost(&x->s, n, "connection to the peer lost");
 	for (int i = 0; i < n; i++) {
 		if (c[i].status)
-			return fail(&x->s, c[i].status, "a write into the peer's ring failed: %s",
-				    rmig_ep_error(x->s.ep));
+			return lost(&x->s, c[i].status, "a write into the peer's ring failed");
 		if (c[i].wr_id < x->q.front || c[i].wr_id >= x->q.next)
 			return fail(&x->s, -EPROTO, "completion for an unknown write");
 		x->q.done[c[i].wr_id % STREAM_INFLIGHT_MAX] = 1;

@@ -456,6 +456,15 @@ static void test_peer_killed_mid_transfer(void)
 	waitpid(pid, NULL, 0);
 }
 
+/*
+ * Heap a backend's library is known to keep per endpoint until the process
+ * exits (not ours to fix): libfabric 1.17's shm provider keeps 288 bytes.
+ */
+static size_t known_heap_per_cycle(void)
+{
+	return !strcmp(backend, "ofi/shm") ? 288 : 0;
+}
+
 static size_t heap_in_use(void)
 {
 	struct mallinfo2 mi = mallinfo2();
@@ -497,7 +506,8 @@ static void test_connect_close_cycles(void)
 	fprintf(stderr, "  (%d cycles: fds %d -> %d, rss %ld -> %ld KiB, heap %zu -> %zu B)\n",
 		cycles, fds0, fds, rss0, rss, heap0, heap);
 	CU_ASSERT_EQUAL(fds, fds0);
-	CU_ASSERT(heap <= heap0 + 256 * 1024);
+	/* 64 KiB of allocator slack, plus what a library is known to keep. */
+	CU_ASSERT(heap <= heap0 + 64 * 1024 + known_heap_per_cycle() * (size_t)cycles);
 #ifndef RMIG_UNDER_ASAN
 	CU_ASSERT(rss <= rss0 + 8 * 1024);
 #else
