@@ -217,7 +217,8 @@ static int verbs_wait(struct verbs_ep *v, uint64_t deadline,
 		}
 		p[0] = (struct pollfd){ .fd = v->cc->fd, .events = POLLIN };
 		p[1] = (struct pollfd){ .fd = v->ech->fd, .events = POLLIN };
-		poll(p, 2, left < 0 || left > VERBS_SLICE_MS ? VERBS_SLICE_MS : left);
+		if (poll(p, 2, left < 0 || left > VERBS_SLICE_MS ? VERBS_SLICE_MS : left) == 0)
+			armed = 0; /* another thread may have taken the event: arm again */
 		if (p[0].revents & POLLIN) {
 			struct ibv_cq *cq;
 			void *ctx;
@@ -228,6 +229,24 @@ static int verbs_wait(struct verbs_ep *v, uint64_t deadline,
 		}
 		if (p[1].revents & POLLIN)
 			verbs_cm_drain(v);
+	}
+}
+
+/*
+ * verbs_wait, then take the lock and check again (another thread may have
+ * taken what was waited for): 1 with the lock held and ready(v) true and
+ * the endpoint alive, or 0 without the lock (dead or deadline passed).
+ */
+static int verbs_wait_locked(struct verbs_ep *v, uint64_t deadline,
+			     int (*ready)(struct verbs_ep *v, void *arg), void *arg)
+{
+	for (;;) {
+		if (!verbs_wait(v, deadline, ready, arg))
+			return 0;
+		pthread_mutex_lock(&v->lock);
+		if (!v->dead && ready(v, arg))
+			return 1;
+		pthread_mutex_unlock(&v->lock);
 	}
 }
 
@@ -284,16 +303,11 @@ int verbs_write_batch(struct rmig_ep *ep, const struct rmig_write *w, unsigned n
 	if (n > v->sq_depth)
 		return rmig_set_error(ep, -EINVAL, "a batch of %u writes exceeds the %u-entry send queue",
 				      n, v->sq_depth);
-	if (!verbs_wait(v, rmig_deadline(ep->timeout_ms), batch_room, &n)) {
+	if (!verbs_wait_locked(v, rmig_deadline(ep->timeout_ms), batch_room, &n)) {
 		rc = verbs_dead_error(v);
 		return rc ? rc : rmig_set_error(ep, -ETIMEDOUT,
 						"send queue still full after %d ms",
 						ep->timeout_ms);
-	}
-	pthread_mutex_lock(&v->lock);
-	if (v->dead) {
-		pthread_mutex_unlock(&v->lock);
-		return verbs_dead_error(v);
 	}
 	if (v->nbusy + v->done_count >= RMIG_OUTSTANDING_MAX) {
 		pthread_mutex_unlock(&v->lock);
@@ -376,17 +390,12 @@ int verbs_send(struct rmig_ep *ep, const void *buf, size_t len)
 
 	if (!v->qp_made)
 		return not_connected(v);
-	if (!verbs_wait(v, rmig_deadline(ep->timeout_ms), tx_free, NULL)) {
+	if (!verbs_wait_locked(v, rmig_deadline(ep->timeout_ms), tx_free, NULL)) {
 		rc = verbs_dead_error(v);
 		if (rc)
 			return rc;
 		pthread_mutex_lock(&v->lock);
 		verbs_mark_dead(v, -ETIMEDOUT, "peer stopped taking messages (send timed out)");
-		pthread_mutex_unlock(&v->lock);
-		return verbs_dead_error(v);
-	}
-	pthread_mutex_lock(&v->lock);
-	if (v->dead) {
 		pthread_mutex_unlock(&v->lock);
 		return verbs_dead_error(v);
 	}
