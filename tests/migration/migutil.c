@@ -55,10 +55,33 @@ void pair_init(struct pair *p, const char *backend, uint64_t guest_size)
 	p->dst_exit = -1;
 }
 
+/*
+ * RMIG_TEST_BACKENDS=verbs (a comma list) limits the backends tried.  The
+ * Soft-RoCE stage uses it: once libfabric has been initialised in this
+ * process (its verbs provider opens the RDMA devices), a child forked later
+ * cannot use verbs ("changed security contexts"), so verbs runs alone.
+ */
+static int backend_selected(const char *spec)
+{
+	const char *list = getenv("RMIG_TEST_BACKENDS"), *p;
+	size_t n = strlen(spec);
+
+	if (!list || !*list)
+		return 1;
+	for (p = list; (p = strstr(p, spec)); p += n)
+		if ((p == list || p[-1] == ',') && (p[n] == ',' || !p[n]))
+			return 1;
+	return 0;
+}
+
 int backend_usable(const char *spec)
 {
 	char why[RMIG_ERR_MAX];
 
+	if (!backend_selected(spec)) {
+		fprintf(stderr, "skipping backend %s: not in RMIG_TEST_BACKENDS\n", spec);
+		return 0;
+	}
 	if (rmig_backend_probe(spec, why, sizeof(why))) {
 		fprintf(stderr, "skipping backend %s: %s\n", spec, why);
 		return 0;

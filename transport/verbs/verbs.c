@@ -22,6 +22,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <unistd.h>
 #include <fcntl.h>
 #include <netdb.h>
 #include <poll.h>
@@ -184,11 +185,18 @@ static int verbs_probe(const struct rmig_ep_opts *opts, char *why, size_t whylen
 		snprintf(why, whylen, "no RDMA port is active (check the link with rdma link)");
 		rc = -ENETDOWN;
 	} else {
-		struct rdma_event_channel *ech = rdma_create_event_channel();
-		if (!ech) {
-			snprintf(why, whylen, "librdmacm cannot open /dev/infiniband/rdma_cm (load rdma_ucm)");
+		/*
+		 * Open the CM device by hand rather than through librdmacm: its
+		 * first use sets up process-wide device state that a child forked
+		 * later inherits, and the kernel refuses a uverbs file used by a
+		 * process other than the one that opened it.
+		 */
+		int fd = open("/dev/infiniband/rdma_cm", O_RDWR | O_CLOEXEC);
+		if (fd < 0) {
+			snprintf(why, whylen, "cannot open /dev/infiniband/rdma_cm: %s (load rdma_ucm)",
+				 strerror(errno));
 		} else {
-			rdma_destroy_event_channel(ech);
+			close(fd);
 			snprintf(why, whylen, "ok");
 			rc = 0;
 		}
