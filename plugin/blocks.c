@@ -194,6 +194,10 @@ int mig_local_mr(struct rmig_mig *s, uint32_t b, uint64_t off,
 	if (clen > MIG_CHUNK_SIZE)
 		clen = MIG_CHUNK_SIZE;
 	rc = reg(s, blk->host + idx * MIG_CHUNK_SIZE, clen, RMIG_ACCESS_LOCAL, &c->mr);
+	if (rc == -EFAULT)
+		return mig_fail(s, rc,
+				"cannot register a chunk of RAM block %s: %s (memory the host write-protects for dirty tracking cannot be pinned on demand: give the source a memlock budget for whole blocks)",
+				blk->name, rmig_ep_error(s->ep));
 	if (rc)
 		return mig_fail(s, rc, "cannot register a chunk of RAM block %s: %s",
 				blk->name, rmig_ep_error(s->ep));

@@ -2,6 +2,7 @@
 #define _GNU_SOURCE
 #include "migutil.h"
 #include "common/clock.h"
+#include "testutil.h"
 #include <rdmamig/rdmamig.h>
 
 #include <errno.h>
@@ -114,7 +115,7 @@ static int wait_peer(pid_t pid)
 	}
 }
 
-int pair_run(struct pair *p)
+static int pair_run_here(struct pair *p)
 {
 	int ap[2], rp[2], rc;
 	char addr[128];
@@ -159,7 +160,7 @@ int pair_run(struct pair *p)
 	return rc;
 }
 
-int pair_run_source_dies(struct pair *p)
+static int pair_run_source_dies_here(struct pair *p)
 {
 	int ap[2], rc;
 	uint64_t t0;
@@ -182,10 +183,61 @@ int pair_run_source_dies(struct pair *p)
 	close(ap[0]);
 	p->dst.on_listen = send_addr;
 	p->dst.arg = &ap[1];
+	p->fds_before = rmig_test_count_fds();
 	t0 = rmig_now_ms();
 	rc = host_serve(&p->dst, &p->dr);
 	p->elapsed_ms = rmig_now_ms() - t0;
+	p->fds_after = rmig_test_count_fds();
 	close(ap[1]);
 	p->dst_exit = wait_peer(p->peer);
 	return rc;
+}
+
+/* Run fn(p) in a harness child; copy the results back. */
+static int in_harness(struct pair *p, int (*fn)(struct pair *))
+{
+	struct pair back;
+	int fds[2], rc;
+	size_t got = 0;
+
+	if (pipe(fds))
+		return -errno;
+	pid_t pid = fork();
+	if (pid == 0) {
+		close(fds[0]);
+		rc = fn(p);
+		memcpy(&back, p, sizeof(back));
+		back.src.addr = back.dst.addr = NULL; /* pointers mean nothing out there */
+		back.peer = rc; /* carries fn's return */
+		_exit(write(fds[1], &back, sizeof(back)) == (ssize_t)sizeof(back) ? 0 : 1);
+	}
+	close(fds[1]);
+	while (got < sizeof(back)) {
+		ssize_t n = read(fds[0], (char *)&back + got, sizeof(back) - got);
+		if (n <= 0)
+			break;
+		got += (size_t)n;
+	}
+	close(fds[0]);
+	wait_peer(pid);
+	if (got != sizeof(back))
+		return -EIO;
+	p->sr = back.sr;
+	p->dr = back.dr;
+	p->dst_exit = back.dst_exit;
+	p->killed = back.killed;
+	p->elapsed_ms = back.elapsed_ms;
+	p->fds_before = back.fds_before;
+	p->fds_after = back.fds_after;
+	return back.peer;
+}
+
+int pair_run(struct pair *p)
+{
+	return in_harness(p, pair_run_here);
+}
+
+int pair_run_source_dies(struct pair *p)
+{
+	return in_harness(p, pair_run_source_dies_here);
 }

@@ -16,14 +16,19 @@ struct pair {
 	enum host_stage kill_at;
 	unsigned kill_round;
 	int killed;
-	uint64_t elapsed_ms;     /* of the end run in the test process */
+	uint64_t elapsed_ms;     /* of the end run in the harness process */
+	int fds_before, fds_after; /* open descriptors around it there */
 };
 
 void pair_init(struct pair *p, const char *backend, uint64_t guest_size);
-/* Destination forked, source here.  Returns the source's rc. */
+/*
+ * Each runs in a harness process of its own, so the test process never
+ * opens an RDMA device (a process forked from one that has is refused the
+ * inherited device descriptors by the kernel).
+ * Destination forked, source in the harness.  Returns the source's rc. */
 int pair_run(struct pair *p);
-/* Source forked (it dies at kill_at), destination here.  Returns the
- * destination's rc. */
+/* Source forked (it dies at kill_at), destination in the harness.  Returns
+ * the destination's rc. */
 int pair_run_source_dies(struct pair *p);
 /* A watchdog for the whole program: past seconds, say which migration was
  * running (pair_init records it) and abort, rather than let ctest's
