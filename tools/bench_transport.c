@@ -161,7 +161,16 @@ static int bench_backend(const char *backend, const struct bench_opts *o,
 		return -errno;
 	pid = fork();
 	if (pid == 0) {
+		/*
+		 * A fresh image (exec): RDMA device contexts do not survive fork,
+		 * and after the first backend the parent has opened them.
+		 */
+		char fd[16], len[32];
 		close(pfd[0]);
+		snprintf(fd, sizeof(fd), "%d", pfd[1]);
+		snprintf(len, sizeof(len), "%llu", region);
+		execl("/proc/self/exe", "rdmamig", "bench", "transport", "--receiver", backend,
+		      o->host, len, fd, (char *)NULL);
 		_exit(bench_receiver(backend, o->host, region, pfd[1]));
 	}
 	close(pfd[1]);
@@ -278,6 +287,9 @@ int bench_transport(int argc, char **argv)
 	char why[RMIG_ERR_MAX];
 	int nrows = 0, failed = 0;
 
+	/* The receiver, exec'd by bench_backend: --receiver BACKEND HOST LEN FD. */
+	if (argc == 6 && !strcmp(argv[1], "--receiver"))
+		return bench_receiver(argv[2], argv[3], strtoull(argv[4], NULL, 10), atoi(argv[5]));
 	if (parse_bench_opts(argc, argv, &o)) {
 		fprintf(stderr,
 			"usage: rdmamig bench transport [--backend SPEC]... [--sizes 4K,64K,1M]\n"
