@@ -5,6 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+# libfabric shm regions of processes killed by earlier runs (see the script).
+bash scripts/clean-shm.sh
 BUILD=${BUILD:-build}
 
 echo "== unit and conformance suites under ASan+UBSan (ctest -L sanitize)"
