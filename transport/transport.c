@@ -176,6 +176,8 @@ int rmig_accept(struct rmig_ep *listener, int timeout_ms, struct rmig_ep **ep)
 	rc = listener->ops->accept(listener, timeout_ms, ep);
 	if (!rc)
 		(*ep)->timeout_ms = listener->timeout_ms;
+	else /* a backend may have set only the thread's phrase: keep it on the listener too */
+		rmig_set_error(listener, rc, "%s", rmig_last_error());
 	return rc;
 }
 

@@ -250,12 +250,7 @@ static int ofi_accept(struct rmig_ep *listener, int timeout_ms, struct rmig_ep *
 	rc = rmig_sock_accept(l->sock, timeout_ms, &fd, err, sizeof(err));
 	if (rc)
 		return rmig_set_error(listener, rc, "%s", err);
-	rc = ofi_start(fd, l->provider, timeout_ms, ep);
-	if (rc) { /* the phrase is the thread's: copy it before setting it again */
-		snprintf(err, sizeof(err), "%s", rmig_last_error());
-		rmig_set_error(listener, rc, "%s", err);
-	}
-	return rc;
+	return ofi_start(fd, l->provider, timeout_ms, ep);
 }
 
 static int ofi_connect(const struct rmig_ep_opts *opts, const char *addr,

@@ -259,10 +259,8 @@ static int tcp_accept(struct rmig_ep *listener, int timeout_ms, struct rmig_ep *
 	if (rc)
 		return rmig_set_error(listener, rc, "%s", err);
 	rc = tcp_start(fd, timeout_ms, ep);
-	if (rc) {
+	if (rc)
 		close(fd);
-		rmig_set_error(listener, rc, "%s", rmig_last_error());
-	}
 	return rc;
 }
 

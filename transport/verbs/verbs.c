@@ -207,6 +207,26 @@ free_list:
 	return rc;
 }
 
+/* A fresh endpoint with its CM event channel and CM id (listen and connect). */
+static int verbs_ep_open(struct verbs_ep **out, const char *what)
+{
+	struct verbs_ep *v = verbs_ep_new();
+	int rc;
+
+	if (!v)
+		return rmig_set_error(NULL, -ENOMEM, "out of memory for %s", what);
+	rc = new_channel(v);
+	if (!rc && rdma_create_id(v->ech, &v->id, v, RDMA_PS_TCP))
+		rc = rmig_set_error(NULL, -errno, "cannot create an RDMA CM id: %s",
+				    strerror(errno));
+	if (rc) {
+		verbs_destroy(v);
+		return rc;
+	}
+	*out = v;
+	return 0;
+}
+
 static int verbs_listen(const struct rmig_ep_opts *opts, const char *addr,
 			struct rmig_ep **listener)
 {
@@ -216,18 +236,9 @@ static int verbs_listen(const struct rmig_ep_opts *opts, const char *addr,
 
 	if (rc)
 		return rc;
-	v = verbs_ep_new();
-	if (!v) {
-		rc = rmig_set_error(NULL, -ENOMEM, "out of memory for a listener");
-		goto free_res;
-	}
-	rc = new_channel(v);
+	rc = verbs_ep_open(&v, "a listener");
 	if (rc)
-		goto destroy;
-	if (rdma_create_id(v->ech, &v->id, v, RDMA_PS_TCP)) {
-		rc = rmig_set_error(NULL, -errno, "cannot create an RDMA CM id: %s", strerror(errno));
-		goto destroy;
-	}
+		goto free_res;
 	if (rdma_bind_addr(v->id, res->ai_addr) || rdma_listen(v->id, VERBS_BACKLOG)) {
 		rc = rmig_set_error(NULL, -errno,
 				    "cannot listen on %s: %s (is the address on an RDMA netdev?)",
@@ -353,7 +364,6 @@ static int verbs_accept(struct rmig_ep *listener, int timeout_ms, struct rmig_ep
 reject:
 	rdma_reject(v->id, NULL, 0);
 destroy:
-	rmig_set_error(listener, rc, "%s", rmig_last_error());
 	verbs_destroy(v);
 	return rc;
 }
@@ -400,18 +410,9 @@ static int verbs_connect(const struct rmig_ep_opts *opts, const char *addr,
 
 	if (rc)
 		return rc;
-	v = verbs_ep_new();
-	if (!v) {
-		rc = rmig_set_error(NULL, -ENOMEM, "out of memory for an endpoint");
-		goto free_res;
-	}
-	rc = new_channel(v);
+	rc = verbs_ep_open(&v, "an endpoint");
 	if (rc)
-		goto destroy;
-	if (rdma_create_id(v->ech, &v->id, v, RDMA_PS_TCP)) {
-		rc = rmig_set_error(NULL, -errno, "cannot create an RDMA CM id: %s", strerror(errno));
-		goto destroy;
-	}
+		goto free_res;
 	rc = resolve(v, res->ai_addr, addr, deadline, opts->timeout_ms);
 	if (!rc)
 		rc = device_check(opts, v->id, addr);
