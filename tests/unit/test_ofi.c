@@ -64,6 +64,12 @@ static void test_hello_rejects_bad(void)
 	raw[12] = 1; /* reserved flag bit */
 	CU_ASSERT_EQUAL(ofi_hello_decode(raw, &d), -EINVAL);
 	encode_valid(raw);
+	raw[24 + 5] = 'x'; /* after the provider name's NUL (found by fuzz_ofi_hello) */
+	CU_ASSERT_EQUAL(ofi_hello_decode(raw, &d), -EINVAL);
+	encode_valid(raw);
+	raw[56 + 4] = 1; /* address byte past addrlen */
+	CU_ASSERT_EQUAL(ofi_hello_decode(raw, &d), -EINVAL);
+	encode_valid(raw);
 	memset(raw + 24, 'a', OFI_PROV_MAX); /* provider not terminated */
 	CU_ASSERT_EQUAL(ofi_hello_decode(raw, &d), -EINVAL);
 	encode_valid(raw);
