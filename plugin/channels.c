@@ -96,13 +96,15 @@ static int take_keys(struct rmig_mig *s, struct mig_chan *c, const struct rmig_r
 
 static int join_one(struct rmig_mig *s, struct mig_chan *c, struct rmig_rkey *keys)
 {
-	struct rmig_ep_opts o = { .size = sizeof(o), .timeout_ms = s->cfg.timeout_ms };
+	struct rmig_ep_opts o;
 	struct wire_join j = { .channel = c->idx, .channels = s->nch };
 	struct wire_reserve r;
 	struct wire_hdr h;
 	char why[128];
 	int rc, len, n;
 
+	/* The control connection's options: the same key authenticates it. */
+	mig_ep_opts(&s->cfg, &o);
 	rc = rmig_connect(s->cfg.backend, s->cfg.addr, &o, &c->ep);
 	if (rc) {
 		c->ep = NULL;

@@ -435,7 +435,7 @@ static int take_reserve(struct rmig_mig *s, uint32_t offered, struct rmig_rkey *
 
 int mig_source_setup(struct rmig_mig *s)
 {
-	struct rmig_ep_opts o = { .size = sizeof(o), .timeout_ms = s->cfg.timeout_ms };
+	struct rmig_ep_opts o;
 	uint32_t offered = 0;
 	int rc;
 
@@ -451,6 +451,7 @@ int mig_source_setup(struct rmig_mig *s)
 		if (!s->ch[i].mrs || !s->ch[i].rkeys)
 			return mig_err(s, -ENOMEM, "out of memory for the channels");
 	}
+	mig_ep_opts(&s->cfg, &o);
 	rc = rmig_connect(s->cfg.backend, s->cfg.addr, &o, &s->ep);
 	s->ch[0].ep = s->ep;
 	if (rc) {

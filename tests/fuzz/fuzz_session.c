@@ -196,6 +196,8 @@ int rmig_recv(struct rmig_ep *ep, void *buf, size_t cap, int timeout_ms)
 static const struct rmig_plugin_config cfg = {
 	.size = sizeof(cfg), .backend = "fake", .addr = "fake:1", .timeout_ms = 1,
 	.memlock_budget = 64ull << 20,
+	/* A key, as every real session has (the fake transport ignores it). */
+	.psk = "fuzz_session's key", .psk_len = 18,
 };
 
 static void destination(const struct rmig_plugin_ops *ops)

@@ -249,11 +249,16 @@ static void test_join_token(void)
 {
 	static uint8_t out[4096], in[4096];
 	struct rmig_plugin_config cfg = { .size = sizeof(cfg), .backend = "tcp",
-					  .addr = "127.0.0.1:0", .timeout_ms = 3000 };
+					  .addr = "127.0.0.1:0", .timeout_ms = 3000,
+					  .psk = rmig_test_psk, .psk_len = sizeof(rmig_test_psk) };
 	struct wire_hello hl = { .caps = WIRE_CAPS_KNOWN, .page_size = 4096, .nblocks = 1,
 				 .total = 8 * 4096, .channels = 2 };
 	struct wire_block wb = { .name = "ram", .len = 8 * 4096 };
-	struct rmig_ep_opts o = { .size = sizeof(o), .timeout_ms = 3000 };
+	/* The key authenticates every connection; the token ties a connection
+	 * to this session (a peer with the key but another session's token is
+	 * still refused). */
+	struct rmig_ep_opts o = { .size = sizeof(o), .timeout_ms = 3000, .psk = rmig_test_psk,
+				  .psk_len = sizeof(rmig_test_psk) };
 	struct dest d = { .ops = rmig_plugin_entry(RMIG_PLUGIN_ABI_VERSION) };
 	struct rmig_ep *ep0 = NULL, *bad = NULL, *good = NULL, *none = NULL;
 	struct wire_reserve r;
