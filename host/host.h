@@ -52,6 +52,11 @@ struct host_opts {
 	const char *track;        /* "auto", "uffd-async", "uffd-sync", "mprotect" */
 	size_t device_state;      /* bytes of device state on the stream */
 	int no_zero_skip;
+	/* Pre-shared key of every connection (docs/security.md); NULL: none,
+	 * refused unless insecure.  host_demo makes a random one if none. */
+	const void *psk;
+	size_t psk_len;
+	int insecure;             /* no key: peers are not authenticated */
 	int progress;             /* print a progress line on stderr */
 	/* Called at each stage (tests inject failures here). */
 	void (*on_progress)(const struct host_progress *p, void *arg);

@@ -74,7 +74,10 @@ void host_config(const struct host_opts *o, struct rmig_plugin_config *cfg)
 	cfg->memlock_budget = o->memlock_budget;
 	cfg->mem_limit = o->mem_limit;
 	cfg->page_size = 4096;
-	cfg->flags = RMIG_CFG_DEST_ZEROED | (o->no_zero_skip ? RMIG_CFG_NO_ZERO_SKIP : 0);
+	cfg->flags = RMIG_CFG_DEST_ZEROED | (o->no_zero_skip ? RMIG_CFG_NO_ZERO_SKIP : 0) |
+		     (o->insecure ? RMIG_CFG_INSECURE : 0);
+	cfg->psk = o->psk;
+	cfg->psk_len = o->psk_len;
 }
 
 int host_stream_read_full(const struct rmig_plugin_ops *ops, struct rmig_mig *s,

@@ -23,6 +23,13 @@ static int h_open(const struct rmig_plugin_config *cfg, struct rmig_mig **out)
 		free(s);
 		return rmig_set_error(NULL, -EINVAL, "page size must be a power of two >= 4096");
 	}
+	/* Refuse a session without a key now, not at setup (mig_listen
+	 * gets the same phrase from rmig_listen). */
+	if (!s->cfg.psk && !(s->cfg.flags & RMIG_CFG_INSECURE)) {
+		free(s);
+		return rmig_set_error(NULL, -EACCES,
+				      "no pre-shared key: give one (--key-file FILE or RMIG_KEY_FILE; psk in the config) or allow unauthenticated peers explicitly (--insecure, RMIG_CFG_INSECURE)");
+	}
 	*out = s;
 	return 0;
 }

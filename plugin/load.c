@@ -17,20 +17,21 @@
 int mig_listen(const struct rmig_plugin_config *cfg, struct rmig_mig_listener **out)
 {
 	struct rmig_mig_listener *l = calloc(1, sizeof(*l));
-	struct rmig_ep_opts o = { .size = sizeof(o) };
+	struct rmig_ep_opts o;
 	int rc;
 
 	if (!l)
 		return rmig_set_error(NULL, -ENOMEM, "out of memory for a listener");
-	mig_copy_config(&l->cfg, cfg);
+	mig_copy_config(&l->cfg, cfg, l->psk);
 	snprintf(l->backend_spec, sizeof(l->backend_spec), "%s",
 		 l->cfg.backend ? l->cfg.backend : "auto");
 	l->cfg.backend = l->backend_spec;
 	l->cfg.addr = NULL;
-	o.timeout_ms = l->cfg.timeout_ms;
+	mig_ep_opts(&l->cfg, &o);
 	rc = rmig_listen(l->backend_spec, cfg && cfg->addr ? cfg->addr : "127.0.0.1:0", &o,
 			 &l->ep);
 	if (rc) {
+		explicit_bzero(l->psk, sizeof(l->psk));
 		free(l);
 		return rc;
 	}
@@ -48,6 +49,7 @@ void mig_listen_close(struct rmig_mig_listener *l)
 	if (!l)
 		return;
 	rmig_close(l->ep);
+	explicit_bzero(l->psk, sizeof(l->psk));
 	free(l);
 }
 

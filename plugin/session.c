@@ -94,18 +94,32 @@ int mig_fail(struct rmig_mig *s, int rc, const char *fmt, ...)
 	return rc;
 }
 
-void mig_copy_config(struct rmig_plugin_config *dst, const struct rmig_plugin_config *src)
+void mig_copy_config(struct rmig_plugin_config *dst, const struct rmig_plugin_config *src,
+		     uint8_t *psk)
 {
 	memset(dst, 0, sizeof(*dst));
 	if (src)
 		memcpy(dst, src, src->size && src->size < sizeof(*dst) ? src->size : sizeof(*dst));
 	dst->size = sizeof(*dst);
+	/* The caller's key may go away after open/listen: keep a copy.  A
+	 * longer key than fits keeps its length, so connect refuses it. */
+	if (dst->psk) {
+		memcpy(psk, dst->psk, dst->psk_len < RMIG_PSK_MAX ? dst->psk_len : RMIG_PSK_MAX);
+		dst->psk = psk;
+	}
 	if (!dst->timeout_ms)
 		dst->timeout_ms = RMIG_DEFAULT_TIMEOUT_MS;
 	if (!dst->page_size)
 		dst->page_size = 4096;
 	if (!dst->channels)
 		dst->channels = 1;
+}
+
+void mig_ep_opts(const struct rmig_plugin_config *cfg, struct rmig_ep_opts *o)
+{
+	*o = (struct rmig_ep_opts){ .size = sizeof(*o), .timeout_ms = cfg->timeout_ms,
+				    .psk = cfg->psk, .psk_len = cfg->psk_len,
+				    .flags = cfg->flags & RMIG_CFG_INSECURE ? RMIG_EP_INSECURE : 0 };
 }
 
 struct rmig_mig *mig_new(const struct rmig_plugin_config *cfg, enum mig_role role)
@@ -115,7 +129,7 @@ struct rmig_mig *mig_new(const struct rmig_plugin_config *cfg, enum mig_role rol
 	if (!s)
 		return NULL;
 	s->role = role;
-	mig_copy_config(&s->cfg, cfg);
+	mig_copy_config(&s->cfg, cfg, s->psk);
 	snprintf(s->backend_spec, sizeof(s->backend_spec), "%s",
 		 s->cfg.backend ? s->cfg.backend : "auto");
 	snprintf(s->addr, sizeof(s->addr), "%s", s->cfg.addr ? s->cfg.addr : "");
@@ -319,5 +333,6 @@ void mig_close(struct rmig_mig *s)
 		free(s->blocks[i].sent);
 	free(s->blocks);
 	free(s->chunks);
+	explicit_bzero(s->psk, sizeof(s->psk));
 	free(s);
 }

@@ -49,6 +49,7 @@ struct rmig_mig {
 	enum mig_role role;
 	enum rmig_mig_state state;
 	struct rmig_plugin_config cfg;
+	uint8_t psk[RMIG_PSK_MAX]; /* cfg.psk points here */
 	char backend_spec[32];
 	char addr[128];
 	uint32_t page_size;
@@ -95,6 +96,7 @@ struct rmig_mig {
 
 struct rmig_mig_listener {
 	struct rmig_plugin_config cfg;
+	uint8_t psk[RMIG_PSK_MAX]; /* cfg.psk points here */
 	char backend_spec[32];
 	struct rmig_ep *ep;
 };
@@ -107,7 +109,11 @@ int mig_fail(struct rmig_mig *s, int rc, const char *fmt, ...)
 void mig_set_state(struct rmig_mig *s, enum rmig_mig_state st);
 const char *mig_state_name(enum rmig_mig_state st);
 struct rmig_mig *mig_new(const struct rmig_plugin_config *cfg, enum mig_role role);
-void mig_copy_config(struct rmig_plugin_config *dst, const struct rmig_plugin_config *src);
+/* psk: where the copy keeps the key (RMIG_PSK_MAX bytes). */
+void mig_copy_config(struct rmig_plugin_config *dst, const struct rmig_plugin_config *src,
+		     uint8_t *psk);
+/* Transport options of every connection of a session (key, deadline). */
+void mig_ep_opts(const struct rmig_plugin_config *cfg, struct rmig_ep_opts *o);
 int mig_recv(struct rmig_mig *s, struct wire_hdr *h, int timeout_ms);
 int mig_send_status(struct rmig_mig *s, uint16_t type, int status, const char *why);
 int mig_stream_write(struct rmig_mig *s, const void *buf, size_t len);

@@ -347,7 +347,7 @@ static int take_reserve(struct rmig_mig *s, uint32_t offered, struct rmig_rkey *
 
 int mig_source_setup(struct rmig_mig *s)
 {
-	struct rmig_ep_opts o = { .size = sizeof(o), .timeout_ms = s->cfg.timeout_ms };
+	struct rmig_ep_opts o;
 	uint32_t offered = 0;
 	int rc;
 
@@ -357,6 +357,7 @@ int mig_source_setup(struct rmig_mig *s)
 		offered += s->blocks[i].live;
 	if (!offered)
 		return mig_err(s, -EINVAL, "no RAM blocks to migrate (add_ram_block first)");
+	mig_ep_opts(&s->cfg, &o);
 	rc = rmig_connect(s->cfg.backend, s->cfg.addr, &o, &s->ep);
 	if (rc) {
 		s->ep = NULL;

@@ -19,7 +19,7 @@
 enum { O_BACKEND = 256, O_TIMEOUT, O_GUEST, O_MEM, O_DIRTY, O_PATTERN, O_VCPUS,
        O_DOWNTIME, O_ROUNDS, O_BW, O_POLICY, O_REG, O_MEMLOCK, O_MEMLIMIT, O_TRACK,
        O_DEVSTATE, O_NOZERO, O_PROGRESS, O_JSON, O_PLUGIN, O_LISTEN, O_TO, O_HELP,
-       O_ACCEPT };
+       O_ACCEPT, O_KEYFILE, O_INSECURE };
 
 static const struct option longopts[] = {
 	{ "backend", required_argument, 0, O_BACKEND },
@@ -45,6 +45,8 @@ static const struct option longopts[] = {
 	{ "listen", required_argument, 0, O_LISTEN },
 	{ "to", required_argument, 0, O_TO },
 	{ "accept-timeout-ms", required_argument, 0, O_ACCEPT },
+	{ "key-file", required_argument, 0, O_KEYFILE },
+	{ "insecure", no_argument, 0, O_INSECURE },
 	{ "help", no_argument, 0, O_HELP },
 	{ 0, 0, 0, 0 },
 };
@@ -70,11 +72,17 @@ static const char options_help[] =
 	"  --accept-timeout-ms MS serve: how long to wait for a source (default 6 x timeout)\n"
 	"  --progress             progress line on stderr even when not a tty\n"
 	"  --json                 one JSON object per result on stdout\n"
-	"  --plugin PATH          library to dlopen (default librdmamig.so.0)\n";
+	"  --plugin PATH          library to dlopen (default librdmamig.so.0)\n"
+	"  --key-file FILE        pre-shared key both ends authenticate with (16+ random\n"
+	"                         bytes, mode 600; default $RMIG_KEY_FILE; demo: a random one)\n"
+	"  --insecure             no key: accept or reach unauthenticated peers\n";
 
 struct cli {
 	struct host_opts o;
 	int json;
+	const char *key_file;
+	int insecure;
+	struct cli_key key;
 };
 
 static int bad_opt(const char *cmd, const char *opt, const char *val)
@@ -136,6 +144,8 @@ static int parse(const char *cmd, int argc, char **argv, struct cli *c)
 		case O_PLUGIN: o->plugin = v; break;
 		case O_LISTEN: case O_TO: o->addr = v; break;
 		case O_ACCEPT: o->accept_timeout_ms = atoi(v); if (o->accept_timeout_ms <= 0) return bad_opt(cmd, "accept-timeout-ms", v); break;
+		case O_KEYFILE: c->key_file = v; break;
+		case O_INSECURE: c->insecure = 1; break;
 		case O_HELP: return -1;
 		default: return 2;
 		}
@@ -175,6 +185,13 @@ static int prepare(const char *cmd, const char *usage, const char *addr_opt, int
 		fprintf(stderr, "rdmamig %s: %s HOST:PORT is required\n", cmd, addr_opt);
 		return 2;
 	}
+	/* demo: both ends are ours, host_demo makes a random key. */
+	rc = cli_key_resolve(cmd, c->key_file, c->insecure, !addr_opt, &c->key);
+	if (rc)
+		return rc;
+	c->o.psk = c->key.len ? c->key.buf : NULL;
+	c->o.psk_len = c->key.len;
+	c->o.insecure = c->key.insecure;
 	return -1;
 }
 

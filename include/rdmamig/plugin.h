@@ -71,12 +71,19 @@ struct rmig_plugin_config {
 	uint64_t mem_limit;        /* destination: most guest bytes it accepts; 0: any */
 	uint32_t page_size;        /* 0: 4096 */
 	uint32_t flags;            /* RMIG_CFG_* */
+	/* Pre-shared key every connection of the session authenticates with
+	 * (16 to 1024 bytes, copied by open and listen); NULL: refused unless
+	 * flags has RMIG_CFG_INSECURE.  docs/security.md */
+	const void *psk;
+	size_t psk_len;
 };
 
 /* The destination's RAM is fresh anonymous memory (reads as zeros). */
 #define RMIG_CFG_DEST_ZEROED (1u << 0)
 /* Do not skip all-zero pages (for measurements). */
 #define RMIG_CFG_NO_ZERO_SKIP (1u << 1)
+/* No key: connect and accept peers without authentication. */
+#define RMIG_CFG_INSECURE (1u << 2)
 
 /* round_start flags */
 #define RMIG_ROUND_FINAL (1u << 0) /* the guest is paused: stop-and-copy */

@@ -38,6 +38,8 @@ static int bad_control(const void *msg, size_t len)
 static const struct rmig_plugin_config cfg = {
 	.size = sizeof(cfg), .backend = "fake", .addr = "fake:1", .timeout_ms = 1,
 	.memlock_budget = 64ull << 20,
+	/* A key, as every real session has (the fake transport ignores it). */
+	.psk = "fuzz_session's key", .psk_len = 18,
 };
 
 static void destination(const struct rmig_plugin_ops *ops)

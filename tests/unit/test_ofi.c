@@ -127,7 +127,8 @@ static void test_unknown_provider(void)
 
 	CU_ASSERT_EQUAL(rmig_backend_probe("ofi/nosuchprov", why, sizeof(why)), -ENODEV);
 	CU_ASSERT_PTR_NOT_NULL(strstr(why, "nosuchprov"));
-	CU_ASSERT_EQUAL(rmig_listen("ofi/nosuchprov", "127.0.0.1:0", NULL, &ep), -ENODEV);
+	struct rmig_ep_opts o = { .size = sizeof(o), RMIG_TEST_PSK };
+	CU_ASSERT_EQUAL(rmig_listen("ofi/nosuchprov", "127.0.0.1:0", &o, &ep), -ENODEV);
 	CU_ASSERT_PTR_NULL(ep);
 	CU_ASSERT_PTR_NOT_NULL(strstr(rmig_last_error(), "nosuchprov"));
 }
@@ -153,7 +154,7 @@ static void expect_mismatch(const char *spec_l, const char *spec_c, int err,
 {
 	struct acceptor a = { 0 };
 	struct rmig_ep *ep = NULL;
-	struct rmig_ep_opts o = { .size = sizeof(o), .timeout_ms = 5000 };
+	struct rmig_ep_opts o = { .size = sizeof(o), RMIG_TEST_PSK, .timeout_ms = 5000 };
 	char addr[64];
 	pthread_t t;
 	int rc;
@@ -191,7 +192,7 @@ static void test_not_an_ofi_peer(void)
 static int pair_open(const char *spec, struct rmig_ep **srv, struct rmig_ep **cli)
 {
 	struct acceptor a = { 0 };
-	struct rmig_ep_opts o = { .size = sizeof(o), .timeout_ms = 5000 };
+	struct rmig_ep_opts o = { .size = sizeof(o), RMIG_TEST_PSK, .timeout_ms = 5000 };
 	char addr[64];
 	pthread_t t;
 	int rc;
