@@ -112,6 +112,7 @@ void host_fill_stats(const struct rmig_plugin_ops *ops, struct rmig_mig *s,
 	r->writes = st.writes;
 	r->batches = st.batches;
 	r->regs = st.regs;
+	r->regs_remote = st.regs_remote;
 	r->reg_ns = st.reg_ns;
 	r->mrs_live = st.mrs_live;
 	snprintf(r->backend, sizeof(r->backend), "%s", st.backend);

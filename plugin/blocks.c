@@ -96,6 +96,7 @@ static int reg(struct rmig_mig *s, void *addr, uint64_t len, unsigned access,
 	s->st.reg_ns += rmig_now_ns() - t0;
 	if (!rc) {
 		s->st.regs++;
+		s->st.regs_remote += access != RMIG_ACCESS_LOCAL;
 		s->st.mrs_live++;
 	}
 	return rc;

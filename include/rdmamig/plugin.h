@@ -127,6 +127,7 @@ struct rmig_mig_stats {
 	uint64_t ns;             /* setup to now (or to the end) */
 	double rate;             /* last round's rate, bytes/s */
 	char backend[32];
+	uint64_t regs_remote;    /* of regs: with remote access (source: always 0) */
 };
 
 /* A destination's view of a block the source offers. */
