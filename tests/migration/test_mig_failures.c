@@ -388,6 +388,34 @@ static void source_writes_outside(uint64_t roff)
 	waitpid(pid, NULL, 0);
 }
 
+/*
+ * A stranger with another key reaches the destination first: it is
+ * refused, and the destination goes on waiting for its real source, which
+ * then migrates.
+ */
+static void test_stranger_first(void)
+{
+	static const uint8_t other[32] = "a stranger's key, not the test's";
+	static const char *const specs[] = { "tcp", "ofi/tcp", "ofi/shm" };
+
+	for (size_t i = 0; i < sizeof(specs) / sizeof(specs[0]); i++) {
+		struct pair p;
+		if (!backend_usable(specs[i]))
+			continue;
+		pair_init(&p, specs[i], 4 * MiB);
+		p.stranger_psk = other;
+		int rc = pair_run(&p);
+		fprintf(stderr, "%s: stranger: %s; migration: %s\n", specs[i], p.stranger_err,
+			rc ? p.sr.error : "committed");
+		CU_ASSERT_EQUAL(p.stranger_rc, -EACCES);
+		CU_ASSERT(strstr(p.stranger_err, "key differs") != NULL);
+		CU_ASSERT_EQUAL(rc, 0);
+		CU_ASSERT_EQUAL(p.sr.committed, 1);
+		CU_ASSERT_EQUAL(p.dr.committed, 1);
+		CU_ASSERT_EQUAL(p.dst_exit, 0);
+	}
+}
+
 static void test_source_writes_outside_block(void)
 {
 	source_writes_outside(4 * MiB);        /* just past the end */
@@ -409,6 +437,7 @@ int main(void)
 		{ "hostile destination", test_hostile_destination },
 		{ "hostile source", test_hostile_source },
 		{ "source writes outside its block", test_source_writes_outside_block },
+		{ "a stranger with another key first, then the source", test_stranger_first },
 		CU_TEST_INFO_NULL,
 	};
 	signal(SIGPIPE, SIG_IGN);

@@ -12,6 +12,7 @@
 #include <rdmamig/plugin.h>
 
 #include <dlfcn.h>
+#include <stddef.h>
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -182,8 +183,19 @@ static void test_plugin_abi(void)
 	CU_ASSERT(ops->setup(s) < 0); /* no blocks */
 	CU_ASSERT(ops->add_ram_block(s, "x", (void *)4096, 100) < 0);
 	ops->close(s);
+	/* Up to RMIG_CHANNELS_MAX channels; more is refused with the limit. */
 	cfg.channels = 4;
+	CU_ASSERT_EQUAL_FATAL(ops->open(&cfg, &s), 0);
+	ops->close(s);
+	cfg.channels = RMIG_CHANNELS_MAX + 1;
 	CU_ASSERT(ops->open(&cfg, &s) < 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(ops->error(NULL), "at most 16"));
+	/* A framework built before the vcpus field (a shorter struct) still opens. */
+	cfg.channels = 2;
+	cfg.vcpus = "not read";
+	cfg.size = offsetof(struct rmig_plugin_config, vcpus);
+	CU_ASSERT_EQUAL_FATAL(ops->open(&cfg, &s), 0);
+	ops->close(s);
 	dlclose(h);
 }
 
