@@ -309,7 +309,8 @@ static void fake_source(const uint8_t *msg, size_t len)
 static void test_hostile_source(void)
 {
 	uint8_t m[RMIG_MSG_MAX];
-	struct wire_hello h = { .page_size = 4096, .nblocks = 1, .total = 4 * MiB };
+	struct wire_hello h = { .page_size = 4096, .nblocks = 1, .total = 4 * MiB,
+				 .channels = 1 };
 	struct wire_block b = { .name = "pc.ram", .len = 4 * MiB };
 	int len;
 
@@ -342,7 +343,8 @@ static void source_writes_outside(uint64_t roff)
 	CU_ASSERT_EQUAL_FATAL(pipe(ap), 0);
 	pid_t pid = fork();
 	if (pid == 0) {
-		struct wire_hello h = { .page_size = 4096, .nblocks = 1, .total = 4 * MiB };
+		struct wire_hello h = { .page_size = 4096, .nblocks = 1, .total = 4 * MiB,
+				 .channels = 1 };
 		struct wire_block b = { .name = "pc.ram", .len = 4 * MiB };
 		static uint8_t m[RMIG_MSG_MAX], page[8192];
 		struct wire_reserve r;
