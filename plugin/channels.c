@@ -546,15 +546,14 @@ int mig_accept_channels(struct rmig_mig *s)
 					joined, s->nch, s->cfg.timeout_ms);
 		if ((rc = control_alive(s)))
 			return rc;
-		rc = rmig_accept(s->listener->ep, left < 200 ? left : 200, &ep);
+		/* Past peers that fail authentication (mig_accept_peer), in
+		 * slices so channel 0 is looked at now and then. */
+		rc = mig_accept_peer(s->listener->ep, left < 200 ? left : 200, &ep);
 		if (rc == -ETIMEDOUT)
 			continue;
-		if (rc) {
-			/* Refused by the transport (no key, a failed handshake):
-			 * that peer is gone, the session waits on. */
-			usleep(10000);
-			continue;
-		}
+		if (rc)
+			return mig_fail(s, rc, "channel %u did not arrive: %s", joined,
+					rmig_ep_error(s->listener->ep));
 		rc = take_join(s, ep, left);
 		if (rc < 0)
 			return rc;
