@@ -183,7 +183,7 @@ void host_print_result(const struct host_result *r, int json, const char *role)
 		       "\"final_pages\":%llu,\"writes\":%llu,\"batches\":%llu,\"registrations\":%llu,"
 		       "\"registration_ms\":%.2f,\"throughput_mib_s\":%.1f,\"forced\":%s,"
 		       "\"verified\":%s,\"mismatched_pages\":%llu,\"verify_ms\":%.1f,"
-		       "\"guest_running_here\":%s,\"round_log\":[",
+		       "\"guest_running_here\":%s,\"channels\":%u,\"round_log\":[",
 		       role, r->rc ? "false" : "true", r->committed ? "true" : "false",
 		       jstr(e2, sizeof(e2), r->outcome),
 		       jstr(e1, sizeof(e1), r->error[0] && r->rc ? r->error : ""), r->backend,
@@ -197,7 +197,7 @@ void host_print_result(const struct host_result *r, int json, const char *role)
 		       r->forced ? "true" : "false",
 		       r->verified == 1 ? "true" : r->verified == 0 ? "false" : "null",
 		       (unsigned long long)r->mismatched_pages, r->verify_ns / 1e6,
-		       r->guest_running ? "true" : "false");
+		       r->guest_running ? "true" : "false", r->channels);
 		for (unsigned i = 0; i < r->nround_log; i++) {
 			const struct host_round *x = &r->round_log[i];
 			printf("%s{\"round\":%u,\"final\":%s,\"pages\":%llu,\"zero_pages\":%llu,"
@@ -207,6 +207,12 @@ void host_print_result(const struct host_result *r, int json, const char *role)
 			       (unsigned long long)x->bytes, (unsigned long long)x->writes,
 			       (unsigned long long)x->batches, x->ms, x->mib_s);
 		}
+		printf("],\"planned_cpus\":[");
+		for (unsigned i = 0; i < r->channels && i < HOST_CHANNELS_MAX; i++)
+			printf("%s%d", i ? "," : "", r->planned_cpu[i]);
+		printf("],\"worker_cpus\":[");
+		for (unsigned i = 0; i < r->channels && i < HOST_CHANNELS_MAX; i++)
+			printf("%s%d", i ? "," : "", r->worker_cpu[i]);
 		printf("]}\n");
 		return;
 	}
@@ -233,6 +239,19 @@ void host_print_result(const struct host_result *r, int json, const char *role)
 		       r->downtime_ns / 1e6, (unsigned long long)r->final_pages,
 		       r->forced ? " -- forced by policy" : "");
 	printf("  rounds      %u\n", r->rounds);
+	if (r->channels > 1) {
+		printf("  channels    %u", r->channels);
+		if (src) {
+			printf(" (workers on cpus");
+			for (unsigned i = 0; i < r->channels && i < HOST_CHANNELS_MAX; i++)
+				printf("%s%d", i ? "," : " ", r->worker_cpu[i]);
+			printf(", planned");
+			for (unsigned i = 0; i < r->channels && i < HOST_CHANNELS_MAX; i++)
+				printf("%s%d", i ? "," : " ", r->planned_cpu[i]);
+			printf(")");
+		}
+		printf("\n");
+	}
 	printf("  bytes %s  %s of pages (%llu zero pages skipped), %.1f KiB of stream\n",
 	       src ? "sent" : "recv", bs, (unsigned long long)r->zero_pages,
 	       r->stream_bytes / 1024.0);

@@ -13,9 +13,10 @@ static int h_open(const struct rmig_plugin_config *cfg, struct rmig_mig **out)
 
 	if (!cfg || !cfg->addr || !*cfg->addr)
 		return rmig_set_error(NULL, -EINVAL, "the source needs the destination's address");
-	if (cfg->channels > 1)
-		return rmig_set_error(NULL, -EOPNOTSUPP,
-				      "%u channels asked; this build migrates over 1", cfg->channels);
+	if (cfg->channels > RMIG_CHANNELS_MAX)
+		return rmig_set_error(NULL, -EINVAL,
+				      "%u channels asked; a session opens at most %d (--channels 1 to %d)",
+				      cfg->channels, RMIG_CHANNELS_MAX, RMIG_CHANNELS_MAX);
 	s = mig_new(cfg, MIG_SOURCE);
 	if (!s)
 		return rmig_set_error(NULL, -ENOMEM, "out of memory for a session");
