@@ -38,6 +38,11 @@ static void expect_verified(const struct pair *p, int rc, const char *what)
 	/* The destination deregistered everything it had granted. */
 	CU_ASSERT_EQUAL(p->dr.mrs_live, 0);
 	CU_ASSERT_EQUAL(p->sr.mrs_live, 0);
+	/* Least access: the source's RAM never grants the peer anything; the
+	 * destination's is granted for writing. */
+	CU_ASSERT_EQUAL(p->sr.regs_remote, 0);
+	CU_ASSERT(p->sr.regs > 0);
+	CU_ASSERT(p->dr.regs_remote > 0);
 }
 
 #define NBACKENDS (sizeof(backends) / sizeof(backends[0]))
