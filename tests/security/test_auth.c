@@ -474,7 +474,7 @@ static void test_unauthenticated_writes_land_nowhere(void)
 {
 	struct rmig_ep_opts o = opts_key(rmig_test_psk, sizeof(rmig_test_psk), 0);
 	const size_t len = 64 << 10;
-	uint8_t *region = malloc(len), payload[4096];
+	uint8_t *region, payload[4096];
 	struct rmig_ep *cli = NULL;
 	struct rmig_mr *mr;
 	struct acceptor a;
@@ -483,6 +483,7 @@ static void test_unauthenticated_writes_land_nowhere(void)
 
 	if (!tcp_only())
 		return;
+	region = malloc(len);
 	CU_ASSERT_FATAL(region != NULL);
 	rmig_test_fill(region, len, 3, 0);
 	CU_ASSERT_EQUAL_FATAL(listen_with(o, &a, addr, sizeof(addr)), 0);
