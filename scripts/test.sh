@@ -23,6 +23,8 @@ echo "== unit, conformance and integration tests (ctest)"
 ctest --test-dir "$BUILD" --output-on-failure --timeout 600 -j2
 echo "== stock QEMU end to end on the host (the qemu_migrate test above, its lines)"
 grep -h '^qemu-migrate:' "$BUILD/Testing/Temporary/LastTest.log" || true
+echo "== the demo under valgrind (the valgrind_demo test above, its summary)"
+grep -hE '^valgrind-demo|^  ERROR SUMMARY' "$BUILD/Testing/Temporary/LastTest.log" || true
 
 # Both VM stages run even if the first fails (each says what failed); CI fails if either does.
 vm_rc=0
