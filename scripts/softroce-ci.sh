@@ -5,13 +5,15 @@
 #      ofi/verbs (libfabric's verbs provider on the same rxe0);
 #      then the migration tests over verbs (tests/migration: idle and
 #      dirtying guests verified byte-identical, downtime within the limit,
-#      chunked registration);
+#      chunked registration) and the peer authentication tests over verbs
+#      (tests/security/test_auth verbs);
 #   2. two VMs joined on loopback, each with its own rxe0: the cross-host
 #      part of the suite, VM a serving (conformance --serve), VM b
 #      connecting (conformance --peer), over verbs and ofi/verbs.
 # Each suite run leaves one line in the log:
 #   SOFTROCE-CONFORMANCE backend=verbs vm=a tests=10 passed=10 failed=0 status=0
 #   SOFTROCE-MIGRATION backend=verbs vm=a tests=3 passed=3 failed=0 status=0
+#   SOFTROCE-AUTH backend=verbs vm=a tests=7 passed=7 failed=0 status=0
 # Every command in a VM runs under its own deadline (guard, from
 # scripts/softroce-guard.sh; SOFTROCE_TEST_TIMEOUT, default 240 s): a hang
 # prints "SOFTROCE-HANG test=NAME" with the stacks of its processes and
@@ -53,15 +55,21 @@ conf() {
 }
 # The suite under its own deadline: a hang names itself (SOFTROCE-HANG).
 gconf() { guard "conformance $*" '"$TEST_T"' conf "$@"; }
-mig() {
-  log=/tmp/migration.log
-  { RMIG_TEST_BACKENDS=verbs RMIG_CONF_HOST=$RMIG_VM_IP RMIG_TEST_ONLY="every backend|chunked" RMIG_TEST_TIMEOUT_MS=30000 \
-      tests/migration/test_migration; echo $? >/tmp/rc; } 2>&1 | tee "$log"
+# cunit TAG COMMAND...: a CUnit program over verbs, its SOFTROCE-TAG line.
+cunit() {
+  tag=$1; shift
+  log=/tmp/$tag.log
+  { "$@"; echo $? >/tmp/rc; } 2>&1 | tee "$log"
   rc=$(cat /tmp/rc)
   set -- $(grep -E "^ *tests +[0-9]" "$log") x x x x x x
-  echo "SOFTROCE-MIGRATION backend=verbs vm=$RMIG_VM tests=$2 passed=$4 failed=$5 status=$rc"
+  echo "SOFTROCE-$tag backend=verbs vm=$RMIG_VM tests=$2 passed=$4 failed=$5 status=$rc"
   return $rc
 }
+mig() {
+  cunit MIGRATION env RMIG_TEST_BACKENDS=verbs RMIG_CONF_HOST=$RMIG_VM_IP \
+    RMIG_TEST_ONLY="every backend|chunked" RMIG_TEST_TIMEOUT_MS=30000 tests/migration/test_migration
+}
+auth() { cunit AUTH env RMIG_CONF_HOST=$RMIG_VM_IP tests/security/test_auth verbs; }
 '
 
 T0=$(date +%s)
@@ -70,7 +78,8 @@ T1=$(date +%s)
 
 one=$GUEST_FN'st=0'
 for s in $SPECS; do one+="; gconf $s || st=1"; done
-one+='; guard "migration tests over verbs" '"$TEST_T"' mig || st=1; exit $st'
+one+='; guard "migration tests over verbs" '"$TEST_T"' mig || st=1'
+one+='; guard "peer authentication tests over verbs" '"$TEST_T"' auth || st=1; exit $st'
 rc1=0
 bash scripts/softroce-vm.sh -q --timeout "$TIMEOUT" run "$one" >"$BUILD/softroce/ci-one.log" 2>&1 || rc1=$?
 T2=$(date +%s)
@@ -97,11 +106,11 @@ show() { # the result lines (softroce-vm -q prints the whole console on failure)
   local log=$1 rc=$2
   if ((rc)); then sed 's/^/  | /' "$log"; else grep -aE 'SOFTROCE-|softroce-vm:' "$log"; fi
 }
-echo "softroce-ci: one VM (verbs, ofi/verbs on rxe0; migration tests over verbs):"
+echo "softroce-ci: one VM (verbs, ofi/verbs on rxe0; migration and authentication tests over verbs):"
 show "$BUILD/softroce/ci-one.log" "$rc1"
 echo "softroce-ci: two VMs (cross-host, 10.0.0.1 serves, 10.0.0.2 connects):"
 show "$BUILD/softroce/ci-pair.log" "$rc2"
 echo "softroce-ci: VM stage took $((T3 - T0)) s (prepare $((T1 - T0)) s, one VM $((T2 - T1)) s, two VMs $((T3 - T2)) s)"
-((rc1 == 0)) || fail "the conformance suite or the migration tests failed in the Soft-RoCE VM (status $rc1; log $BUILD/softroce/ci-one.log)"
+((rc1 == 0)) || fail "the conformance suite, the migration or the authentication tests failed in the Soft-RoCE VM (status $rc1; log $BUILD/softroce/ci-one.log)"
 ((rc2 == 0)) || fail "the cross-host conformance run between two VMs failed (status $rc2; log $BUILD/softroce/ci-pair.log)"
 echo "softroce-ci: passed"
