@@ -8,6 +8,7 @@
 #ifndef RMIG_HOST_H
 #define RMIG_HOST_H
 
+#include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -58,6 +59,9 @@ struct host_opts {
 	/* Destination: called once listening with the real address. */
 	void (*on_listen)(const char *addr, void *arg);
 	void *arg;
+	/* Source: set (by a signal handler, say) to cancel the migration at
+	 * the next stage or batch of pages; the guest keeps running here. */
+	const volatile sig_atomic_t *cancel;
 };
 
 struct host_result {

@@ -94,6 +94,8 @@ struct ofi_ep {
 	struct fid_cq *cq;
 	struct fid_ep *ep;
 	fi_addr_t peer;
+	char peer_name[OFI_ADDR_MAX]; /* the peer's fabric address, from its hello */
+	size_t peer_namelen;
 	struct ofi_prov prov;
 	int wait_fd;  /* the CQ's wait fd (FI_WAIT_FD), or -1: sleep-poll */
 	struct fid_cntr *wcntr; /* writes into this end (FI_RMA_EVENT), or NULL */
@@ -131,6 +133,9 @@ struct ofi_ep {
 };
 
 #define OFI(ep) ((struct ofi_ep *)(ep))
+
+/* ofi_shm.c: remove the shm region of a peer that died (on close). */
+void ofi_shm_reap_peer(struct ofi_ep *o);
 
 /* ofi_fabric.c */
 int ofi_getinfo(const char *provider, const char *node, struct fi_info **info,

@@ -143,7 +143,7 @@ static void handle(struct ofi_ep *o, const struct ofi_ctx *c, size_t len, int er
 		o->writes_inflight--;
 		o->writes_moved_ms = rmig_now_ms();
 		if (err && !b->status) {
-			b->status = err;
+			b->status = peer_errno(err); /* ENOTCONN & co: the peer is gone */
 			snprintf(o->batch_why, sizeof(o->batch_why),
 				 "ofi/%s: write failed: %s", o->prov.name, why);
 		}
