@@ -8,10 +8,13 @@
 #include <linux/userfaultfd.h>
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -38,7 +41,7 @@ struct pm_scan_arg {
 #define PAGE_IS_WRITTEN (1 << 1)
 #endif
 
-enum tmode { T_ASYNC, T_SYNC };
+enum tmode { T_ASYNC, T_SYNC, T_MPROTECT };
 
 struct tracker {
 	enum tmode mode;
@@ -48,18 +51,21 @@ struct tracker {
 	int uffd;
 	int pagemap;
 	/* sync mode: lock serialises the handler's record-and-unprotect
-	 * against collect's take-and-protect; it guards bitmap. */
+	 * against collect's take-and-protect; it guards bitmap.  mprotect
+	 * mode: no lock (a signal handler cannot take one), the bitmap is
+	 * changed only by atomic ops (see mp_segv for the order). */
 	pthread_mutex_t lock;
 	uint64_t *bitmap;
 	pthread_t handler;
 	int handler_started;
 	volatile int stop;
-	int fatal;
+	volatile int fatal;
+	int slot;             /* mprotect mode: index in mp_slots, or -1 */
 };
 
 const char *tracker_name(const struct tracker *t)
 {
-	return t->mode == T_ASYNC ? "uffd-async" : "uffd-sync";
+	return t->mode == T_ASYNC ? "uffd-async" : t->mode == T_SYNC ? "uffd-sync" : "mprotect";
 }
 
 static int wp_range(struct tracker *t, uint64_t off, uint64_t len, int protect)
@@ -80,10 +86,16 @@ static int uffd_setup(struct tracker *t, uint64_t features, char *why, size_t wh
 
 	t->uffd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
 	if (t->uffd < 0) {
-		snprintf(why, whylen,
-			 "userfaultfd unavailable (%s): run as root or set vm.unprivileged_userfaultfd=1",
-			 strerror(errno));
-		return -errno;
+		int e = errno;
+		if (e == ENOSYS)
+			snprintf(why, whylen,
+				 "userfaultfd is not available (no such system call here: running under valgrind, or a kernel without CONFIG_USERFAULTFD)");
+		else if (e == EPERM)
+			snprintf(why, whylen,
+				 "userfaultfd is not permitted (sysctl vm.unprivileged_userfaultfd=0 and no CAP_SYS_PTRACE: set it to 1 or run as root)");
+		else
+			snprintf(why, whylen, "userfaultfd is not available (%s)", strerror(e));
+		return -e;
 	}
 	if (ioctl(t->uffd, UFFDIO_API, &api) || (api.features & features) != features) {
 		snprintf(why, whylen, "the kernel lacks userfaultfd features 0x%llx",
@@ -173,36 +185,188 @@ static int open_sync(struct tracker *t, char *why, size_t whylen)
 	return 0;
 }
 
+/*
+ * mprotect tracker, for when userfaultfd is missing (valgrind has no
+ * userfaultfd; unprivileged users may be refused it) and this kernel has
+ * no soft-dirty bits.  The guest is made read-only; the first write to a
+ * page raises SIGSEGV, whose handler lifts the protection of that page and
+ * sets its bit; collect takes the bits and makes those pages read-only
+ * again.  The handler finds its tracker in mp_slots (written by open and
+ * close under mp_lock, read lock-free); mp_active counts handlers running
+ * so close can wait for them before freeing the tracker.
+ */
+#define MP_SLOTS 8
+static struct tracker *_Atomic mp_slots[MP_SLOTS];
+static atomic_int mp_active;
+static pthread_mutex_t mp_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct sigaction mp_old; /* guarded by mp_lock; read by the handler */
+static int mp_users;            /* guarded by mp_lock */
+/* A fault outside every tracker retried once: it may be a write to a
+ * tracker closed (and unprotected) while the signal was on its way. */
+static __thread uintptr_t mp_retry;
+
+static void mp_chain(int sig, siginfo_t *si, void *uc)
+{
+	struct sigaction dfl = { .sa_handler = SIG_DFL };
+
+	if ((mp_old.sa_flags & SA_SIGINFO) && mp_old.sa_sigaction) {
+		mp_old.sa_sigaction(sig, si, uc);
+	} else if (mp_old.sa_handler != SIG_DFL && mp_old.sa_handler != SIG_IGN) {
+		mp_old.sa_handler(sig);
+	} else {
+		/* Default action: the faulting access repeats and kills. */
+		sigemptyset(&dfl.sa_mask);
+		sigaction(SIGSEGV, &dfl, NULL);
+	}
+}
+
+/*
+ * Async-signal-safe: atomics, mprotect and sigaction only.  The page is
+ * made writable before its bit is set, so whenever a page is writable a
+ * set bit follows: collect (exchange bits, then protect the pages taken)
+ * can never leave a page writable with its bit clear.
+ */
+static void mp_segv(int sig, siginfo_t *si, void *uc)
+{
+	uintptr_t a = (uintptr_t)si->si_addr;
+	int saved = errno;
+
+	atomic_fetch_add(&mp_active, 1);
+	for (int i = 0; i < MP_SLOTS; i++) {
+		struct tracker *t = atomic_load(&mp_slots[i]);
+		if (!t || a < (uintptr_t)t->mem || a - (uintptr_t)t->mem >= t->len)
+			continue;
+		uint64_t pg = (a - (uintptr_t)t->mem) / t->gran;
+		if (mprotect(t->mem + pg * t->gran, t->gran, PROT_READ | PROT_WRITE)) {
+			/* Most likely vm.max_map_count: tracking is lost, the
+			 * guest must go on; the next collect fails. */
+			t->fatal = 1;
+			mprotect(t->mem, t->len, PROT_READ | PROT_WRITE);
+		}
+		__atomic_or_fetch(&t->bitmap[pg / 64], 1ull << (pg % 64), __ATOMIC_RELEASE);
+		mp_retry = 0;
+		goto out;
+	}
+	if (mp_retry != a)
+		mp_retry = a;
+	else
+		mp_chain(sig, si, uc);
+out:
+	atomic_fetch_sub(&mp_active, 1);
+	errno = saved;
+}
+
+static int open_mprotect(struct tracker *t, char *why, size_t whylen)
+{
+	struct sigaction sa = { .sa_sigaction = mp_segv, .sa_flags = SA_SIGINFO | SA_RESTART };
+	int slot = -1;
+
+	t->bitmap = calloc((t->len / t->gran + 63) / 64, 8);
+	if (!t->bitmap)
+		return -ENOMEM;
+	t->mode = T_MPROTECT;
+	sigemptyset(&sa.sa_mask);
+	pthread_mutex_lock(&mp_lock);
+	for (int i = 0; i < MP_SLOTS && slot < 0; i++)
+		if (!atomic_load(&mp_slots[i]))
+			slot = i;
+	if (slot < 0) {
+		pthread_mutex_unlock(&mp_lock);
+		snprintf(why, whylen, "more than %d guests tracked with mprotect in one process",
+			 MP_SLOTS);
+		return -EBUSY;
+	}
+	if (!mp_users && sigaction(SIGSEGV, &sa, &mp_old)) {
+		int e = errno;
+		pthread_mutex_unlock(&mp_lock);
+		snprintf(why, whylen, "cannot install a SIGSEGV handler for mprotect tracking: %s",
+			 strerror(e));
+		return -e;
+	}
+	mp_users++;
+	t->slot = slot;
+	atomic_store(&mp_slots[slot], t);
+	pthread_mutex_unlock(&mp_lock);
+	if (mprotect(t->mem, t->len, PROT_READ)) {
+		int e = errno;
+		snprintf(why, whylen, "cannot write-protect the guest with mprotect: %s",
+			 strerror(e));
+		return -e;
+	}
+	return 0;
+}
+
+static void close_mprotect(struct tracker *t)
+{
+	uint64_t spins = 0;
+
+	mprotect(t->mem, t->len, PROT_READ | PROT_WRITE);
+	pthread_mutex_lock(&mp_lock);
+	atomic_store(&mp_slots[t->slot], NULL);
+	/* A handler that found t runs for microseconds; bounded anyway. */
+	while (atomic_load(&mp_active) && spins++ < 200000)
+		usleep(10);
+	if (!--mp_users)
+		sigaction(SIGSEGV, &mp_old, NULL);
+	pthread_mutex_unlock(&mp_lock);
+	t->slot = -1;
+}
+
+/* The fallback is said once per process: a host may open many trackers. */
+static void say_fallback(const char *why)
+{
+	static atomic_int said;
+
+	if (!atomic_exchange(&said, 1))
+		fprintf(stderr,
+			"rdmamig: %s; dirty tracking uses mprotect instead (one SIGSEGV per first write to a page in each round: slower for write-heavy guests)\n",
+			why);
+}
+
+static const char *const tracker_modes[] = { "uffd-async", "uffd-sync", "mprotect" };
+
+/*
+ * mode "auto" (or NULL) takes RMIG_DIRTY_TRACKING from the environment if
+ * set, else the first tracker that works here, in tracker_modes order.
+ */
 int tracker_open(const char *mode, void *mem, uint64_t len, uint64_t gran,
 		 struct tracker **out, char *why, size_t whylen)
 {
+	const char *env = getenv("RMIG_DIRTY_TRACKING");
+	char uffd_why[256] = "";
 	struct tracker *t;
-	int rc = -EINVAL;
+	int rc = -EINVAL, is_auto;
 
-	if (!mode)
-		mode = "auto";
-	for (int attempt = 0; attempt < 2; attempt++) {
-		int want_async = attempt == 0;
-		if ((want_async && !strcmp(mode, "uffd-sync")) ||
-		    (!want_async && !strcmp(mode, "uffd-async")))
+	if (!mode || !strcmp(mode, "auto"))
+		mode = env && *env ? env : "auto";
+	is_auto = !strcmp(mode, "auto");
+	if (!is_auto && strcmp(mode, "uffd-async") && strcmp(mode, "uffd-sync") &&
+	    strcmp(mode, "mprotect")) {
+		snprintf(why, whylen, "unknown tracker '%s' (auto, uffd-async, uffd-sync, mprotect)",
+			 mode);
+		return -EINVAL;
+	}
+	for (int m = 0; m < 3; m++) {
+		if (!is_auto && strcmp(mode, tracker_modes[m]))
 			continue;
-		if (strcmp(mode, "auto") && strcmp(mode, "uffd-sync") && strcmp(mode, "uffd-async")) {
-			snprintf(why, whylen, "unknown tracker '%s' (auto, uffd-async, uffd-sync)", mode);
-			return -EINVAL;
-		}
 		t = calloc(1, sizeof(*t));
 		if (!t)
 			return -ENOMEM;
 		t->mem = mem;
 		t->len = len;
 		t->gran = gran < PAGE ? PAGE : gran;
-		t->uffd = t->pagemap = -1;
+		t->uffd = t->pagemap = t->slot = -1;
 		pthread_mutex_init(&t->lock, NULL);
-		rc = want_async ? open_async(t, why, whylen) : open_sync(t, why, whylen);
+		rc = m == 0 ? open_async(t, why, whylen)
+		   : m == 1 ? open_sync(t, why, whylen) : open_mprotect(t, why, whylen);
 		if (!rc) {
+			if (m == 2 && is_auto)
+				say_fallback(uffd_why);
 			*out = t;
 			return 0;
 		}
+		if (m == 1)
+			snprintf(uffd_why, sizeof(uffd_why), "%s", why);
 		tracker_close(t);
 	}
 	return rc;
@@ -249,18 +413,15 @@ static long collect_async(struct tracker *t, struct dirty_run **runs, size_t *ca
 	return (long)n;
 }
 
-static long collect_sync(struct tracker *t, struct dirty_run **runs, size_t *cap,
-			 size_t n, uint64_t *bytes)
+/* Take the bitmap (and clear it) into runs from n on, coalesced. */
+static long take_bitmap(struct tracker *t, struct dirty_run **runs, size_t *cap,
+			size_t n, uint64_t *bytes)
 {
 	uint64_t words = (t->len / t->gran + 63) / 64;
 	size_t n0 = n;
-	long rc = 0;
 
-	if (t->fatal)
-		return -EIO;
-	pthread_mutex_lock(&t->lock);
-	for (uint64_t w = 0; w < words && rc >= 0; w++) {
-		uint64_t bits = __atomic_exchange_n(&t->bitmap[w], 0, __ATOMIC_RELAXED);
+	for (uint64_t w = 0; w < words; w++) {
+		uint64_t bits = __atomic_exchange_n(&t->bitmap[w], 0, __ATOMIC_ACQ_REL);
 		while (bits) {
 			unsigned b = (unsigned)__builtin_ctzll(bits);
 			uint64_t off = (w * 64 + b) * t->gran;
@@ -268,26 +429,53 @@ static long collect_sync(struct tracker *t, struct dirty_run **runs, size_t *cap
 			if (n > n0 && (*runs)[n - 1].off + (*runs)[n - 1].len == off) {
 				(*runs)[n - 1].len += t->gran;
 			} else {
-				if (grow(runs, cap, n)) {
-					rc = -ENOMEM;
-					break;
-				}
+				if (grow(runs, cap, n))
+					return -ENOMEM;
 				(*runs)[n++] = (struct dirty_run){ off, t->gran };
 			}
 			*bytes += t->gran;
 		}
 	}
-	/* Re-arm what was dirty; the runs are sent after this, so any write
-	 * before it is in this round and any after it faults again. */
-	for (size_t i = n0; i < n && rc >= 0; i++)
-		rc = wp_range(t, (*runs)[i].off, (*runs)[i].len, 1);
+	return (long)n;
+}
+
+/* Re-arm what was dirty; the runs are sent after this, so any write
+ * before it is in this round and any after it faults again. */
+static long collect_sync(struct tracker *t, struct dirty_run **runs, size_t *cap,
+			 size_t n, uint64_t *bytes)
+{
+	long rc;
+
+	if (t->fatal)
+		return -EIO;
+	pthread_mutex_lock(&t->lock);
+	rc = take_bitmap(t, runs, cap, n, bytes);
+	for (size_t i = n; rc >= 0 && i < (size_t)rc; i++) {
+		int e = wp_range(t, (*runs)[i].off, (*runs)[i].len, 1);
+		if (e)
+			rc = e;
+	}
 	pthread_mutex_unlock(&t->lock);
-	return rc < 0 ? rc : (long)n;
+	return rc;
+}
+
+/* As collect_sync, with mprotect and without a lock (see mp_segv). */
+static long collect_mprotect(struct tracker *t, struct dirty_run **runs, size_t *cap,
+			     size_t n, uint64_t *bytes)
+{
+	long rc = t->fatal ? -EIO : take_bitmap(t, runs, cap, n, bytes);
+
+	for (size_t i = n; rc >= 0 && i < (size_t)rc; i++)
+		if (mprotect(t->mem + (*runs)[i].off, (*runs)[i].len, PROT_READ))
+			rc = -errno;
+	return t->fatal ? -EIO : rc;
 }
 
 long tracker_collect(struct tracker *t, struct dirty_run **runs, size_t *cap,
 		     size_t n, uint64_t *bytes)
 {
+	if (t->mode == T_MPROTECT)
+		return collect_mprotect(t, runs, cap, n, bytes);
 	return t->mode == T_ASYNC ? collect_async(t, runs, cap, n, bytes)
 				  : collect_sync(t, runs, cap, n, bytes);
 }
@@ -297,6 +485,8 @@ void tracker_close(struct tracker *t)
 	if (!t)
 		return;
 	t->stop = 1;
+	if (t->slot >= 0)
+		close_mprotect(t);
 	if (t->handler_started) {
 		/* Unprotect first so no vCPU stays blocked on a fault. */
 		if (t->uffd >= 0)

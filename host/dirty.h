@@ -7,7 +7,13 @@
  *   uffd-sync   userfaultfd write-protect faults served by a handler
  *               thread that records the page and lifts the protection
  *               (Linux 5.7+ for anonymous memory, 5.19+ for shmem).
- * "auto" picks the first that works here.
+ *   mprotect    the guest made read-only with mprotect; a SIGSEGV handler
+ *               records the first write to each page and lifts the
+ *               protection.  Any kernel, and valgrind (which has no
+ *               userfaultfd); slower, one signal per page per round.
+ * "auto" takes RMIG_DIRTY_TRACKING from the environment if set, else the
+ * first that works here, and says once on stderr when it falls back to
+ * mprotect, and why.
  */
 #ifndef RMIG_HOST_DIRTY_H
 #define RMIG_HOST_DIRTY_H

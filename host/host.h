@@ -50,7 +50,7 @@ struct host_opts {
 	int reg_mode;             /* enum rmig_reg_mode */
 	uint64_t memlock_budget;
 	uint64_t mem_limit;       /* destination: refuse larger guests */
-	const char *track;        /* "auto", "uffd-async", "uffd-sync" */
+	const char *track;        /* "auto", "uffd-async", "uffd-sync", "mprotect" */
 	size_t device_state;      /* bytes of device state on the stream */
 	int no_zero_skip;
 	int progress;             /* print a progress line on stderr */

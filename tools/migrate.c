@@ -64,7 +64,7 @@ static const char options_help[] =
 	"  --registration MODE    auto, whole, chunked (source RAM registration)\n"
 	"  --memlock-budget SIZE  bytes a session may pin (default RLIMIT_MEMLOCK)\n"
 	"  --mem-limit SIZE       destination: largest guest it accepts\n"
-	"  --dirty-tracking T     auto, uffd-async, uffd-sync\n"
+	"  --dirty-tracking T     auto, uffd-async, uffd-sync, mprotect (auto: env\n                         RMIG_DIRTY_TRACKING, else the first that works)\n"
 	"  --device-state SIZE    device-state bytes on the stream (default 256K)\n"
 	"  --no-zero-skip         send all-zero pages too\n"
 	"  --timeout-ms MS        deadline for every wait on the peer (default 10000)\n"
