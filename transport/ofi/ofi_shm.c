@@ -60,7 +60,7 @@ static int pid_gone(long pid)
  * Called on close of a dead endpoint (caller holds no lock): if the peer
  * was an shm endpoint whose process has exited, remove its region.  The
  * peer's socket reads EOF as its process exits, a moment before the kernel
- * marks it exited: wait up to 200 ms for that.
+ * marks it exited: wait up to 200 ms for that, if its region is still there.
  */
 void ofi_shm_reap_peer(struct ofi_ep *o)
 {
@@ -69,8 +69,8 @@ void ofi_shm_reap_peer(struct ofi_ep *o)
 
 	if (!o->dead || strcmp(o->prov.name, "shm") ||
 	    region_name(o->peer_name, o->peer_namelen, path, sizeof(path), &pid) ||
-	    pid == (long)getpid())
-		return;
+	    pid == (long)getpid() || access(path, F_OK))
+		return; /* not shm, ourselves, or the peer closed and removed it */
 	for (int i = 0; i < 40 && !pid_gone(pid); i++)
 		usleep(5000);
 	if (pid_gone(pid))
