@@ -104,6 +104,9 @@ int host_serve(const struct host_opts *o, struct host_result *r);
 /* Both ends on one machine: the destination a forked process. */
 int host_demo(const struct host_opts *o, struct host_result *r);
 
+/* Both ends in this process (the destination a thread), on loopback. */
+int host_loopback(const struct host_opts *o, struct host_result *src, struct host_result *dst);
+
 /* Print the summary (text or JSON) of a result. */
 void host_print_result(const struct host_result *r, int json, const char *role);
 

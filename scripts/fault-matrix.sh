@@ -112,7 +112,7 @@ run_one() {
     --json >"$d/d.json" 2>"$d/d.err" & local dt=$!
   local addr="" i
   for i in $(seq 200); do
-    addr=$(sed -n 's/.*listening on //p' "$d/d.err" | head -1); [ -n "$addr" ] && break; sleep 0.02
+    addr=$(sed -n 's/.*listening on //p' "$d/d.err" 2>/dev/null | head -1); [ -n "$addr" ] && break; sleep 0.02
   done
   local dp; dp=$(child_of "$dt")
   [ -n "$addr" ] || { kill -9 "$dt" 2>/dev/null; wait "$dt" 2>/dev/null; echo "FAIL: serve did not listen: $(head -c 300 "$d/d.err")"; return; }
@@ -120,7 +120,7 @@ run_one() {
     --guest-size "$GUEST" --timeout-ms "$TMO" --json >"$d/s.json" 2>"$d/s.err" & local st=$!
   local sp="" paused=""
   for i in $(seq 500); do
-    sp=$(sed -n 's/.*test hook: pid \([0-9]*\) paused at.*/\1/p' "$d/s.err" | head -1)
+    sp=$(sed -n 's/.*test hook: pid \([0-9]*\) paused at.*/\1/p' "$d/s.err" 2>/dev/null | head -1)
     if [ -n "$sp" ] && [ "$(awk '{print $3}' "/proc/$sp/stat" 2>/dev/null)" = T ]; then paused=1; break; fi
     kill -0 "$st" 2>/dev/null || break
     sleep 0.02

@@ -12,6 +12,7 @@ int cmd_serve(int argc, char **argv);
 int cmd_migrate(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
 int bench_migrate(int argc, char **argv);
+int bench_hygiene(int argc, char **argv);
 int cmd_topo(int argc, char **argv);
 
 /* Parse "4K", "64M", "1G" (binary units) into bytes; 0 on error. */
