@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -64,6 +65,7 @@ static int reap_child(pid_t pid, int timeout_ms)
 int host_demo(const struct host_opts *o, struct host_result *r)
 {
 	struct host_opts src = *o, dst = *o;
+	uint8_t key[32];
 	char addr[300] = "";
 	struct pollfd p;
 	int pfd[2], rc, child;
@@ -72,6 +74,17 @@ int host_demo(const struct host_opts *o, struct host_result *r)
 	memset(r, 0, sizeof(*r));
 	r->verified = r->source_intact = -1;
 	r->guest_size = o->guest_size;
+	/* Both ends are ours: a fresh random key authenticates them, so the
+	 * demo needs no setup and still runs the real handshake. */
+	if (!o->psk && !o->insecure) {
+		if (getrandom(key, sizeof(key), 0) != (ssize_t)sizeof(key)) {
+			snprintf(r->error, sizeof(r->error),
+				 "cannot draw a random key for the demo (getrandom)");
+			return r->rc = -EIO;
+		}
+		src.psk = dst.psk = key;
+		src.psk_len = dst.psk_len = sizeof(key);
+	}
 	if (pipe(pfd))
 		return -errno;
 	pid = fork();
@@ -170,8 +183,8 @@ void host_print_result(const struct host_result *r, int json, const char *role)
 		       "\"final_pages\":%llu,\"writes\":%llu,\"batches\":%llu,\"registrations\":%llu,"
 		       "\"registration_ms\":%.2f,\"throughput_mib_s\":%.1f,\"forced\":%s,"
 		       "\"verified\":%s,\"mismatched_pages\":%llu,\"verify_ms\":%.1f,"
-		       "\"guest_running_here\":%s,\"source_intact\":%s,\"mrs_live\":%llu,"
-		       "\"round_log\":[",
+		       "\"guest_running_here\":%s,\"channels\":%u,\"source_intact\":%s,"
+		       "\"mrs_live\":%llu,\"round_log\":[",
 		       role, r->rc ? "false" : "true", r->committed ? "true" : "false",
 		       jstr(e2, sizeof(e2), r->outcome),
 		       jstr(e1, sizeof(e1), r->error[0] && r->rc ? r->error : ""), r->backend,
@@ -185,7 +198,7 @@ void host_print_result(const struct host_result *r, int json, const char *role)
 		       r->forced ? "true" : "false",
 		       r->verified == 1 ? "true" : r->verified == 0 ? "false" : "null",
 		       (unsigned long long)r->mismatched_pages, r->verify_ns / 1e6,
-		       r->guest_running ? "true" : "false",
+		       r->guest_running ? "true" : "false", r->channels,
 		       r->source_intact == 1 ? "true" : r->source_intact == 0 ? "false" : "null",
 		       (unsigned long long)r->mrs_live);
 		for (unsigned i = 0; i < r->nround_log; i++) {
@@ -197,6 +210,12 @@ void host_print_result(const struct host_result *r, int json, const char *role)
 			       (unsigned long long)x->bytes, (unsigned long long)x->writes,
 			       (unsigned long long)x->batches, x->ms, x->mib_s);
 		}
+		printf("],\"planned_cpus\":[");
+		for (unsigned i = 0; i < r->channels && i < HOST_CHANNELS_MAX; i++)
+			printf("%s%d", i ? "," : "", r->planned_cpu[i]);
+		printf("],\"worker_cpus\":[");
+		for (unsigned i = 0; i < r->channels && i < HOST_CHANNELS_MAX; i++)
+			printf("%s%d", i ? "," : "", r->worker_cpu[i]);
 		printf("]}\n");
 		return;
 	}
@@ -223,6 +242,19 @@ void host_print_result(const struct host_result *r, int json, const char *role)
 		       r->downtime_ns / 1e6, (unsigned long long)r->final_pages,
 		       r->forced ? " -- forced by policy" : "");
 	printf("  rounds      %u\n", r->rounds);
+	if (r->channels > 1) {
+		printf("  channels    %u", r->channels);
+		if (src) {
+			printf(" (workers on cpus");
+			for (unsigned i = 0; i < r->channels && i < HOST_CHANNELS_MAX; i++)
+				printf("%s%d", i ? "," : " ", r->worker_cpu[i]);
+			printf(", planned");
+			for (unsigned i = 0; i < r->channels && i < HOST_CHANNELS_MAX; i++)
+				printf("%s%d", i ? "," : " ", r->planned_cpu[i]);
+			printf(")");
+		}
+		printf("\n");
+	}
 	printf("  bytes %s  %s of pages (%llu zero pages skipped), %.1f KiB of stream\n",
 	       src ? "sent" : "recv", bs, (unsigned long long)r->zero_pages,
 	       r->stream_bytes / 1024.0);

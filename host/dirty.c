@@ -245,15 +245,20 @@ static void mp_segv(int sig, siginfo_t *si, void *uc)
 		}
 		__atomic_or_fetch(&t->bitmap[pg / 64], 1ull << (pg % 64), __ATOMIC_RELEASE);
 		mp_retry = 0;
-		goto out;
+		atomic_fetch_sub(&mp_active, 1);
+		errno = saved;
+		return;
 	}
-	if (mp_retry != a)
-		mp_retry = a;
-	else
-		mp_chain(sig, si, uc);
-out:
+	/* Not ours: done with the slots before chaining, since the earlier
+	 * handler may never return (siglongjmp). */
 	atomic_fetch_sub(&mp_active, 1);
 	errno = saved;
+	if (mp_retry != a) {
+		mp_retry = a;
+		return;
+	}
+	mp_retry = 0;
+	mp_chain(sig, si, uc);
 }
 
 static int open_mprotect(struct tracker *t, char *why, size_t whylen)

@@ -42,7 +42,13 @@ struct host_opts {
 	enum host_mem mem;
 	uint64_t dirty_rate;      /* bytes/s written by the vCPUs (all together) */
 	enum host_pattern pattern;
-	unsigned vcpus;
+	unsigned vcpus;           /* vCPU threads */
+	/* CPUs reserved for the vCPUs ("0-1"): the vCPU threads run there and
+	 * the channel workers never do.  NULL: none. */
+	const char *vcpu_cpus;
+	/* Source: connections (0: 1).  Destination: most a source may open
+	 * (0: RMIG_CHANNELS_MAX). */
+	unsigned channels;
 	uint32_t downtime_ms;
 	unsigned max_rounds;
 	uint64_t bandwidth;
@@ -53,6 +59,11 @@ struct host_opts {
 	const char *track;        /* "auto", "uffd-async", "uffd-sync", "mprotect" */
 	size_t device_state;      /* bytes of device state on the stream */
 	int no_zero_skip;
+	/* Pre-shared key of every connection (docs/security.md); NULL: none,
+	 * refused unless insecure.  host_demo makes a random one if none. */
+	const void *psk;
+	size_t psk_len;
+	int insecure;             /* no key: peers are not authenticated */
 	int progress;             /* print a progress line on stderr */
 	/* Called at each stage (tests inject failures here). */
 	void (*on_progress)(const struct host_progress *p, void *arg);
@@ -93,6 +104,10 @@ struct host_result {
 		int final;
 	} round_log[HOST_ROUNDS_LOG];
 	unsigned nround_log;
+	/* Channels and, per channel worker, the planned and the actual cpu. */
+#define HOST_CHANNELS_MAX 16
+	unsigned channels;
+	int planned_cpu[HOST_CHANNELS_MAX], worker_cpu[HOST_CHANNELS_MAX];
 };
 
 void host_opts_default(struct host_opts *o);

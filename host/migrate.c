@@ -17,6 +17,8 @@
 #include "../common/le.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -336,6 +338,44 @@ static int run(struct src *x)
 	return 0;
 }
 
+/* "0-3,8" into a cpu set; 0 or -EINVAL. */
+static int parse_cpus(const char *list, cpu_set_t *set)
+{
+	const char *p = list;
+
+	CPU_ZERO(set);
+	while (*p) {
+		char *e;
+		unsigned long a = strtoul(p, &e, 10), b = a;
+		if (e == p)
+			return -EINVAL;
+		if (*e == '-') {
+			p = e + 1;
+			b = strtoul(p, &e, 10);
+			if (e == p || b < a)
+				return -EINVAL;
+		}
+		for (unsigned long c = a; c <= b && c < CPU_SETSIZE; c++)
+			CPU_SET(c, set);
+		if (*e && *e != ',')
+			return -EINVAL;
+		p = *e ? e + 1 : e;
+	}
+	return 0;
+}
+
+/* The vCPU threads run on the cpus reserved for them (the channel workers
+ * stay off those: the engine's plan gets the same list). */
+static void pin_vcpus(struct src *x)
+{
+	cpu_set_t set;
+
+	if (!x->o->vcpu_cpus || !*x->o->vcpu_cpus || parse_cpus(x->o->vcpu_cpus, &set))
+		return;
+	for (unsigned i = 0; i < x->g.nvcpus; i++)
+		pthread_setaffinity_np(x->g.vcpus[i].thread, sizeof(set), &set);
+}
+
 int host_migrate(const struct host_opts *o, struct host_result *r)
 {
 	struct src x = { .o = o, .r = r, .tty = isatty(2) };
@@ -356,6 +396,7 @@ int host_migrate(const struct host_opts *o, struct host_result *r)
 		snprintf(r->error, sizeof(r->error), "cannot start the vCPU threads");
 		goto destroy_guest;
 	}
+	pin_vcpus(&x);
 	rc = run(&x);
 	if (x.s)
 		x.ops->close(x.s);

@@ -66,7 +66,8 @@ void host_config(const struct host_opts *o, struct rmig_plugin_config *cfg)
 	cfg->backend = o->backend;
 	cfg->addr = o->addr;
 	cfg->timeout_ms = o->timeout_ms;
-	cfg->channels = 1;
+	cfg->channels = o->channels;
+	cfg->vcpus = o->vcpu_cpus;
 	cfg->downtime_limit_ms = o->downtime_ms;
 	cfg->bandwidth = o->bandwidth;
 	cfg->policy = (enum rmig_policy)o->policy;
@@ -74,7 +75,10 @@ void host_config(const struct host_opts *o, struct rmig_plugin_config *cfg)
 	cfg->memlock_budget = o->memlock_budget;
 	cfg->mem_limit = o->mem_limit;
 	cfg->page_size = 4096;
-	cfg->flags = RMIG_CFG_DEST_ZEROED | (o->no_zero_skip ? RMIG_CFG_NO_ZERO_SKIP : 0);
+	cfg->flags = RMIG_CFG_DEST_ZEROED | (o->no_zero_skip ? RMIG_CFG_NO_ZERO_SKIP : 0) |
+		     (o->insecure ? RMIG_CFG_INSECURE : 0);
+	cfg->psk = o->psk;
+	cfg->psk_len = o->psk_len;
 }
 
 int host_stream_read_full(const struct rmig_plugin_ops *ops, struct rmig_mig *s,
@@ -111,5 +115,12 @@ void host_fill_stats(const struct rmig_plugin_ops *ops, struct rmig_mig *s,
 	r->regs = st.regs;
 	r->reg_ns = st.reg_ns;
 	r->mrs_live = st.mrs_live;
+	if (st.size >= offsetof(struct rmig_mig_stats, worker_cpu) + sizeof(st.worker_cpu)) {
+		r->channels = st.channels;
+		for (unsigned i = 0; i < HOST_CHANNELS_MAX && i < RMIG_CHANNELS_MAX; i++) {
+			r->planned_cpu[i] = st.planned_cpu[i];
+			r->worker_cpu[i] = st.worker_cpu[i];
+		}
+	}
 	snprintf(r->backend, sizeof(r->backend), "%s", st.backend);
 }

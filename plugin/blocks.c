@@ -87,56 +87,63 @@ static uint64_t memlock_budget(const struct rmig_mig *s)
 	return rl.rlim_max;
 }
 
-static int reg(struct rmig_mig *s, void *addr, uint64_t len, unsigned access,
-	       struct rmig_mr **mr)
+/* Counters shared by the channel workers (chunked registration runs in them). */
+static int reg(struct rmig_mig *s, struct rmig_ep *ep, void *addr, uint64_t len,
+	       unsigned access, struct rmig_mr **mr)
 {
 	uint64_t t0 = rmig_now_ns();
-	int rc = rmig_reg_mr(s->ep, addr, len, access, mr);
+	int rc = rmig_reg_mr(ep, addr, len, access, mr);
 
-	s->st.reg_ns += rmig_now_ns() - t0;
+	__atomic_add_fetch(&s->st.reg_ns, rmig_now_ns() - t0, __ATOMIC_RELAXED);
 	if (!rc) {
-		s->st.regs++;
-		s->st.mrs_live++;
+		__atomic_add_fetch(&s->st.regs, 1, __ATOMIC_RELAXED);
+		__atomic_add_fetch(&s->st.mrs_live, 1, __ATOMIC_RELAXED);
 	}
 	return rc;
 }
 
-static void dereg(struct rmig_mig *s, struct rmig_mr **mr)
+static void dereg(struct rmig_mig *s, struct rmig_ep *ep, struct rmig_mr **mr)
 {
 	if (!*mr)
 		return;
-	rmig_dereg_mr(s->ep, *mr);
+	rmig_dereg_mr(ep, *mr);
 	*mr = NULL;
-	s->st.mrs_live--;
+	__atomic_sub_fetch(&s->st.mrs_live, 1, __ATOMIC_RELAXED);
 }
 
-int mig_register_source(struct rmig_mig *s)
+/*
+ * Every channel registers the blocks on its own endpoint (a region and its
+ * key belong to one connection's protection domain on verbs and libfabric),
+ * so the budget counts the guest once per channel.
+ */
+int mig_register_source(struct rmig_mig *s, struct mig_chan *c)
 {
-	uint64_t total = mig_total_bytes(s), budget = memlock_budget(s);
+	uint64_t total = mig_total_bytes(s) * s->nch, budget = memlock_budget(s);
 	int rc;
 
-	s->chunked = s->cfg.reg_mode == RMIG_REG_CHUNKED ||
-		     (s->cfg.reg_mode == RMIG_REG_AUTO && total > budget);
+	if (c->idx == 0)
+		s->chunked = s->cfg.reg_mode == RMIG_REG_CHUNKED ||
+			     (s->cfg.reg_mode == RMIG_REG_AUTO && total > budget);
 	for (uint32_t i = 0; i < s->nblocks && !s->chunked; i++) {
 		if (!s->blocks[i].live)
 			continue;
-		rc = reg(s, s->blocks[i].host, s->blocks[i].len, RMIG_ACCESS_LOCAL,
-			 &s->blocks[i].mr);
-		if (rc && s->cfg.reg_mode == RMIG_REG_WHOLE)
+		rc = reg(s, c->ep, s->blocks[i].host, s->blocks[i].len, RMIG_ACCESS_LOCAL,
+			 &c->mrs[i]);
+		if (rc && (s->cfg.reg_mode == RMIG_REG_WHOLE || c->idx))
 			return mig_fail(s, rc, "cannot register RAM block %s: %s",
-					s->blocks[i].name, rmig_ep_error(s->ep));
+					s->blocks[i].name, rmig_ep_error(c->ep));
 		if (rc) {
 			/* The backend could not pin it all: fall back to chunks. */
 			for (uint32_t j = 0; j < i; j++)
-				dereg(s, &s->blocks[j].mr);
+				dereg(s, c->ep, &c->mrs[j]);
 			s->chunked = 1;
 		}
 	}
 	if (s->chunked) {
-		uint64_t n = budget / MIG_CHUNK_SIZE;
-		s->chunks_max = n < 2 ? 2 : n > 1024 ? 1024 : (unsigned)n;
-		s->chunks = calloc(s->chunks_max, sizeof(*s->chunks));
-		if (!s->chunks)
+		uint64_t n = budget / MIG_CHUNK_SIZE / s->nch;
+		c->chunks_max = n < 2 ? 2 : n > 1024 ? 1024 : (unsigned)n;
+		c->chunks = calloc(c->chunks_max, sizeof(*c->chunks));
+		if (!c->chunks)
 			return mig_fail(s, -ENOMEM, "out of memory for the registration cache");
 	}
 	return 0;
@@ -147,71 +154,69 @@ int mig_register_source(struct rmig_mig *s)
  * may still be gathered or in flight: wait for that one batch only (with
  * LRU it has almost always completed), not the whole pipeline.
  */
-static int evict_chunk(struct rmig_mig *s)
+static int evict_chunk(struct mig_chan *c)
 {
 	unsigned victim = 0;
 	int rc;
 
-	for (unsigned i = 1; i < s->nchunks; i++)
-		if (s->chunks[i].used < s->chunks[victim].used)
+	for (unsigned i = 1; i < c->nchunks; i++)
+		if (c->chunks[i].used < c->chunks[victim].used)
 			victim = i;
-	rc = mig_wait_batch(s, s->chunks[victim].last_wr);
-	if (rc && s->state != RMIG_STATE_ROLLED_BACK)
-		return mig_fail(s, rc, "page writes did not complete: %s", rmig_ep_error(s->ep));
-	if (rc)
+	if ((rc = chan_wait_batch(c, c->chunks[victim].last_wr)))
 		return rc;
-	dereg(s, &s->chunks[victim].mr);
-	s->chunks[victim] = s->chunks[--s->nchunks];
+	dereg(c->s, c->ep, &c->chunks[victim].mr);
+	c->chunks[victim] = c->chunks[--c->nchunks];
 	return 0;
 }
 
-int mig_local_mr(struct rmig_mig *s, uint32_t b, uint64_t off,
+int mig_local_mr(struct mig_chan *c, uint32_t b, uint64_t off,
 		 const struct rmig_mr **mr, uint64_t *loff)
 {
+	struct rmig_mig *s = c->s;
 	struct mig_block *blk = &s->blocks[b];
 	uint64_t idx = off / MIG_CHUNK_SIZE, clen;
-	struct mig_chunk *c;
+	struct mig_chunk *k;
 	int rc;
 
 	if (!s->chunked) {
-		*mr = blk->mr;
+		*mr = c->mrs[b];
 		*loff = off;
 		return 0;
 	}
-	for (unsigned i = 0; i < s->nchunks; i++) {
-		if (s->chunks[i].block == b && s->chunks[i].idx == idx) {
-			s->chunks[i].used = ++s->lru;
-			s->chunks[i].last_wr = s->next_wr_id;
-			*mr = s->chunks[i].mr;
+	for (unsigned i = 0; i < c->nchunks; i++) {
+		if (c->chunks[i].block == b && c->chunks[i].idx == idx) {
+			c->chunks[i].used = ++c->lru;
+			c->chunks[i].last_wr = c->next_wr_id;
+			*mr = c->chunks[i].mr;
 			*loff = off - idx * MIG_CHUNK_SIZE;
 			return 0;
 		}
 	}
-	if (s->nchunks == s->chunks_max && (rc = evict_chunk(s)))
+	if (c->nchunks == c->chunks_max && (rc = evict_chunk(c)))
 		return rc;
-	c = &s->chunks[s->nchunks];
+	k = &c->chunks[c->nchunks];
 	clen = blk->len - idx * MIG_CHUNK_SIZE;
 	if (clen > MIG_CHUNK_SIZE)
 		clen = MIG_CHUNK_SIZE;
-	rc = reg(s, blk->host + idx * MIG_CHUNK_SIZE, clen, RMIG_ACCESS_LOCAL, &c->mr);
+	rc = reg(s, c->ep, blk->host + idx * MIG_CHUNK_SIZE, clen, RMIG_ACCESS_LOCAL, &k->mr);
 	if (rc == -EFAULT)
-		return mig_fail(s, rc,
+		return chan_err(c, rc,
 				"cannot register a chunk of RAM block %s: %s (memory the host write-protects for dirty tracking cannot be pinned on demand: give the source a memlock budget for whole blocks)",
-				blk->name, rmig_ep_error(s->ep));
+				blk->name, rmig_ep_error(c->ep));
 	if (rc)
-		return mig_fail(s, rc, "cannot register a chunk of RAM block %s: %s",
-				blk->name, rmig_ep_error(s->ep));
-	c->block = b;
-	c->idx = idx;
-	c->used = ++s->lru;
-	c->last_wr = s->next_wr_id;
-	s->nchunks++;
-	*mr = c->mr;
+		return chan_err(c, rc, "cannot register a chunk of RAM block %s: %s",
+				blk->name, rmig_ep_error(c->ep));
+	k->block = b;
+	k->idx = idx;
+	k->used = ++c->lru;
+	k->last_wr = c->next_wr_id;
+	c->nchunks++;
+	*mr = k->mr;
 	*loff = off - idx * MIG_CHUNK_SIZE;
 	return 0;
 }
 
-int mig_register_dest(struct rmig_mig *s)
+int mig_register_dest(struct rmig_mig *s, struct mig_chan *c)
 {
 	uint64_t total = mig_total_bytes(s), budget = memlock_budget(s);
 	int rc;
@@ -221,26 +226,37 @@ int mig_register_dest(struct rmig_mig *s)
 			       "the destination's memlock budget of %llu MiB is below the %llu MiB guest; raise ulimit -l",
 			       (unsigned long long)(budget >> 20),
 			       (unsigned long long)(total >> 20));
+	if (total * s->nch > budget)
+		return mig_err(s, -ENOMEM,
+			       "the destination's memlock budget of %llu MiB is below the %llu MiB guest times %u channels; raise ulimit -l",
+			       (unsigned long long)(budget >> 20),
+			       (unsigned long long)(total >> 20), s->nch);
 	for (uint32_t i = 0; i < s->nblocks; i++) {
-		rc = reg(s, s->blocks[i].host, s->blocks[i].len, RMIG_ACCESS_REMOTE_WRITE,
-			 &s->blocks[i].mr);
+		rc = reg(s, c->ep, s->blocks[i].host, s->blocks[i].len, RMIG_ACCESS_REMOTE_WRITE,
+			 &c->mrs[i]);
 		if (rc) {
 			for (uint32_t j = 0; j < i; j++)
-				dereg(s, &s->blocks[j].mr);
+				dereg(s, c->ep, &c->mrs[j]);
 			return mig_err(s, rc, "cannot register RAM block %s for remote write: %s",
-				       s->blocks[i].name, rmig_ep_error(s->ep));
+				       s->blocks[i].name, rmig_ep_error(c->ep));
 		}
 	}
 	return 0;
 }
 
+void mig_deregister_chan(struct mig_chan *c)
+{
+	if (!c->ep)
+		return;
+	for (uint32_t i = 0; c->mrs && i < c->s->nblocks; i++)
+		dereg(c->s, c->ep, &c->mrs[i]);
+	for (unsigned i = 0; i < c->nchunks; i++)
+		dereg(c->s, c->ep, &c->chunks[i].mr);
+	c->nchunks = 0;
+}
+
 void mig_deregister_all(struct rmig_mig *s)
 {
-	if (!s->ep)
-		return;
-	for (uint32_t i = 0; i < s->nblocks; i++)
-		dereg(s, &s->blocks[i].mr);
-	for (unsigned i = 0; i < s->nchunks; i++)
-		dereg(s, &s->chunks[i].mr);
-	s->nchunks = 0;
+	for (unsigned i = 0; i < s->nch; i++)
+		mig_deregister_chan(&s->ch[i]);
 }

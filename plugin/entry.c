@@ -13,15 +13,23 @@ static int h_open(const struct rmig_plugin_config *cfg, struct rmig_mig **out)
 
 	if (!cfg || !cfg->addr || !*cfg->addr)
 		return rmig_set_error(NULL, -EINVAL, "the source needs the destination's address");
-	if (cfg->channels > 1)
-		return rmig_set_error(NULL, -EOPNOTSUPP,
-				      "%u channels asked; this build migrates over 1", cfg->channels);
+	if (cfg->channels > RMIG_CHANNELS_MAX)
+		return rmig_set_error(NULL, -EINVAL,
+				      "%u channels asked; a session opens at most %d (--channels 1 to %d)",
+				      cfg->channels, RMIG_CHANNELS_MAX, RMIG_CHANNELS_MAX);
 	s = mig_new(cfg, MIG_SOURCE);
 	if (!s)
 		return rmig_set_error(NULL, -ENOMEM, "out of memory for a session");
 	if (s->page_size < 4096 || (s->page_size & (s->page_size - 1))) {
 		free(s);
 		return rmig_set_error(NULL, -EINVAL, "page size must be a power of two >= 4096");
+	}
+	/* Refuse a session without a key now, not at setup (mig_listen
+	 * gets the same phrase from rmig_listen). */
+	if (!s->cfg.psk && !(s->cfg.flags & RMIG_CFG_INSECURE)) {
+		free(s);
+		return rmig_set_error(NULL, -EACCES,
+				      "no pre-shared key: give one (--key-file FILE or RMIG_KEY_FILE; psk in the config) or allow unauthenticated peers explicitly (--insecure, RMIG_CFG_INSECURE)");
 	}
 	*out = s;
 	return 0;

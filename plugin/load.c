@@ -13,24 +13,30 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 
 int mig_listen(const struct rmig_plugin_config *cfg, struct rmig_mig_listener **out)
 {
 	struct rmig_mig_listener *l = calloc(1, sizeof(*l));
-	struct rmig_ep_opts o = { .size = sizeof(o) };
+	struct rmig_ep_opts o;
 	int rc;
 
 	if (!l)
 		return rmig_set_error(NULL, -ENOMEM, "out of memory for a listener");
-	mig_copy_config(&l->cfg, cfg);
+	mig_copy_config(&l->cfg, cfg, l->psk);
+	/* A destination takes any channel count up to its configured most. */
+	l->ch_max = cfg && cfg->channels ? cfg->channels : RMIG_CHANNELS_MAX;
+	if (l->ch_max > RMIG_CHANNELS_MAX)
+		l->ch_max = RMIG_CHANNELS_MAX;
 	snprintf(l->backend_spec, sizeof(l->backend_spec), "%s",
 		 l->cfg.backend ? l->cfg.backend : "auto");
 	l->cfg.backend = l->backend_spec;
 	l->cfg.addr = NULL;
-	o.timeout_ms = l->cfg.timeout_ms;
+	mig_ep_opts(&l->cfg, &o);
 	rc = rmig_listen(l->backend_spec, cfg && cfg->addr ? cfg->addr : "127.0.0.1:0", &o,
 			 &l->ep);
 	if (rc) {
+		explicit_bzero(l->psk, sizeof(l->psk));
 		free(l);
 		return rc;
 	}
@@ -48,6 +54,7 @@ void mig_listen_close(struct rmig_mig_listener *l)
 	if (!l)
 		return;
 	rmig_close(l->ep);
+	explicit_bzero(l->psk, sizeof(l->psk));
 	free(l);
 }
 
@@ -70,7 +77,7 @@ int mig_load_refuse(struct rmig_mig *s, int err, const char *why)
 
 static int take_hello(struct rmig_mig *s, const struct wire_hdr *h, struct wire_block *wb)
 {
-	char why[128];
+	char why[160];
 	struct wire_hello hello;
 
 	if (h->type != WIRE_HELLO)
@@ -85,6 +92,14 @@ static int take_hello(struct rmig_mig *s, const struct wire_hdr *h, struct wire_
 		mig_load_refuse(s, -EINVAL, why);
 		return mig_err(s, -EINVAL, "the source uses %s", why);
 	}
+	if (hello.channels > s->ch_max) {
+		snprintf(why, sizeof(why),
+			 "the source asks for %u channels, this destination takes at most %u (serve --channels)",
+			 hello.channels, s->ch_max);
+		mig_load_refuse(s, -EINVAL, why);
+		return mig_err(s, -EINVAL, "%s", why);
+	}
+	s->nch = hello.channels;
 	s->caps = hello.caps & WIRE_CAPS_KNOWN;
 	s->blocks = calloc(hello.nblocks, sizeof(*s->blocks));
 	if (!s->blocks) {
@@ -117,9 +132,12 @@ int mig_accept(struct rmig_mig_listener *l, int timeout_ms, struct rmig_mig **ou
 
 	if (!s)
 		return rmig_set_error(NULL, -ENOMEM, "out of memory for a session");
+	s->ch_max = l->ch_max;
+	s->listener = l;
 	rc = rmig_accept(l->ep, timeout_ms, &s->ep);
+	s->ch[0].ep = s->ep;
 	if (rc) {
-		s->ep = NULL;
+		s->ep = s->ch[0].ep = NULL;
 		mig_err(s, rc, "no source arrived: %s", rmig_ep_error(l->ep));
 		goto free_session;
 	}
@@ -160,7 +178,19 @@ int mig_load_grant(struct rmig_mig *s)
 		if (!s->blocks[i].host)
 			return mig_err(s, -EINVAL, "block %s has no memory (load_register_block)",
 				       s->blocks[i].name);
-	rc = mig_register_dest(s);
+	for (unsigned i = 0; i < s->nch; i++) {
+		s->ch[i].mrs = calloc(s->nblocks, sizeof(*s->ch[i].mrs));
+		if (!s->ch[i].mrs) {
+			mig_load_refuse(s, -ENOMEM, "out of memory for the channels");
+			return mig_err(s, -ENOMEM, "out of memory for the channels");
+		}
+	}
+	/* Extra channels prove they belong to this session with the token. */
+	if (s->nch > 1 && getrandom(s->token, sizeof(s->token), 0) != sizeof(s->token)) {
+		mig_load_refuse(s, -EIO, "no random bytes for the session token");
+		return mig_err(s, -EIO, "no random bytes for the session token");
+	}
+	rc = mig_register_dest(s, &s->ch[0]);
 	if (rc) {
 		char why[RMIG_ERR_MAX];
 		snprintf(why, sizeof(why), "%s", s->err);
@@ -172,9 +202,10 @@ int mig_load_grant(struct rmig_mig *s)
 	if (!keys)
 		return mig_fail(s, -ENOMEM, "out of memory for the keys");
 	for (uint32_t i = 0; i < s->nblocks; i++)
-		keys[i] = *rmig_mr_rkey(s->blocks[i].mr);
+		keys[i] = *rmig_mr_rkey(s->ch[0].mrs[i]);
 	if (s->cfg.flags & RMIG_CFG_DEST_ZEROED)
 		r.flags |= WIRE_RES_ZEROED;
+	memcpy(r.token, s->token, sizeof(r.token));
 	len = wire_reserve_encode(s->msg, sizeof(s->msg), &r, keys);
 	free(keys);
 	if (len < 0)
@@ -185,6 +216,8 @@ int mig_load_grant(struct rmig_mig *s)
 		return mig_fail(s, rc, "lost the source answering its offer: %s",
 				rmig_ep_error(s->ep));
 	}
+	if ((rc = mig_accept_channels(s)))
+		return rc;
 	mig_set_state(s, RMIG_STATE_PRECOPY);
 	return 0;
 }

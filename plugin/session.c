@@ -69,9 +69,22 @@ int mig_send_status(struct rmig_mig *s, uint16_t type, int status, const char *w
 	return rmig_send(s->ep, s->msg, (size_t)len);
 }
 
+int chan_err(struct mig_chan *c, int rc, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!c->rc) {
+		va_start(ap, fmt);
+		vsnprintf(c->err, sizeof(c->err), fmt, ap);
+		va_end(ap);
+		c->rc = rc;
+	}
+	return rc;
+}
+
 /*
- * The session cannot go on: keep the first reason, tell the peer, drop
- * every registration.  Before commit that is a rollback (the source guest
+ * The session cannot go on: keep the first reason, stop the channel
+ * workers, tell the peer, drop every registration.  Before commit that is a rollback (the source guest
  * keeps running); after, a failure.
  */
 int mig_fail(struct rmig_mig *s, int rc, const char *fmt, ...)
@@ -83,6 +96,8 @@ int mig_fail(struct rmig_mig *s, int rc, const char *fmt, ...)
 		va_start(ap, fmt);
 		vsnprintf(s->err, sizeof(s->err), fmt, ap);
 		va_end(ap);
+		/* The workers stop first: channel 0's one shares the control ep. */
+		mig_stop_workers(s);
 		if (s->ep && !s->peer_gone)
 			mig_send_status(s, WIRE_CANCEL, rc, s->err);
 		mig_drain(s);
@@ -94,18 +109,32 @@ int mig_fail(struct rmig_mig *s, int rc, const char *fmt, ...)
 	return rc;
 }
 
-void mig_copy_config(struct rmig_plugin_config *dst, const struct rmig_plugin_config *src)
+void mig_copy_config(struct rmig_plugin_config *dst, const struct rmig_plugin_config *src,
+		     uint8_t *psk)
 {
 	memset(dst, 0, sizeof(*dst));
 	if (src)
 		memcpy(dst, src, src->size && src->size < sizeof(*dst) ? src->size : sizeof(*dst));
 	dst->size = sizeof(*dst);
+	/* The caller's key may go away after open/listen: keep a copy.  A
+	 * longer key than fits keeps its length, so connect refuses it. */
+	if (dst->psk) {
+		memcpy(psk, dst->psk, dst->psk_len < RMIG_PSK_MAX ? dst->psk_len : RMIG_PSK_MAX);
+		dst->psk = psk;
+	}
 	if (!dst->timeout_ms)
 		dst->timeout_ms = RMIG_DEFAULT_TIMEOUT_MS;
 	if (!dst->page_size)
 		dst->page_size = 4096;
 	if (!dst->channels)
 		dst->channels = 1;
+}
+
+void mig_ep_opts(const struct rmig_plugin_config *cfg, struct rmig_ep_opts *o)
+{
+	*o = (struct rmig_ep_opts){ .size = sizeof(*o), .timeout_ms = cfg->timeout_ms,
+				    .psk = cfg->psk, .psk_len = cfg->psk_len,
+				    .flags = cfg->flags & RMIG_CFG_INSECURE ? RMIG_EP_INSECURE : 0 };
 }
 
 struct rmig_mig *mig_new(const struct rmig_plugin_config *cfg, enum mig_role role)
@@ -115,13 +144,25 @@ struct rmig_mig *mig_new(const struct rmig_plugin_config *cfg, enum mig_role rol
 	if (!s)
 		return NULL;
 	s->role = role;
-	mig_copy_config(&s->cfg, cfg);
+	mig_copy_config(&s->cfg, cfg, s->psk);
 	snprintf(s->backend_spec, sizeof(s->backend_spec), "%s",
 		 s->cfg.backend ? s->cfg.backend : "auto");
 	snprintf(s->addr, sizeof(s->addr), "%s", s->cfg.addr ? s->cfg.addr : "");
 	s->cfg.backend = s->backend_spec;
 	s->cfg.addr = s->addr;
 	s->page_size = s->cfg.page_size;
+	snprintf(s->vcpus, sizeof(s->vcpus), "%s", s->cfg.vcpus ? s->cfg.vcpus : "");
+	s->cfg.vcpus = s->vcpus;
+	s->nch = s->cfg.channels;
+	if (s->nch > RMIG_CHANNELS_MAX)
+		s->nch = RMIG_CHANNELS_MAX; /* open refuses more; the listener caps its max */
+	for (unsigned i = 0; i < RMIG_CHANNELS_MAX; i++) {
+		s->ch[i].s = s;
+		s->ch[i].idx = i;
+		s->ch[i].planned_cpu = s->ch[i].worker_cpu = -1;
+	}
+	s->drop_channel = -1;
+	mig_chan_hooks(s);
 	s->st.size = sizeof(s->st);
 	s->t0 = rmig_now_ns();
 	s->state = s->st.state = RMIG_STATE_RESERVE;
@@ -175,6 +216,10 @@ int mig_stream_write(struct rmig_mig *s, const void *buf, size_t len)
 		return mig_err(s, -ECANCELED, "the session has ended: %s", s->err);
 	if (!s->ep)
 		return mig_err(s, -ENOTCONN, "stream_write before setup");
+	if (s->in_round && s->nch > 1)
+		return mig_err(s, -EBUSY,
+			       "stream_write inside a round with %u channels: channel 0's worker owns the connection until round_end",
+			       s->nch);
 	while (len) {
 		size_t n = len < WIRE_STREAM_MAX ? len : WIRE_STREAM_MAX;
 		int m = wire_stream_encode(s->msg, sizeof(s->msg), p, n);
@@ -195,6 +240,7 @@ static int take_round(struct rmig_mig *s, const struct wire_hdr *h)
 {
 	char why[128];
 	struct wire_round r;
+	int rc;
 
 	if (s->role != MIG_DEST || s->state < RMIG_STATE_PRECOPY ||
 	    s->state > RMIG_STATE_STOPCOPY)
@@ -202,6 +248,16 @@ static int take_round(struct rmig_mig *s, const struct wire_hdr *h)
 				mig_state_name(s->state));
 	if (wire_round_decode(s->rxmsg + WIRE_HDR_SIZE, h->len, &r, why, sizeof(why)))
 		return mig_fail(s, -EPROTO, "the peer sent a malformed ROUND: %s", why);
+	if (r.channel != 0)
+		return mig_fail(s, -EPROTO, "the peer sent channel %u's ROUND on channel 0",
+				r.channel);
+	if (r.round != s->st.rounds)
+		return mig_fail(s, -EPROTO, "the peer sent ROUND %u, round %u was due",
+				r.round, s->st.rounds);
+	/* The round is done only once every channel's fence has arrived:
+	 * each follows that channel's last write. */
+	if (s->nch > 1 && (rc = mig_take_fences(s, &r, &r)))
+		return rc;
 	s->st.rounds = r.round + 1;
 	s->st.pages += r.pages;
 	s->st.zero_pages += r.zero_pages;
@@ -298,6 +354,11 @@ int mig_stats(struct rmig_mig *s, struct rmig_mig_stats *out)
 	snprintf(s->st.backend, sizeof(s->st.backend), "%s",
 		 strcmp(s->backend_spec, "auto") || !s->ep ? s->backend_spec
 							   : rmig_ep_backend(s->ep));
+	s->st.channels = s->nch;
+	for (unsigned i = 0; i < RMIG_CHANNELS_MAX; i++) {
+		s->st.planned_cpu[i] = i < s->nch ? s->ch[i].planned_cpu : -1;
+		s->st.worker_cpu[i] = i < s->nch ? s->ch[i].worker_cpu : -1;
+	}
 	n = out->size < sizeof(s->st) ? out->size : sizeof(s->st);
 	memcpy(out, &s->st, n);
 	out->size = n;
@@ -313,11 +374,17 @@ void mig_close(struct rmig_mig *s)
 		mig_fail(s, -ECANCELED, "the session was closed before commit");
 	mig_drain(s);
 	mig_deregister_all(s);
+	mig_close_channels(s);
 	if (s->ep)
 		rmig_close(s->ep);
 	for (uint32_t i = 0; i < s->nblocks; i++)
 		free(s->blocks[i].sent);
+	for (unsigned i = 0; i < RMIG_CHANNELS_MAX; i++) {
+		free(s->ch[i].mrs);
+		free(s->ch[i].rkeys);
+		free(s->ch[i].chunks);
+	}
 	free(s->blocks);
-	free(s->chunks);
+	explicit_bzero(s->psk, sizeof(s->psk));
 	free(s);
 }

@@ -1,7 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The session engine's private view of a migration session.  One session
- * is driven by one framework thread at a time, so no field has a lock.
+ * is driven by one framework thread at a time.  With several channels the
+ * source also runs one worker thread per channel: a worker owns its
+ * struct mig_chan (registrations, batches, completions, its endpoint)
+ * while the channel is busy; the framework thread touches a channel only
+ * through its queue (under the channel's lock) or once the worker has
+ * reported the round done and sits idle.
  */
 #ifndef RMIG_PLUGIN_SESSION_H
 #define RMIG_PLUGIN_SESSION_H
@@ -10,12 +15,22 @@
 #include <rdmamig/plugin.h>
 #include <rdmamig/transport.h>
 
+#include <pthread.h>
+
 /* A write never spans more than this: keeps batches pipelined. */
 #define MIG_WRITE_MAX (1u << 20)
 /* Chunk size of on-demand registration. */
 #define MIG_CHUNK_SIZE (2u << 20)
 /* Batches in flight before the engine polls. */
 #define MIG_WINDOW 16
+/*
+ * RAM is striped among channels in MIG_STRIPE pieces by block offset: a
+ * stripe is one registration chunk, so a chunk is only ever written (and
+ * cached) by one channel, and a page-bitmap byte (8 pages) by one worker.
+ */
+#define MIG_STRIPE MIG_CHUNK_SIZE
+/* Page ranges queued per channel before save_pages waits for the worker. */
+#define MIG_RING 4096
 
 enum mig_role { MIG_SOURCE, MIG_DEST };
 
@@ -24,9 +39,9 @@ struct mig_block {
 	uint8_t *host;
 	uint64_t len;
 	int live;             /* 0 once removed */
-	struct rmig_mr *mr;   /* whole-block region (source local / dest remote write) */
-	struct rmig_rkey rkey;/* source: the destination's key for this block */
-	uint8_t *sent;        /* source: page bitmap, 1 = peer may hold nonzero data */
+	/* source: page bitmap, 1 = peer may hold nonzero data.  Byte i is
+	 * written only by the channel owning the stripe of pages 8i..8i+7. */
+	uint8_t *sent;
 };
 
 /* One cached on-demand registration (source, chunked mode). */
@@ -45,24 +60,24 @@ struct mig_extent {
 	int open;
 };
 
-struct rmig_mig {
-	enum mig_role role;
-	enum rmig_mig_state state;
-	struct rmig_plugin_config cfg;
-	char backend_spec[32];
-	char addr[128];
-	uint32_t page_size;
-	struct rmig_ep *ep;
-	char err[RMIG_ERR_MAX];
-	int peer_gone;        /* no point telling the peer anything */
+/* A piece of a save_pages range, queued for the channel that owns it. */
+struct mig_work {
+	uint32_t block;
+	uint64_t off, len;
+};
 
-	struct mig_block *blocks;
-	uint32_t nblocks;
-	uint64_t caps;        /* agreed WIRE_CAP_* */
-	int dest_zeroed;      /* destination RAM starts as zeros */
+/* One connection and everything that writes over it. */
+struct mig_chan {
+	struct rmig_mig *s;
+	unsigned idx;
+	struct rmig_ep *ep;   /* channel 0: the control connection, s->ep */
+	struct rmig_mr **mrs; /* per block: whole-block region on this ep */
+	struct rmig_rkey *rkeys; /* source: the destination's key per block here */
+	char err[RMIG_ERR_MAX];  /* the first failure of this channel */
+	int rc;
+	int peer_gone;
 
-	/* registration (source) */
-	int chunked;
+	/* registration cache (source, chunked mode) */
 	struct mig_chunk *chunks;
 	unsigned nchunks, chunks_max;
 	uint64_t lru;
@@ -75,11 +90,61 @@ struct rmig_mig {
 	uint64_t inflight_ids[MIG_WINDOW]; /* wr_ids of the batches in flight */
 	uint64_t next_wr_id;
 	struct mig_extent ext;
+	uint64_t bw_t0, bw_bytes; /* bandwidth cap window: the round */
+	uint64_t bandwidth;       /* this channel's share of the cap */
+	struct rmig_round_stats round; /* this channel's part of the round */
+
+	/* The worker (channels > 1).  lock guards head, tail, end_req,
+	 * round_done, quit and rc/err once the worker runs. */
+	pthread_t thread;
+	int has_thread;
+	pthread_mutex_t lock;
+	pthread_cond_t work_cv;   /* framework -> worker: work or a request */
+	pthread_cond_t done_cv;   /* worker -> framework: room, round done */
+	struct mig_work *ring;    /* MIG_RING entries, on the NIC's node */
+	size_t ring_bytes;
+	uint64_t head, tail;      /* queued / taken counts */
+	int end_req, round_done, quit, failed;
+	int32_t planned_cpu, worker_cpu;
+	unsigned delay_ms;        /* test hook: RMIG_TEST_DELAY_CHANNEL */
+	int skip_fence;           /* test hook: RMIG_TEST_SKIP_FENCE */
+};
+
+struct rmig_placement;
+
+struct rmig_mig {
+	enum mig_role role;
+	enum rmig_mig_state state;
+	struct rmig_plugin_config cfg;
+	uint8_t psk[RMIG_PSK_MAX]; /* cfg.psk points here */
+	char backend_spec[32];
+	char addr[128];
+	uint32_t page_size;
+	struct rmig_ep *ep;
+	char err[RMIG_ERR_MAX];
+	int peer_gone;        /* no point telling the peer anything */
+
+	struct mig_block *blocks;
+	uint32_t nblocks;
+	uint64_t caps;        /* agreed WIRE_CAP_* */
+	int dest_zeroed;      /* destination RAM starts as zeros */
+
+	/* channels: ch[0] is the control connection */
+	struct mig_chan ch[RMIG_CHANNELS_MAX];
+	unsigned nch;          /* channels asked (source) or offered (destination) */
+	unsigned ch_max;       /* destination: most channels it takes */
+	uint8_t token[WIRE_TOKEN_SIZE]; /* extra channels present it in JOIN */
+	struct rmig_mig_listener *listener; /* destination: where extra channels arrive */
+	struct rmig_placement *plan;
+	char vcpus[256];
+	int drop_channel, drop_round; /* test hook: RMIG_TEST_DROP_CHANNEL */
+
+	/* registration (source) */
+	int chunked;
 
 	/* rounds and statistics */
 	int in_round;
 	uint64_t round_t0;
-	uint64_t bw_t0, bw_bytes; /* bandwidth cap window: the round */
 	struct rmig_round_stats round;
 	struct rmig_mig_stats st;
 	uint64_t t0;
@@ -95,6 +160,8 @@ struct rmig_mig {
 
 struct rmig_mig_listener {
 	struct rmig_plugin_config cfg;
+	unsigned ch_max;
+	uint8_t psk[RMIG_PSK_MAX]; /* cfg.psk points here */
 	char backend_spec[32];
 	struct rmig_ep *ep;
 };
@@ -107,7 +174,11 @@ int mig_fail(struct rmig_mig *s, int rc, const char *fmt, ...)
 void mig_set_state(struct rmig_mig *s, enum rmig_mig_state st);
 const char *mig_state_name(enum rmig_mig_state st);
 struct rmig_mig *mig_new(const struct rmig_plugin_config *cfg, enum mig_role role);
-void mig_copy_config(struct rmig_plugin_config *dst, const struct rmig_plugin_config *src);
+/* psk: where the copy keeps the key (RMIG_PSK_MAX bytes). */
+void mig_copy_config(struct rmig_plugin_config *dst, const struct rmig_plugin_config *src,
+		     uint8_t *psk);
+/* Transport options of every connection of a session (key, deadline). */
+void mig_ep_opts(const struct rmig_plugin_config *cfg, struct rmig_ep_opts *o);
 int mig_recv(struct rmig_mig *s, struct wire_hdr *h, int timeout_ms);
 int mig_send_status(struct rmig_mig *s, uint16_t type, int status, const char *why);
 int mig_stream_write(struct rmig_mig *s, const void *buf, size_t len);
@@ -116,14 +187,21 @@ int mig_cancel(struct rmig_mig *s, const char *why);
 int mig_stats(struct rmig_mig *s, struct rmig_mig_stats *out);
 void mig_close(struct rmig_mig *s);
 
+/* A channel's failure: keep the first reason on the channel, return rc.
+ * Workers use it; the framework thread turns it into mig_fail. */
+int chan_err(struct mig_chan *c, int rc, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
 /* blocks.c: the RAM block table and registration */
 int mig_add_block(struct rmig_mig *s, const char *name, void *host, uint64_t len);
 int mig_remove_block(struct rmig_mig *s, uint32_t block);
-int mig_register_source(struct rmig_mig *s);
-int mig_register_dest(struct rmig_mig *s);
+/* Per channel: whole blocks (or the chunk cache) on the channel's ep. */
+int mig_register_source(struct rmig_mig *s, struct mig_chan *c);
+int mig_register_dest(struct rmig_mig *s, struct mig_chan *c);
 void mig_deregister_all(struct rmig_mig *s);
+void mig_deregister_chan(struct mig_chan *c);
 /* The local region covering [off, off+len) of block b, len within one chunk. */
-int mig_local_mr(struct rmig_mig *s, uint32_t b, uint64_t off,
+int mig_local_mr(struct mig_chan *c, uint32_t b, uint64_t off,
 		 const struct rmig_mr **mr, uint64_t *loff);
 uint64_t mig_total_bytes(const struct rmig_mig *s);
 
@@ -133,11 +211,32 @@ int mig_round_start(struct rmig_mig *s, unsigned flags);
 int mig_save_pages(struct rmig_mig *s, const struct rmig_page_range *r, unsigned n);
 int mig_round_end(struct rmig_mig *s, struct rmig_round_stats *out);
 int mig_finish(struct rmig_mig *s);
+/* Every channel: wait for its batches in flight (workers stopped first). */
 int mig_drain(struct rmig_mig *s);
+int chan_drain(struct mig_chan *c);
 /* Post the writes gathered so far as one batch. */
-int mig_post_batch(struct rmig_mig *s);
+int chan_post_batch(struct mig_chan *c);
 /* Wait until batch wr_id (posted or still being gathered) has completed. */
-int mig_wait_batch(struct rmig_mig *s, uint64_t wr_id);
+int chan_wait_batch(struct mig_chan *c, uint64_t wr_id);
+/* The writes of one queued piece (block range within one stripe). */
+int chan_send_range(struct mig_chan *c, const struct mig_work *w);
+/* End of round on one channel: flush, drain, send its ROUND fence. */
+int chan_end_round(struct mig_chan *c);
+
+/* channels.c: extra connections, their workers and the destination's fences */
+int mig_join_channels(struct rmig_mig *s);       /* source, after RESERVE */
+int mig_start_workers(struct rmig_mig *s);       /* source, channels > 1 */
+void mig_stop_workers(struct rmig_mig *s);       /* idempotent */
+/* A channel failed: stop the workers, roll back with the channel's reason. */
+int mig_chan_fail(struct rmig_mig *s, struct mig_chan *c);
+int mig_chan_enqueue(struct rmig_mig *s, const struct mig_work *w);
+int mig_chans_end_round(struct rmig_mig *s);     /* all workers: fences sent */
+int mig_accept_channels(struct rmig_mig *s);     /* destination, in load_grant */
+/* Destination: the fences of round r from channels 1.. after channel 0's. */
+int mig_take_fences(struct rmig_mig *s, const struct wire_round *r0,
+		    struct wire_round *sum);
+void mig_close_channels(struct rmig_mig *s);
+void mig_chan_hooks(struct rmig_mig *s);
 
 /* load.c */
 int mig_listen(const struct rmig_plugin_config *cfg, struct rmig_mig_listener **l);

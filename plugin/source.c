@@ -19,70 +19,83 @@
 #include <string.h>
 #include <time.h>
 
-static int reap(struct rmig_mig *s, int wait)
+static int reap(struct mig_chan *c, int wait)
 {
-	struct rmig_completion c[MIG_WINDOW];
-	int n = rmig_poll(s->ep, c, MIG_WINDOW, wait ? s->cfg.timeout_ms : 0);
+	struct rmig_mig *s = c->s;
+	struct rmig_completion cq[MIG_WINDOW];
+	int n = rmig_poll(c->ep, cq, MIG_WINDOW, wait ? s->cfg.timeout_ms : 0);
 
 	if (n < 0)
 		return n;
 	if (n == 0 && wait)
-		return rmig_set_error(s->ep, -ETIMEDOUT,
+		return rmig_set_error(c->ep, -ETIMEDOUT,
 				      "page writes not completed within %d ms",
 				      s->cfg.timeout_ms);
 	for (int i = 0; i < n; i++) {
-		for (unsigned j = 0; j < s->inflight; j++) {
-			if (s->inflight_ids[j] == c[i].wr_id) {
-				s->inflight_ids[j] = s->inflight_ids[s->inflight - 1];
+		for (unsigned j = 0; j < c->inflight; j++) {
+			if (c->inflight_ids[j] == cq[i].wr_id) {
+				c->inflight_ids[j] = c->inflight_ids[c->inflight - 1];
 				break;
 			}
 		}
-		s->inflight--;
-		if (c[i].status)
-			return rmig_set_error(s->ep, c[i].status, "a page write failed: %s",
-					      strerror(-c[i].status));
+		c->inflight--;
+		if (cq[i].status)
+			return rmig_set_error(c->ep, cq[i].status, "a page write failed: %s",
+					      strerror(-cq[i].status));
 	}
 	return 0;
 }
 
 /* Wait for every batch in flight.  On error nothing is in flight any more
  * that the session will ever look at again. */
-int mig_drain(struct rmig_mig *s)
+int chan_drain(struct mig_chan *c)
 {
 	int rc = 0;
 
-	while (s->inflight && !rc)
-		rc = reap(s, 1);
-	if (rc)
-		s->inflight = 0;
+	while (c->ep && c->inflight && !rc)
+		rc = reap(c, 1);
+	if (rc || !c->ep)
+		c->inflight = 0;
 	return rc;
 }
 
-int mig_wait_batch(struct rmig_mig *s, uint64_t wr_id)
+int mig_drain(struct rmig_mig *s)
+{
+	int rc = 0, r;
+
+	mig_stop_workers(s);
+	for (unsigned i = 0; i < s->nch; i++)
+		if ((r = chan_drain(&s->ch[i])) && !rc)
+			rc = r;
+	return rc;
+}
+
+int chan_wait_batch(struct mig_chan *c, uint64_t wr_id)
 {
 	int rc;
 
-	if (wr_id == s->next_wr_id && s->nbatch && (rc = mig_post_batch(s)))
+	if (wr_id == c->next_wr_id && c->nbatch && (rc = chan_post_batch(c)))
 		return rc;
 	for (;;) {
 		unsigned j = 0;
-		while (j < s->inflight && s->inflight_ids[j] != wr_id)
+		while (j < c->inflight && c->inflight_ids[j] != wr_id)
 			j++;
-		if (j == s->inflight)
+		if (j == c->inflight)
 			return 0;
-		if ((rc = reap(s, 1)))
-			return rc;
+		if ((rc = reap(c, 1)))
+			return chan_err(c, rc, "page writes did not complete: %s",
+					rmig_ep_error(c->ep));
 	}
 }
 
-/* Sleep as long as the round is ahead of the bandwidth cap. */
-static void pace(struct rmig_mig *s)
+/* Sleep as long as the round is ahead of this channel's bandwidth share. */
+static void pace(struct mig_chan *c)
 {
 	uint64_t due, now;
 
-	if (!s->cfg.bandwidth)
+	if (!c->bandwidth)
 		return;
-	due = s->bw_t0 + (uint64_t)((double)s->bw_bytes * 1e9 / (double)s->cfg.bandwidth);
+	due = c->bw_t0 + (uint64_t)((double)c->bw_bytes * 1e9 / (double)c->bandwidth);
 	now = rmig_now_ns();
 	if (due > now) {
 		uint64_t d = due - now;
@@ -91,72 +104,69 @@ static void pace(struct rmig_mig *s)
 	}
 }
 
-int mig_post_batch(struct rmig_mig *s)
+int chan_post_batch(struct mig_chan *c)
 {
 	int rc;
 
-	if (!s->nbatch)
+	if (!c->nbatch)
 		return 0;
-	while (s->inflight >= MIG_WINDOW)
-		if ((rc = reap(s, 1)))
+	while (c->inflight >= MIG_WINDOW)
+		if ((rc = reap(c, 1)))
 			goto lost;
 	for (;;) {
-		rc = rmig_write_batch(s->ep, s->batch, s->nbatch, s->next_wr_id);
+		rc = rmig_write_batch(c->ep, c->batch, c->nbatch, c->next_wr_id);
 		if (rc != -EAGAIN)
 			break;
-		if ((rc = reap(s, 1)))
+		if ((rc = reap(c, 1)))
 			goto lost;
 	}
 	if (rc)
 		goto lost;
-	s->inflight_ids[s->inflight++] = s->next_wr_id++;
-	s->round.batches++;
-	s->st.batches++;
-	s->round.bytes += s->batch_bytes;
-	s->st.bytes += s->batch_bytes;
-	s->bw_bytes += s->batch_bytes;
-	s->nbatch = 0;
-	s->batch_bytes = 0;
-	if ((rc = reap(s, 0)))
+	c->inflight_ids[c->inflight++] = c->next_wr_id++;
+	c->round.batches++;
+	c->round.bytes += c->batch_bytes;
+	c->bw_bytes += c->batch_bytes;
+	c->nbatch = 0;
+	c->batch_bytes = 0;
+	if ((rc = reap(c, 0)))
 		goto lost;
-	pace(s);
+	pace(c);
 	return 0;
 lost:
-	s->peer_gone = rc != -ERANGE && rc != -EINVAL && rc != -EACCES;
-	return mig_fail(s, rc, "page writes failed: %s", rmig_ep_error(s->ep));
+	c->nbatch = 0;
+	c->peer_gone = rc != -ERANGE && rc != -EINVAL && rc != -EACCES;
+	return chan_err(c, rc, "page writes failed: %s", rmig_ep_error(c->ep));
 }
 
 /* Turn the open extent into writes (split at chunk and size limits). */
-static int flush_extent(struct rmig_mig *s)
+static int flush_extent(struct mig_chan *c)
 {
-	struct mig_extent *e = &s->ext;
-	struct mig_block *b;
+	struct mig_extent *e = &c->ext;
 	int rc;
 
 	if (!e->open)
 		return 0;
 	e->open = 0;
-	b = &s->blocks[e->block];
 	while (e->len) {
 		uint64_t n = e->len, loff, room;
 		const struct rmig_mr *mr;
 
 		if (n > MIG_WRITE_MAX)
 			n = MIG_WRITE_MAX;
-		if (s->chunked) {
+		if (c->s->chunked) {
 			room = MIG_CHUNK_SIZE - e->off % MIG_CHUNK_SIZE;
 			if (n > room)
 				n = room;
 		}
-		if (s->nbatch == RMIG_BATCH_MAX && (rc = mig_post_batch(s)))
+		if (c->nbatch == RMIG_BATCH_MAX && (rc = chan_post_batch(c)))
 			return rc;
-		if ((rc = mig_local_mr(s, e->block, e->off, &mr, &loff)))
+		if ((rc = mig_local_mr(c, e->block, e->off, &mr, &loff)))
 			return rc;
-		s->batch[s->nbatch++] = (struct rmig_write){
-			.lmr = mr, .loff = loff, .rkey = &b->rkey, .roff = e->off, .len = n };
-		s->batch_bytes += n;
-		s->round.writes++;
-		s->st.writes++;
+		c->batch[c->nbatch++] = (struct rmig_write){
+			.lmr = mr, .loff = loff, .rkey = &c->rkeys[e->block], .roff = e->off,
+			.len = n };
+		c->batch_bytes += n;
+		c->round.writes++;
 		e->off += n;
 		e->len -= n;
 	}
@@ -175,19 +185,18 @@ static int page_is_zero(const uint8_t *p, uint32_t len)
 
 /* One page: skip it if it is zero and the peer is known to hold zeros,
  * else extend the open extent or start a new one. */
-static int add_page(struct rmig_mig *s, uint32_t block, uint64_t off, int skip_zero)
+static int add_page(struct mig_chan *c, uint32_t block, uint64_t off, int skip_zero)
 {
+	struct rmig_mig *s = c->s;
 	struct mig_block *b = &s->blocks[block];
 	uint64_t pg = off / s->page_size;
-	struct mig_extent *e = &s->ext;
+	struct mig_extent *e = &c->ext;
 	int rc;
 
-	s->round.pages++;
-	s->st.pages++;
+	c->round.pages++;
 	if (skip_zero && !(b->sent[pg / 8] & (1u << (pg % 8))) &&
 	    page_is_zero(b->host + off, s->page_size)) {
-		s->round.zero_pages++;
-		s->st.zero_pages++;
+		c->round.zero_pages++;
 		return 0;
 	}
 	b->sent[pg / 8] |= (uint8_t)(1u << (pg % 8));
@@ -195,15 +204,45 @@ static int add_page(struct rmig_mig *s, uint32_t block, uint64_t off, int skip_z
 		e->len += s->page_size;
 		return 0;
 	}
-	if ((rc = flush_extent(s)))
+	if ((rc = flush_extent(c)))
 		return rc;
 	*e = (struct mig_extent){ .block = block, .off = off, .len = s->page_size, .open = 1 };
 	return 0;
 }
 
+int chan_send_range(struct mig_chan *c, const struct mig_work *w)
+{
+	struct rmig_mig *s = c->s;
+	int skip_zero = s->dest_zeroed && (s->caps & WIRE_CAP_ZERO_SKIP);
+	int rc;
+
+	for (uint64_t off = w->off; off < w->off + w->len; off += s->page_size)
+		if ((rc = add_page(c, w->block, off, skip_zero)))
+			return rc;
+	return 0;
+}
+
+/* Split a range at stripe boundaries and queue each piece to its channel. */
+static int queue_range(struct rmig_mig *s, const struct rmig_page_range *x)
+{
+	uint64_t off = x->offset, end = x->offset + x->len;
+	int rc;
+
+	while (off < end) {
+		uint64_t n = MIG_STRIPE - off % MIG_STRIPE;
+		struct mig_work w = { .block = x->block, .off = off };
+		if (n > end - off)
+			n = end - off;
+		w.len = n;
+		if ((rc = mig_chan_enqueue(s, &w)))
+			return rc;
+		off += n;
+	}
+	return 0;
+}
+
 int mig_save_pages(struct rmig_mig *s, const struct rmig_page_range *r, unsigned n)
 {
-	int skip_zero = s->dest_zeroed && (s->caps & WIRE_CAP_ZERO_SKIP);
 	int rc;
 
 	if (!s->in_round)
@@ -221,9 +260,14 @@ int mig_save_pages(struct rmig_mig *s, const struct rmig_page_range *r, unsigned
 				       "save_page: %llu bytes at %llu do not fit RAM block %s in whole pages",
 				       (unsigned long long)x->len,
 				       (unsigned long long)x->offset, b->name);
-		for (uint64_t off = x->offset; off < x->offset + x->len; off += s->page_size)
-			if ((rc = add_page(s, x->block, off, skip_zero)))
+		if (s->nch > 1) {
+			if ((rc = queue_range(s, x)))
 				return rc;
+			continue;
+		}
+		struct mig_work w = { .block = x->block, .off = x->offset, .len = x->len };
+		if (chan_send_range(&s->ch[0], &w))
+			return mig_chan_fail(s, &s->ch[0]);
 	}
 	return 0;
 }
@@ -241,40 +285,82 @@ int mig_round_start(struct rmig_mig *s, unsigned flags)
 	s->round.round = s->st.rounds;
 	s->round.final = !!(flags & RMIG_ROUND_FINAL);
 	s->in_round = 1;
-	s->round_t0 = s->bw_t0 = rmig_now_ns();
-	s->bw_bytes = 0;
+	s->round_t0 = rmig_now_ns();
+	/* The workers are idle between rounds: their fields are ours. */
+	for (unsigned i = 0; i < s->nch; i++) {
+		struct mig_chan *c = &s->ch[i];
+		memset(&c->round, 0, sizeof(c->round));
+		c->round.round = s->round.round;
+		c->round.final = s->round.final;
+		c->bw_t0 = s->round_t0;
+		c->bw_bytes = 0;
+	}
 	if (flags & RMIG_ROUND_FINAL)
 		mig_set_state(s, RMIG_STATE_STOPCOPY);
 	return 0;
 }
 
+/* End of round on one channel: its writes, then its fence on its own ep. */
+int chan_end_round(struct mig_chan *c)
+{
+	struct rmig_mig *s = c->s;
+	struct wire_round wr;
+	uint8_t msg[WIRE_HDR_SIZE + WIRE_ROUND_SIZE];
+	int rc, len;
+
+	if ((rc = flush_extent(c)) || (rc = chan_post_batch(c)))
+		return rc;
+	if ((rc = chan_drain(c))) {
+		c->peer_gone = 1;
+		return chan_err(c, rc, "page writes did not complete: %s", rmig_ep_error(c->ep));
+	}
+	if (c->skip_fence)
+		return 0;
+	wr = (struct wire_round){ .round = c->round.round, .final = c->round.final,
+				  .pages = c->round.pages, .bytes = c->round.bytes,
+				  .zero_pages = c->round.zero_pages, .channel = c->idx };
+	len = wire_round_encode(msg, sizeof(msg), &wr);
+	/* The ordering guarantee: ROUND arrives after this channel's data. */
+	rc = rmig_send(c->ep, msg, (size_t)len);
+	if (rc) {
+		c->peer_gone = 1;
+		return chan_err(c, rc, "lost the peer at the end of round %u: %s",
+				c->round.round, rmig_ep_error(c->ep));
+	}
+	(void)s;
+	return 0;
+}
+
 int mig_round_end(struct rmig_mig *s, struct rmig_round_stats *out)
 {
-	struct wire_round wr;
-	int rc, len;
+	int rc;
 
 	if (!s->in_round)
 		return mig_err(s, -EINVAL, "round_end without round_start");
-	if ((rc = flush_extent(s)) || (rc = mig_post_batch(s)))
+	if (s->nch > 1)
+		rc = mig_chans_end_round(s);
+	else if (chan_end_round(&s->ch[0]))
+		return mig_chan_fail(s, &s->ch[0]);
+	else
+		rc = 0;
+	if (rc)
 		return rc;
-	if ((rc = mig_drain(s))) {
-		s->peer_gone = 1;
-		return mig_fail(s, rc, "page writes did not complete: %s", rmig_ep_error(s->ep));
-	}
 	s->in_round = 0;
+	for (unsigned i = 0; i < s->nch; i++) {
+		const struct rmig_round_stats *r = &s->ch[i].round;
+		s->round.pages += r->pages;
+		s->round.zero_pages += r->zero_pages;
+		s->round.bytes += r->bytes;
+		s->round.writes += r->writes;
+		s->round.batches += r->batches;
+	}
+	s->st.pages += s->round.pages;
+	s->st.zero_pages += s->round.zero_pages;
+	s->st.bytes += s->round.bytes;
+	s->st.writes += s->round.writes;
+	s->st.batches += s->round.batches;
 	s->round.ns = rmig_now_ns() - s->round_t0;
 	s->round.rate = s->round.ns ? (double)s->round.bytes * 1e9 / (double)s->round.ns : 0;
-	wr = (struct wire_round){ .round = s->round.round, .final = s->round.final,
-				  .pages = s->round.pages, .bytes = s->round.bytes,
-				  .zero_pages = s->round.zero_pages };
-	len = wire_round_encode(s->msg, sizeof(s->msg), &wr);
-	/* The ordering guarantee: ROUND arrives after the round's data. */
-	rc = rmig_send(s->ep, s->msg, (size_t)len);
-	if (rc) {
-		s->peer_gone = 1;
-		return mig_fail(s, rc, "lost the peer at the end of round %u: %s",
-				s->round.round, rmig_ep_error(s->ep));
-	}
 	s->st.rounds++;
 	if (out)
 		*out = s->round;
@@ -283,7 +369,8 @@ int mig_round_end(struct rmig_mig *s, struct rmig_round_stats *out)
 
 static int offer(struct rmig_mig *s, struct wire_block *wb)
 {
-	struct wire_hello h = { .caps = WIRE_CAPS_KNOWN, .page_size = s->page_size };
+	struct wire_hello h = { .caps = WIRE_CAPS_KNOWN, .page_size = s->page_size,
+				.channels = s->nch };
 	uint32_t n = 0;
 	int len;
 
@@ -338,8 +425,9 @@ static int take_reserve(struct rmig_mig *s, uint32_t offered, struct rmig_rkey *
 			return mig_fail(s, -EPROTO,
 					"the destination's key for block %s does not cover it for writing",
 					s->blocks[i].name);
-		s->blocks[i].rkey = keys[k++];
+		s->ch[0].rkeys[i] = keys[k++];
 	}
+	memcpy(s->token, r.token, WIRE_TOKEN_SIZE);
 	s->caps = r.caps & WIRE_CAPS_KNOWN;
 	s->dest_zeroed = !!(r.flags & WIRE_RES_ZEROED);
 	return 0;
@@ -347,7 +435,7 @@ static int take_reserve(struct rmig_mig *s, uint32_t offered, struct rmig_rkey *
 
 int mig_source_setup(struct rmig_mig *s)
 {
-	struct rmig_ep_opts o = { .size = sizeof(o), .timeout_ms = s->cfg.timeout_ms };
+	struct rmig_ep_opts o;
 	uint32_t offered = 0;
 	int rc;
 
@@ -357,9 +445,17 @@ int mig_source_setup(struct rmig_mig *s)
 		offered += s->blocks[i].live;
 	if (!offered)
 		return mig_err(s, -EINVAL, "no RAM blocks to migrate (add_ram_block first)");
+	for (unsigned i = 0; i < s->nch; i++) {
+		s->ch[i].mrs = calloc(s->nblocks, sizeof(*s->ch[i].mrs));
+		s->ch[i].rkeys = calloc(s->nblocks, sizeof(*s->ch[i].rkeys));
+		if (!s->ch[i].mrs || !s->ch[i].rkeys)
+			return mig_err(s, -ENOMEM, "out of memory for the channels");
+	}
+	mig_ep_opts(&s->cfg, &o);
 	rc = rmig_connect(s->cfg.backend, s->cfg.addr, &o, &s->ep);
+	s->ch[0].ep = s->ep;
 	if (rc) {
-		s->ep = NULL;
+		s->ep = s->ch[0].ep = NULL;
 		mig_set_state(s, RMIG_STATE_ROLLED_BACK);
 		return mig_err(s, rc, "cannot reach the destination %s: %s", s->cfg.addr,
 			       rmig_last_error());
@@ -386,7 +482,8 @@ int mig_source_setup(struct rmig_mig *s)
 	if (rc)
 		return rc;
 	mig_set_state(s, RMIG_STATE_SETUP);
-	if ((rc = mig_register_source(s)))
+	if ((rc = mig_register_source(s, &s->ch[0])) || (rc = mig_join_channels(s)) ||
+	    (rc = mig_start_workers(s)))
 		return rc;
 	mig_set_state(s, RMIG_STATE_PRECOPY);
 	return 0;
@@ -403,6 +500,7 @@ int mig_finish(struct rmig_mig *s)
 	if (s->role != MIG_SOURCE || s->state != RMIG_STATE_STOPCOPY || s->in_round)
 		return mig_err(s, -EINVAL, "finish needs a completed final round (state %s)",
 			       mig_state_name(s->state));
+	mig_stop_workers(s);
 	e = (struct wire_end){ .rounds = s->st.rounds, .bytes = s->st.bytes,
 			       .stream_bytes = s->st.stream_bytes };
 	len = wire_end_encode(s->msg, sizeof(s->msg), &e);

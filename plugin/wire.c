@@ -14,7 +14,7 @@
 static const char *const type_names[] = {
 	[WIRE_HELLO] = "HELLO", [WIRE_RESERVE] = "RESERVE", [WIRE_ROUND] = "ROUND",
 	[WIRE_STREAM] = "STREAM", [WIRE_END] = "END", [WIRE_COMMIT] = "COMMIT",
-	[WIRE_CANCEL] = "CANCEL",
+	[WIRE_CANCEL] = "CANCEL", [WIRE_JOIN] = "JOIN", [WIRE_JOINED] = "JOINED",
 };
 
 const char *wire_type_name(unsigned type)
@@ -52,7 +52,7 @@ int wire_hdr_decode(const uint8_t *in, size_t msglen, struct wire_hdr *h)
 		return -EPROTO;
 	if (h->version != WIRE_VERSION)
 		return -EPROTONOSUPPORT;
-	if (h->type < WIRE_HELLO || h->type > WIRE_CANCEL)
+	if (h->type < WIRE_HELLO || h->type > WIRE_TYPE_LAST)
 		return -EPROTO;
 	if ((size_t)h->len != msglen - WIRE_HDR_SIZE)
 		return -EPROTO;
@@ -95,7 +95,7 @@ int wire_hello_encode(uint8_t *out, size_t cap, const struct wire_hello *h,
 	rmig_put_le32(p + 8, h->page_size);
 	rmig_put_le32(p + 12, h->nblocks);
 	rmig_put_le64(p + 16, h->total);
-	rmig_put_le32(p + 24, h->flags);
+	rmig_put_le32(p + 24, h->channels);
 	rmig_put_le32(p + 28, 0);
 	p += WIRE_HELLO_SIZE;
 	for (uint32_t i = 0; i < h->nblocks; i++, p += WIRE_BLOCK_SIZE) {
@@ -117,10 +117,12 @@ int wire_hello_decode(const uint8_t *p, size_t len, struct wire_hello *h,
 	h->page_size = rmig_get_le32(p + 8);
 	h->nblocks = rmig_get_le32(p + 12);
 	h->total = rmig_get_le64(p + 16);
-	h->flags = rmig_get_le32(p + 24);
+	h->channels = rmig_get_le32(p + 24);
 	h->pad = rmig_get_le32(p + 28);
-	if (h->flags || h->pad)
+	if (h->pad)
 		return bad(why, whylen, "HELLO has nonzero reserved fields");
+	if (!h->channels || h->channels > WIRE_CHANNELS_MAX)
+		return bad(why, whylen, "HELLO channel count is zero or above the protocol's 16");
 	if (h->page_size < 4096 || h->page_size > (1u << 30) ||
 	    (h->page_size & (h->page_size - 1)))
 		return bad(why, whylen, "HELLO page size is not a power of two between 4 KiB and 1 GiB");
@@ -151,8 +153,8 @@ int wire_hello_decode(const uint8_t *p, size_t len, struct wire_hello *h,
 	return 0;
 }
 
-int wire_reserve_encode(uint8_t *out, size_t cap, const struct wire_reserve *r,
-			const struct rmig_rkey *keys)
+static int reserve_encode(uint8_t *out, size_t cap, uint16_t type,
+			  const struct wire_reserve *r, const struct rmig_rkey *keys)
 {
 	uint32_t nkeys = r->status ? 0 : r->nblocks;
 	size_t len = WIRE_RESERVE_SIZE + (size_t)nkeys * RMIG_RKEY_WIRE_SIZE;
@@ -160,17 +162,70 @@ int wire_reserve_encode(uint8_t *out, size_t cap, const struct wire_reserve *r,
 
 	if (nkeys > WIRE_BLOCKS_MAX || WIRE_HDR_SIZE + len > cap)
 		return -EMSGSIZE;
-	wire_hdr_encode(out, WIRE_RESERVE, (uint32_t)len);
+	wire_hdr_encode(out, type, (uint32_t)len);
 	rmig_put_le32(p, (uint32_t)r->status);
 	rmig_put_le32(p + 4, nkeys);
 	rmig_put_le64(p + 8, r->caps);
 	rmig_put_le32(p + 16, r->flags);
 	rmig_put_le32(p + 20, 0);
 	put_str(p + 24, WIRE_REASON_MAX, r->reason);
+	if (r->status)
+		memset(p + 24 + WIRE_REASON_MAX, 0, WIRE_TOKEN_SIZE);
+	else
+		memcpy(p + 24 + WIRE_REASON_MAX, r->token, WIRE_TOKEN_SIZE);
 	p += WIRE_RESERVE_SIZE;
 	for (uint32_t i = 0; i < nkeys; i++, p += RMIG_RKEY_WIRE_SIZE)
 		rmig_rkey_encode(&keys[i], p);
 	return (int)(WIRE_HDR_SIZE + len);
+}
+
+int wire_reserve_encode(uint8_t *out, size_t cap, const struct wire_reserve *r,
+			const struct rmig_rkey *keys)
+{
+	return reserve_encode(out, cap, WIRE_RESERVE, r, keys);
+}
+
+int wire_joined_encode(uint8_t *out, size_t cap, const struct wire_reserve *r,
+		       const struct rmig_rkey *keys)
+{
+	return reserve_encode(out, cap, WIRE_JOINED, r, keys);
+}
+
+static int all_zero(const uint8_t *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (p[i])
+			return 0;
+	return 1;
+}
+
+int wire_join_encode(uint8_t *out, size_t cap, const struct wire_join *j)
+{
+	uint8_t *p = out + WIRE_HDR_SIZE;
+
+	if (cap < WIRE_HDR_SIZE + WIRE_JOIN_SIZE)
+		return -EMSGSIZE;
+	wire_hdr_encode(out, WIRE_JOIN, WIRE_JOIN_SIZE);
+	memcpy(p, j->token, WIRE_TOKEN_SIZE);
+	rmig_put_le32(p + WIRE_TOKEN_SIZE, j->channel);
+	rmig_put_le32(p + WIRE_TOKEN_SIZE + 4, j->channels);
+	return WIRE_HDR_SIZE + WIRE_JOIN_SIZE;
+}
+
+int wire_join_decode(const uint8_t *p, size_t len, struct wire_join *j,
+		     char *why, size_t whylen)
+{
+	if (len != WIRE_JOIN_SIZE)
+		return bad(why, whylen, "JOIN has the wrong length");
+	memcpy(j->token, p, WIRE_TOKEN_SIZE);
+	j->channel = rmig_get_le32(p + WIRE_TOKEN_SIZE);
+	j->channels = rmig_get_le32(p + WIRE_TOKEN_SIZE + 4);
+	if (all_zero(j->token, WIRE_TOKEN_SIZE))
+		return bad(why, whylen, "JOIN carries no session token");
+	if (j->channels < 2 || j->channels > WIRE_CHANNELS_MAX || !j->channel ||
+	    j->channel >= j->channels)
+		return bad(why, whylen, "JOIN channel is not an extra channel of 2 to 16");
+	return 0;
 }
 
 int wire_reserve_decode(const uint8_t *p, size_t len, struct wire_reserve *r,
@@ -192,8 +247,11 @@ int wire_reserve_decode(const uint8_t *p, size_t len, struct wire_reserve *r,
 	if (!str_ok(p + 24, WIRE_REASON_MAX))
 		return bad(why, whylen, "RESERVE reason is not NUL-terminated");
 	memcpy(r->reason, p + 24, WIRE_REASON_MAX);
+	memcpy(r->token, p + 24 + WIRE_REASON_MAX, WIRE_TOKEN_SIZE);
 	if (r->status && r->nblocks)
 		return bad(why, whylen, "RESERVE refusal carries keys");
+	if (r->status && !all_zero(r->token, WIRE_TOKEN_SIZE))
+		return bad(why, whylen, "RESERVE refusal carries a session token");
 	if (r->nblocks > kmax)
 		return bad(why, whylen, "RESERVE carries more keys than blocks offered");
 	if (len != WIRE_RESERVE_SIZE + (size_t)r->nblocks * RMIG_RKEY_WIRE_SIZE)
@@ -217,6 +275,8 @@ int wire_round_encode(uint8_t *out, size_t cap, const struct wire_round *r)
 	rmig_put_le64(p + 8, r->pages);
 	rmig_put_le64(p + 16, r->bytes);
 	rmig_put_le64(p + 24, r->zero_pages);
+	rmig_put_le32(p + 32, r->channel);
+	rmig_put_le32(p + 36, 0);
 	return WIRE_HDR_SIZE + WIRE_ROUND_SIZE;
 }
 
@@ -230,6 +290,12 @@ int wire_round_decode(const uint8_t *p, size_t len, struct wire_round *r,
 	r->pages = rmig_get_le64(p + 8);
 	r->bytes = rmig_get_le64(p + 16);
 	r->zero_pages = rmig_get_le64(p + 24);
+	r->channel = rmig_get_le32(p + 32);
+	r->pad = rmig_get_le32(p + 36);
+	if (r->pad)
+		return bad(why, whylen, "ROUND has nonzero padding");
+	if (r->channel >= WIRE_CHANNELS_MAX)
+		return bad(why, whylen, "ROUND channel is above the protocol's 16");
 	if (r->final > 1)
 		return bad(why, whylen, "ROUND final flag is not 0 or 1");
 	if (r->zero_pages > r->pages)

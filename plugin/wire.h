@@ -13,10 +13,14 @@
 #include <stdint.h>
 
 #define WIRE_MAGIC 0x47494d52u /* "RMIG" little-endian */
-#define WIRE_VERSION 1
+/* 2: parallel channels (HELLO channels, RESERVE token, ROUND channel, JOIN/JOINED). */
+#define WIRE_VERSION 2
 #define WIRE_HDR_SIZE 16
 #define WIRE_NAME_MAX 64
 #define WIRE_REASON_MAX 160
+/* Most channels one session may open (RMIG_CHANNELS_MAX). */
+#define WIRE_CHANNELS_MAX 16
+#define WIRE_TOKEN_SIZE 16
 
 /* Capability bits offered in HELLO and answered in RESERVE. */
 #define WIRE_CAP_ZERO_SKIP (1ull << 0) /* all-zero pages may be skipped */
@@ -34,7 +38,10 @@ enum wire_type {
 	WIRE_END = 5,     /* source -> dest: everything sent, please commit */
 	WIRE_COMMIT = 6,  /* dest -> source: committed (or not, with reason) */
 	WIRE_CANCEL = 7,  /* either way: rolled back, with reason */
+	WIRE_JOIN = 8,    /* source -> dest, first on an extra channel: the token */
+	WIRE_JOINED = 9,  /* dest -> source on that channel: its keys (or no) */
 };
+#define WIRE_TYPE_LAST WIRE_JOINED
 
 struct wire_hdr {
 	uint32_t magic;
@@ -52,7 +59,7 @@ struct wire_hello {
 	uint32_t page_size;
 	uint32_t nblocks;
 	uint64_t total; /* sum of the block lengths */
-	uint32_t flags; /* reserved, 0 */
+	uint32_t channels; /* 1..WIRE_CHANNELS_MAX connections the source will open */
 	uint32_t pad;
 };
 struct wire_block {
@@ -62,8 +69,9 @@ struct wire_block {
 };
 #define WIRE_BLOCKS_MAX ((RMIG_MSG_MAX - WIRE_HDR_SIZE - WIRE_HELLO_SIZE) / WIRE_BLOCK_SIZE)
 
-/* RESERVE payload: fixed part then nblocks rkeys (yes only). */
-#define WIRE_RESERVE_SIZE (24 + WIRE_REASON_MAX)
+/* RESERVE payload: fixed part then nblocks rkeys (yes only).  JOINED
+ * has the same layout (caps, flags and token zero). */
+#define WIRE_RESERVE_SIZE (24 + WIRE_REASON_MAX + WIRE_TOKEN_SIZE)
 struct wire_reserve {
 	int32_t status; /* 0 yes, -errno no */
 	uint32_t nblocks;
@@ -71,15 +79,29 @@ struct wire_reserve {
 	uint32_t flags;
 	uint32_t pad;
 	char reason[WIRE_REASON_MAX];
+	/* Extra channels present it in JOIN; all zero with one channel or a no. */
+	uint8_t token[WIRE_TOKEN_SIZE];
 };
 
-#define WIRE_ROUND_SIZE 32
+/* JOIN payload: the session's token and which channel this connection is. */
+#define WIRE_JOIN_SIZE (WIRE_TOKEN_SIZE + 8)
+struct wire_join {
+	uint8_t token[WIRE_TOKEN_SIZE];
+	uint32_t channel;  /* 1..channels-1 */
+	uint32_t channels; /* as in HELLO */
+};
+
+/* Each channel sends its own ROUND on its own connection after its last
+ * write of the round; the counts are that channel's. */
+#define WIRE_ROUND_SIZE 40
 struct wire_round {
 	uint32_t round;
 	uint32_t final;
 	uint64_t pages;
 	uint64_t bytes;
 	uint64_t zero_pages;
+	uint32_t channel;
+	uint32_t pad;
 };
 
 #define WIRE_END_SIZE 24
@@ -115,6 +137,12 @@ int wire_hello_decode(const uint8_t *p, size_t len, struct wire_hello *h,
 		      struct wire_block *b, uint32_t bmax, char *why, size_t whylen);
 int wire_reserve_encode(uint8_t *out, size_t cap, const struct wire_reserve *r,
 			const struct rmig_rkey *keys);
+/* JOINED: a RESERVE-layout message of type WIRE_JOINED. */
+int wire_joined_encode(uint8_t *out, size_t cap, const struct wire_reserve *r,
+		       const struct rmig_rkey *keys);
+int wire_join_encode(uint8_t *out, size_t cap, const struct wire_join *j);
+int wire_join_decode(const uint8_t *p, size_t len, struct wire_join *j,
+		     char *why, size_t whylen);
 int wire_reserve_decode(const uint8_t *p, size_t len, struct wire_reserve *r,
 			struct rmig_rkey *keys, uint32_t kmax, char *why, size_t whylen);
 int wire_round_encode(uint8_t *out, size_t cap, const struct wire_round *r);

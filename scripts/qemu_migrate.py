@@ -252,7 +252,7 @@ def channel(method, a, port):
         uri = f"{method[5:]}:{a.host}:{port}"
         return uri, uri
     backend = method.split(":", 1)[1]
-    common = f"--backend {backend} --timeout {a.stream_timeout_ms} -v"
+    common = f"--backend {backend} --timeout {a.stream_timeout_ms} -v --key-file {a.key_file}"
     return (f"exec:{a.rdmamig} recv --listen {a.host}:{port} {common} {a.recv_args}".strip(),
             f"exec:{a.rdmamig} send --to {a.host}:{port} {common} {a.send_args}".strip())
 
@@ -477,6 +477,12 @@ def run(a):
         raise Fail("/dev/kvm is missing or not accessible: the test guest needs KVM "
                    "(load kvm, or run as a user in the kvm group)")
     os.makedirs(a.workdir, exist_ok=True)
+    if not a.key_file:
+        # Both rdmamig ends run here: a fresh random key authenticates them.
+        a.key_file = os.path.join(a.workdir, "rdmamig.key")
+        fd = os.open(a.key_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(os.urandom(32))
     t_boot = time.monotonic()
     src = Guest("g0", a)
     results, n = [], 0
@@ -559,6 +565,9 @@ def main():
                         "during migration")
     p.add_argument("--host", default="127.0.0.1",
                    help="address the channels use (inside the Soft-RoCE VM: rxe0's)")
+    p.add_argument("--key-file",
+                   help="pre-shared key for rdmamig send/recv (default: a random one "
+                        "made in the work dir, mode 600)")
     p.add_argument("--send-args", default="", help="more options for rdmamig send")
     p.add_argument("--recv-args", default="", help="more options for rdmamig recv")
     p.add_argument("--table", action="store_true")

@@ -26,7 +26,7 @@ for b in $BACKENDS; do
   timeout 240 valgrind --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite \
     --show-leak-kinds=definite --suppressions=scripts/valgrind.supp \
     --log-file="$LOG/vg.${b//\//_}.%p" \
-    "$BIN" demo --backend "$b" --guest-size 64M --dirty-rate 8M --vcpus 2 \
+    "$BIN" demo --backend "$b" --guest-size 64M --dirty-rate 8M --vcpu-threads 2 \
     --timeout-ms 30000 --plugin "$PLUGIN" >"$log" 2>&1
   rc=$?
   ms=$(( ($(date +%s%N) - start) / 1000000 ))

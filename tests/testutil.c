@@ -72,3 +72,5 @@ long rmig_test_rss_kib(void)
 	fclose(f);
 	return kib;
 }
+
+const uint8_t rmig_test_psk[32] = "rdmamig test key, not a secret!";

@@ -4,8 +4,17 @@
 #define RMIG_TESTUTIL_H
 
 #include <CUnit/CUnit.h>
+#include <rdmamig/rdmamig.h>
 #include <stddef.h>
 #include <stdint.h>
+
+/*
+ * The pre-shared key test ends share: tests authenticate like real peers
+ * (a constant, so a peer process started apart, even on another host,
+ * holds it too).  RMIG_TEST_PSK goes into an rmig_ep_opts initializer.
+ */
+extern const uint8_t rmig_test_psk[32];
+#define RMIG_TEST_PSK .psk = rmig_test_psk, .psk_len = sizeof(rmig_test_psk)
 
 /* Exit code ctest reads as "skipped" (SKIP_RETURN_CODE 77). */
 #define RMIG_TEST_SKIP 77

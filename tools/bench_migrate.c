@@ -26,6 +26,7 @@ struct cell {
 		sent_ratio[MAXRUNS], rounds[MAXRUNS], regs[MAXRUNS], res_ms[MAXRUNS],
 		r0_mibs[MAXRUNS];
 	int n, verified, failed;
+	int worker_cpu[HOST_CHANNELS_MAX]; /* of the last good run */
 	char why[256];
 };
 
@@ -108,8 +109,69 @@ static void run_cell(const struct host_opts *base, struct cell *c, int runs)
 		c->res_ms[c->n] = r.reserve_ns / 1e6;
 		c->r0_mibs[c->n] = r.nround_log ? r.round_log[0].mib_s : 0;
 		c->sent_ratio[c->n] = (double)r.bytes / (double)r.guest_size;
+		memcpy(c->worker_cpu, r.worker_cpu, sizeof(c->worker_cpu));
 		c->n++;
 	}
+}
+
+#define MAXCH 8
+
+/*
+ * --channels 1,2,4: the scaling table.  For each backend, an idle guest
+ * with whole-block registration over each channel count; medians of total
+ * time and throughput, and their ratio to the first count given.
+ */
+static int bench_channels(const char **backends, int nb, const unsigned *chans, int nch,
+			  uint64_t size, int runs, const char *listen, const char *vcpus,
+			  int json)
+{
+	if (!json) {
+		printf("idle guest %llu MiB, whole-block registration, %d runs, medians; ratios against %u channel%s%s%s\n\n",
+		       (unsigned long long)(size >> 20), runs, chans[0], chans[0] == 1 ? "" : "s",
+		       vcpus ? ", vCPUs reserved: " : "", vcpus ? vcpus : "");
+		printf("| backend | channels | total ms | MiB/s overall | MiB/s round 0 | time vs %u | throughput vs %u | worker cpus | verified |\n",
+		       chans[0], chans[0]);
+		printf("| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |\n");
+	}
+	for (int b = 0; b < nb; b++) {
+		double t1 = 0, m1 = 0;
+		for (int k = 0; k < nch; k++) {
+			struct host_opts o;
+			struct cell c;
+			char cpus[64] = "";
+			host_opts_default(&o);
+			o.backend = backends[b];
+			o.addr = listen;
+			o.guest_size = size;
+			o.reg_mode = RMIG_REG_WHOLE;
+			o.channels = chans[k];
+			o.vcpu_cpus = vcpus;
+			run_cell(&o, &c, runs);
+			for (unsigned i = 0; i < chans[k] && i < HOST_CHANNELS_MAX; i++)
+				snprintf(cpus + strlen(cpus), sizeof(cpus) - strlen(cpus), "%s%d",
+					 i ? "," : "", c.worker_cpu[i]);
+			double t = median(c.total_ms, c.n), m = median(c.mibs, c.n);
+			if (k == 0) {
+				t1 = t;
+				m1 = m;
+			}
+			if (json) {
+				printf("{\"backend\":\"%s\",\"channels\":%u,\"guest_bytes\":%llu,\"runs\":%d,\"failed\":%d,\"total_ms\":%.1f,\"mib_s\":%.1f,\"round0_mib_s\":%.1f,\"time_ratio\":%.2f,\"throughput_ratio\":%.2f,\"worker_cpus\":\"%s\",\"verified\":%s}\n",
+				       backends[b], chans[k], (unsigned long long)size, runs, c.failed, t, m,
+				       median(c.r0_mibs, c.n), t1 > 0 ? t / t1 : 0, m1 > 0 ? m / m1 : 0,
+				       cpus, c.verified && c.n ? "true" : "false");
+			} else if (!c.n) {
+				printf("| %s | %u | failed: %s | | | | | | |\n", backends[b], chans[k], c.why);
+			} else {
+				printf("| %s | %u | %.0f | %.0f | %.0f | %.2f | %.2f | %s | %s%s |\n",
+				       backends[b], chans[k], t, m, median(c.r0_mibs, c.n),
+				       t1 > 0 ? t / t1 : 0, m1 > 0 ? m / m1 : 0, cpus,
+				       c.verified ? "yes" : "NO", c.failed ? " (some runs failed)" : "");
+			}
+			fflush(stdout);
+		}
+	}
+	return 0;
 }
 
 static void usage(FILE *f)
@@ -127,6 +189,9 @@ static void usage(FILE *f)
 		   "on RoCE the RDMA netdev's address, e.g. --listen 10.0.0.1:0).\n"
 		   "--ref-bw RATE (bytes/s, e.g. ib_write_bw's on the same link) adds the\n"
 		   "ratio of the total time to guest size / RATE.\n"
+		   "--channels 1,2,4: the channel scaling table instead (idle guest, whole\n"
+		   "registration, each count; ratios against the first); --vcpus CPUSET:\n"
+		   "cpus reserved for vCPUs, kept free of channel workers.\n"
 		   "Defaults: --guest-size 256M --dirty-rate 50M --runs 3.\n");
 }
 
@@ -138,13 +203,16 @@ int bench_migrate(int argc, char **argv)
 		{ "json", no_argument, 0, 'j' }, { "ref-bw", required_argument, 0, 'f' },
 		{ "registration", required_argument, 0, 'R' },
 		{ "listen", required_argument, 0, 'l' },
+		{ "channels", required_argument, 0, 'c' }, { "vcpus", required_argument, 0, 'v' },
 		{ "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 } };
 	static const char *const all[] = { "verbs", "ofi/verbs", "ofi/tcp", "ofi/shm", "tcp" };
 	const char *backends[MAXB];
 	int nb = 0, runs = 3, json = 0, ch, reg_lo = RMIG_REG_WHOLE, reg_hi = RMIG_REG_CHUNKED;
 	uint64_t size = 256ull << 20, rate = 50ull << 20, ref = 0;
-	const char *listen = NULL;
+	const char *listen = NULL, *vcpus = NULL;
 	char why[RMIG_ERR_MAX];
+	unsigned chans[MAXCH];
+	int nch = 0;
 
 	optind = 1;
 	while ((ch = getopt_long(argc, argv, "", lo, NULL)) != -1) {
@@ -156,6 +224,17 @@ int bench_migrate(int argc, char **argv)
 		case 'j': json = 1; break;
 		case 'f': ref = parse_size(optarg); break;
 		case 'l': listen = optarg; break;
+		case 'v': vcpus = optarg; break;
+		case 'c':
+			for (char *p = optarg; *p && nch < MAXCH;) {
+				char *e;
+				unsigned long v = strtoul(p, &e, 10);
+				if (e == p || !v || v > 16 || (*e && *e != ','))
+					return usage(stderr), 2;
+				chans[nch++] = (unsigned)v;
+				p = *e ? e + 1 : e;
+			}
+			break;
 		case 'R':
 			if (!strcmp(optarg, "whole"))
 				reg_hi = RMIG_REG_WHOLE;
@@ -176,6 +255,8 @@ int bench_migrate(int argc, char **argv)
 		for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
 			if (!rmig_backend_probe(all[i], why, sizeof(why)))
 				backends[nb++] = all[i];
+	if (nch)
+		return bench_channels(backends, nb, chans, nch, size, runs, listen, vcpus, json);
 	if (!json) {
 		printf("guest %llu MiB, dirtying guest at %llu MiB/s (uniform, 1 vCPU), downtime limit 300 ms, %d runs, medians\n\n",
 		       (unsigned long long)(size >> 20), (unsigned long long)(rate >> 20), runs);

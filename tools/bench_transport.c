@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/random.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -29,6 +30,9 @@ struct bench_opts {
 	double seconds;           /* ...or this long, whichever comes first */
 	int json;
 	const char *host; /* listen address; verbs on RoCE needs the netdev's */
+	const char *key_file;
+	int insecure;
+	struct cli_key key; /* both ends': --key-file, else a random one; none: --insecure */
 };
 
 struct bench_row {
@@ -48,12 +52,27 @@ static void *map_buf(size_t len)
 	return p;
 }
 
+/* The key the parent wrote into a pipe (nothing: insecure). */
+static void read_key(int fd, struct cli_key *k)
+{
+	ssize_t n;
+
+	memset(k, 0, sizeof(*k));
+	while (k->len < sizeof(k->buf) &&
+	       (n = read(fd, k->buf + k->len, sizeof(k->buf) - k->len)) > 0)
+		k->len += (size_t)n;
+	close(fd);
+	k->insecure = !k->len;
+}
+
 /* The peer: accept, expose a region, wait until told to go. */
 static int bench_receiver(const char *backend, const char *host, size_t len,
-			  int addr_pipe)
+			  int addr_pipe, int key_pipe)
 {
+	struct rmig_ep_opts opts = { .size = sizeof(opts) };
 	struct rmig_ep *l, *ep;
 	struct rmig_mr *mr;
+	struct cli_key k;
 	uint8_t key[RMIG_RKEY_WIRE_SIZE], msg[16];
 	char addr[128];
 	void *buf = map_buf(len);
@@ -61,8 +80,10 @@ static int bench_receiver(const char *backend, const char *host, size_t len,
 
 	if (!buf)
 		return 1;
+	read_key(key_pipe, &k);
+	cli_key_opts(&k, &opts);
 	snprintf(addr, sizeof(addr), strchr(host, ':') ? "[%s]:0" : "%s:0", host);
-	rc = rmig_listen(backend, addr, NULL, &l);
+	rc = rmig_listen(backend, addr, &opts, &l);
 	if (!rc)
 		rc = rmig_local_addr(l, addr, sizeof(addr));
 	if (rc) {
@@ -148,7 +169,7 @@ static int bench_backend(const char *backend, const struct bench_opts *o,
 	struct rmig_rkey rk;
 	uint8_t key[RMIG_RKEY_WIRE_SIZE];
 	char addr[128] = "";
-	int pfd[2], rc = 0, status;
+	int pfd[2], kfd[2], rc = 0, status;
 	void *buf;
 	pid_t pid;
 
@@ -159,20 +180,31 @@ static int bench_backend(const char *backend, const struct bench_opts *o,
 		region = 16u << 20;
 	if (pipe(pfd))
 		return -errno;
+	/* The key goes to the receiver through a pipe, not its argv (ps). */
+	if (pipe(kfd)) {
+		close(pfd[0]);
+		close(pfd[1]);
+		return -errno;
+	}
+	if (o->key.len && write(kfd[1], o->key.buf, o->key.len) != (ssize_t)o->key.len)
+		rc = -EIO;
+	close(kfd[1]);
 	pid = fork();
 	if (pid == 0) {
 		/*
 		 * A fresh image (exec): RDMA device contexts do not survive fork,
 		 * and after the first backend the parent has opened them.
 		 */
-		char fd[16], len[32];
+		char fd[16], kf[16], len[32];
 		close(pfd[0]);
 		snprintf(fd, sizeof(fd), "%d", pfd[1]);
+		snprintf(kf, sizeof(kf), "%d", kfd[0]);
 		snprintf(len, sizeof(len), "%llu", region);
 		execl("/proc/self/exe", "rdmamig", "bench", "transport", "--receiver", backend,
-		      o->host, len, fd, (char *)NULL);
-		_exit(bench_receiver(backend, o->host, region, pfd[1]));
+		      o->host, len, fd, kf, (char *)NULL);
+		_exit(bench_receiver(backend, o->host, region, pfd[1], kfd[0]));
 	}
+	close(kfd[0]);
 	close(pfd[1]);
 	if (read(pfd[0], addr, sizeof(addr)) <= 0)
 		rc = -ECONNREFUSED;
@@ -180,8 +212,11 @@ static int bench_backend(const char *backend, const struct bench_opts *o,
 	buf = map_buf(region);
 	if (!rc && !buf)
 		rc = -ENOMEM;
-	if (!rc)
-		rc = rmig_connect(backend, addr, NULL, &ep);
+	if (!rc) {
+		struct rmig_ep_opts opts = { .size = sizeof(opts) };
+		cli_key_opts(&o->key, &opts);
+		rc = rmig_connect(backend, addr, &opts, &ep);
+	}
 	if (!rc)
 		rc = rmig_reg_mr(ep, buf, region, RMIG_ACCESS_LOCAL, &mr);
 	if (!rc) {
@@ -268,6 +303,11 @@ static int parse_bench_opts(int argc, char **argv, struct bench_opts *o)
 		} else if (!strcmp(a, "--bytes") && v) {
 			o->bytes = parse_size(v);
 			i++;
+		} else if (!strcmp(a, "--key-file") && v) {
+			o->key_file = v;
+			i++;
+		} else if (!strcmp(a, "--insecure")) {
+			o->insecure = 1;
 		} else {
 			return -EINVAL;
 		}
@@ -287,17 +327,29 @@ int bench_transport(int argc, char **argv)
 	char why[RMIG_ERR_MAX];
 	int nrows = 0, failed = 0;
 
-	/* The receiver, exec'd by bench_backend: --receiver BACKEND HOST LEN FD. */
-	if (argc == 6 && !strcmp(argv[1], "--receiver"))
-		return bench_receiver(argv[2], argv[3], strtoull(argv[4], NULL, 10), atoi(argv[5]));
+	/* The receiver, exec'd by bench_backend: --receiver BACKEND HOST LEN FD KEYFD. */
+	if (argc == 7 && !strcmp(argv[1], "--receiver"))
+		return bench_receiver(argv[2], argv[3], strtoull(argv[4], NULL, 10), atoi(argv[5]),
+				      atoi(argv[6]));
 	if (parse_bench_opts(argc, argv, &o)) {
 		fprintf(stderr,
 			"usage: rdmamig bench transport [--backend SPEC]... [--sizes 4K,64K,1M]\n"
 			"                               [--seconds S] [--bytes N] [--addr HOST] [--json]\n"
+			"                               [--key-file FILE | --insecure]\n"
 			"Write throughput per message size to a forked peer on loopback, for each\n"
 			"backend given (default: every backend that runs here).  --addr: the local\n"
-			"address to use (default 127.0.0.1; verbs on RoCE needs the RDMA netdev's).\n");
+			"address to use (default 127.0.0.1; verbs on RoCE needs the RDMA netdev's).\n"
+			"Both ends authenticate with a random key (or --key-file's); --insecure: none.\n");
 		return 2;
+	}
+	if (cli_key_resolve("bench", o.key_file, o.insecure, 1, &o.key))
+		return 2;
+	if (!o.key.len && !o.key.insecure) {
+		if (getrandom(o.key.buf, 32, 0) != 32) {
+			fprintf(stderr, "rdmamig bench: cannot draw a random key (getrandom)\n");
+			return 1;
+		}
+		o.key.len = 32;
 	}
 	if (!o.nbackends) {
 		for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)

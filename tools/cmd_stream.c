@@ -34,6 +34,9 @@ struct stream_args {
 	int verbose;
 	int fork;
 	unsigned long long pipe; /* F_SETPIPE_SZ on QEMU's pipe; 0: leave it */
+	const char *key_file;
+	int insecure;
+	struct cli_key key;
 };
 
 static void usage(const char *cmd, FILE *f)
@@ -41,7 +44,8 @@ static void usage(const char *cmd, FILE *f)
 	if (!strcmp(cmd, "send"))
 		fprintf(f,
 			"usage: rdmamig send --to HOST:PORT [--backend SPEC] [--chunk SIZE]\n"
-			"                    [--timeout MS] [--pipe-size SIZE] [--no-fork] [--verbose]\n\n"
+			"                    [--timeout MS] [--pipe-size SIZE] [--no-fork] [--verbose]\n"
+			"                    [--key-file FILE | --insecure]\n\n"
 			"Carries stdin to a 'rdmamig recv' by one-sided writes into its ring,\n"
 			"for QEMU: migrate \"exec:rdmamig send --to HOST:PORT\".\n"
 			"Exits 0 once the receiver confirmed every byte; non-zero with one\n"
@@ -54,15 +58,18 @@ static void usage(const char *cmd, FILE *f)
 		fprintf(f,
 			"usage: rdmamig recv --listen HOST:PORT [--backend SPEC] [--ring SIZE]\n"
 			"                    [--timeout MS] [--accept-timeout MS] [--addr-file PATH]\n"
-			"                    [--pipe-size SIZE] [--verbose]\n\n"
+			"                    [--pipe-size SIZE] [--verbose] [--key-file FILE | --insecure]\n\n"
 			"Accepts one 'rdmamig send' and writes its stream to stdout,\n"
 			"for QEMU: -incoming \"exec:rdmamig recv --listen HOST:PORT\".\n"
 			"--ring: receive ring size (default 4M); --accept-timeout: how long to\n"
 			"wait for the sender (default %d ms); --addr-file: write the bound\n"
-			"HOST:PORT there once listening (use port 0 to pick a free one).\n",
+			"HOST:PORT there once listening (use port 0 to pick a free one).\n"
+			"A peer that fails authentication is refused and recv waits on.\n",
 			DEFAULT_ACCEPT_MS);
 	fprintf(f, "SPEC: tcp, ofi, ofi/tcp, ofi/shm, verbs or auto (default).\n"
-		   "--pipe-size: grow QEMU's pipe to SIZE (default 1M; 0 leaves it as it is).\n");
+		   "--pipe-size: grow QEMU's pipe to SIZE (default 1M; 0 leaves it as it is).\n"
+		   "--key-file: the pre-shared key both ends authenticate with, 16+ random bytes,\n"
+		   "mode 600 (default $RMIG_KEY_FILE); --insecure: no key, no authentication.\n");
 }
 
 static int parse_ms(const char *v, int *out)
@@ -102,6 +109,10 @@ static int parse_args(int argc, char **argv, struct stream_args *a)
 			a->fork = 0;
 			continue;
 		}
+		if (!strcmp(k, "--insecure")) {
+			a->insecure = 1;
+			continue;
+		}
 		if (!v)
 			return -1;
 		i++;
@@ -109,6 +120,8 @@ static int parse_args(int argc, char **argv, struct stream_args *a)
 			a->addr = v;
 		else if (!strcmp(k, "--backend"))
 			a->backend = v;
+		else if (!strcmp(k, "--key-file"))
+			a->key_file = v;
 		else if (!strcmp(k, "--timeout"))
 			bad = parse_ms(v, &a->o.timeout_ms);
 		else if (!strcmp(k, "--pipe-size"))
@@ -129,7 +142,9 @@ static int parse_args(int argc, char **argv, struct stream_args *a)
 			return -1;
 		}
 	}
-	return a->addr ? 0 : -1;
+	if (!a->addr)
+		return -1;
+	return cli_key_resolve(argv[0], a->key_file, a->insecure, 0, &a->key) ? -2 : 0;
 }
 
 static void report(const char *cmd, const struct stream_args *a, struct rmig_ep *ep,
@@ -155,6 +170,7 @@ static int connect_retry(const struct stream_args *a, struct rmig_ep **ep)
 	uint64_t deadline = rmig_deadline(a->o.timeout_ms);
 	int rc;
 
+	cli_key_opts(&a->key, &opts);
 	for (;;) {
 		rc = rmig_connect(a->backend, a->addr, &opts, ep);
 		if (!rc || (rc != -ECONNREFUSED && rc != -ECONNRESET && rc != -EAGAIN &&
@@ -200,8 +216,10 @@ int cmd_send(int argc, char **argv)
 		usage("send", stdout);
 		return 0;
 	}
-	if (parse_args(argc, argv, &a)) {
-		usage("send", stderr);
+	rc = parse_args(argc, argv, &a);
+	if (rc) {
+		if (rc == -1)
+			usage("send", stderr);
 		return 2;
 	}
 	signal(SIGPIPE, SIG_IGN);
@@ -244,6 +262,23 @@ static int write_addr_file(const char *path, struct rmig_ep *l)
 	return 0;
 }
 
+/*
+ * Accept the sender.  A peer that fails authentication (a stranger, a
+ * wrong key) does not end recv: QEMU's real source may still come.
+ */
+static int accept_authenticated(struct rmig_ep *l, int accept_ms, struct rmig_ep **ep)
+{
+	uint64_t deadline = rmig_deadline(accept_ms);
+	int rc;
+
+	for (;;) {
+		rc = rmig_accept(l, rmig_left_ms(deadline), ep);
+		if ((rc != -EACCES && rc != -EPROTO) || !rmig_left_ms(deadline))
+			return rc;
+		fprintf(stderr, "rdmamig recv: refused a peer: %s\n", rmig_ep_error(l));
+	}
+}
+
 int cmd_recv(int argc, char **argv)
 {
 	struct stream_args a;
@@ -258,14 +293,17 @@ int cmd_recv(int argc, char **argv)
 		usage("recv", stdout);
 		return 0;
 	}
-	if (parse_args(argc, argv, &a)) {
-		usage("recv", stderr);
+	rc = parse_args(argc, argv, &a);
+	if (rc) {
+		if (rc == -1)
+			usage("recv", stderr);
 		return 2;
 	}
 	signal(SIGPIPE, SIG_IGN);
 	if (a.pipe)
 		fcntl(STDOUT_FILENO, F_SETPIPE_SZ, (int)a.pipe);
 	opts.timeout_ms = a.o.timeout_ms;
+	cli_key_opts(&a.key, &opts);
 	rc = rmig_listen(a.backend, a.addr, &opts, &l);
 	if (rc) {
 		fprintf(stderr, "rdmamig recv: cannot listen on %s: %s\n", a.addr, rmig_last_error());
@@ -278,7 +316,7 @@ int cmd_recv(int argc, char **argv)
 		return 1;
 	}
 	t0 = rmig_now_ns();
-	rc = rmig_accept(l, a.accept_ms, &ep);
+	rc = accept_authenticated(l, a.accept_ms, &ep);
 	if (rc) {
 		fprintf(stderr, "rdmamig recv: no sender on %s: %s\n", a.addr,
 			strcmp(rmig_ep_error(l), "no error") ? rmig_ep_error(l) : rmig_last_error());

@@ -3,6 +3,8 @@
 #ifndef RMIG_TOOLS_COMMANDS_H
 #define RMIG_TOOLS_COMMANDS_H
 
+#include <stddef.h>
+
 int cmd_backends(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int bench_transport(int argc, char **argv);
@@ -14,6 +16,23 @@ int cmd_demo(int argc, char **argv);
 int bench_migrate(int argc, char **argv);
 int bench_hygiene(int argc, char **argv);
 int cmd_topo(int argc, char **argv);
+
+/* The key of --key-file FILE / RMIG_KEY_FILE, or --insecure (keyfile.c). */
+struct cli_key {
+	unsigned char buf[1024]; /* RMIG_PSK_MAX */
+	size_t len;              /* 0: none */
+	int insecure;
+};
+/*
+ * Resolve --key-file (path, may be NULL), RMIG_KEY_FILE and --insecure.
+ * may_generate: no key is fine (the command makes a random one for its
+ * own two ends).  Returns 0, or the exit code after printing why.
+ */
+int cli_key_resolve(const char *cmd, const char *path, int insecure, int may_generate,
+		    struct cli_key *k);
+struct rmig_ep_opts;
+/* Put the key (or RMIG_EP_INSECURE) into transport options. */
+void cli_key_opts(const struct cli_key *k, struct rmig_ep_opts *o);
 
 /* Parse "4K", "64M", "1G" (binary units) into bytes; 0 on error. */
 unsigned long long parse_size(const char *s);

@@ -20,7 +20,8 @@
 enum { O_BACKEND = 256, O_TIMEOUT, O_GUEST, O_MEM, O_DIRTY, O_PATTERN, O_VCPUS,
        O_DOWNTIME, O_ROUNDS, O_BW, O_POLICY, O_REG, O_MEMLOCK, O_MEMLIMIT, O_TRACK,
        O_DEVSTATE, O_NOZERO, O_PROGRESS, O_JSON, O_PLUGIN, O_LISTEN, O_TO, O_HELP,
-       O_ACCEPT };
+       O_ACCEPT, O_KEYFILE, O_INSECURE,
+       O_CHANNELS, O_VTHREADS };
 
 static const struct option longopts[] = {
 	{ "backend", required_argument, 0, O_BACKEND },
@@ -30,6 +31,8 @@ static const struct option longopts[] = {
 	{ "dirty-rate", required_argument, 0, O_DIRTY },
 	{ "pattern", required_argument, 0, O_PATTERN },
 	{ "vcpus", required_argument, 0, O_VCPUS },
+	{ "vcpu-threads", required_argument, 0, O_VTHREADS },
+	{ "channels", required_argument, 0, O_CHANNELS },
 	{ "downtime-ms", required_argument, 0, O_DOWNTIME },
 	{ "max-rounds", required_argument, 0, O_ROUNDS },
 	{ "bandwidth", required_argument, 0, O_BW },
@@ -46,6 +49,8 @@ static const struct option longopts[] = {
 	{ "listen", required_argument, 0, O_LISTEN },
 	{ "to", required_argument, 0, O_TO },
 	{ "accept-timeout-ms", required_argument, 0, O_ACCEPT },
+	{ "key-file", required_argument, 0, O_KEYFILE },
+	{ "insecure", no_argument, 0, O_INSECURE },
 	{ "help", no_argument, 0, O_HELP },
 	{ 0, 0, 0, 0 },
 };
@@ -56,7 +61,12 @@ static const char options_help[] =
 	"  --memory KIND          anon, memfd, hugetlb (default anon)\n"
 	"  --dirty-rate RATE      bytes/s the vCPUs dirty (default 0: idle guest)\n"
 	"  --pattern P            uniform, hotset, seq (default uniform)\n"
-	"  --vcpus N              vCPU threads (default 1)\n"
+	"  --vcpu-threads N       vCPU threads (default 1)\n"
+	"  --vcpus CPUSET         cpus reserved for the vCPUs (\"0-1,4\"): no channel\n"
+	"                         worker is placed there (default: none reserved)\n"
+	"  --channels N           source: connections, each with a worker pinned near\n"
+	"                         the NIC (1..16, default 1); serve: the most a source\n"
+	"                         may open (default 16)\n"
 	"  --downtime-ms MS       downtime limit for convergence (default 300)\n"
 	"  --max-rounds N         pre-copy rounds before the policy applies (default 30)\n"
 	"  --bandwidth RATE       cap on page bytes/s (default none)\n"
@@ -71,11 +81,17 @@ static const char options_help[] =
 	"  --accept-timeout-ms MS serve: how long to wait for a source (default 6 x timeout)\n"
 	"  --progress             progress line on stderr even when not a tty\n"
 	"  --json                 one JSON object per result on stdout\n"
-	"  --plugin PATH          library to dlopen (default librdmamig.so.0)\n";
+	"  --plugin PATH          library to dlopen (default librdmamig.so.0)\n"
+	"  --key-file FILE        pre-shared key both ends authenticate with (16+ random\n"
+	"                         bytes, mode 600; default $RMIG_KEY_FILE; demo: a random one)\n"
+	"  --insecure             no key: accept or reach unauthenticated peers\n";
 
 struct cli {
 	struct host_opts o;
 	int json;
+	const char *key_file;
+	int insecure;
+	struct cli_key key;
 };
 
 static int bad_opt(const char *cmd, const char *opt, const char *val)
@@ -112,7 +128,9 @@ static int parse(const char *cmd, int argc, char **argv, struct cli *c)
 			else if (!strcmp(v, "seq")) o->pattern = HOST_PAT_SEQ;
 			else return bad_opt(cmd, "pattern", v);
 			break;
-		case O_VCPUS: o->vcpus = (unsigned)atoi(v); if (!o->vcpus || o->vcpus > 256) return bad_opt(cmd, "vcpus", v); break;
+		case O_VTHREADS: o->vcpus = (unsigned)atoi(v); if (!o->vcpus || o->vcpus > 256) return bad_opt(cmd, "vcpu-threads", v); break;
+		case O_VCPUS: if (!*v || strspn(v, "0123456789,-") != strlen(v)) return bad_opt(cmd, "vcpus", v); o->vcpu_cpus = v; break;
+		case O_CHANNELS: o->channels = (unsigned)atoi(v); if (!o->channels || o->channels > 16) return bad_opt(cmd, "channels", v); break;
 		case O_DOWNTIME: o->downtime_ms = (uint32_t)atoi(v); break;
 		case O_ROUNDS: o->max_rounds = (unsigned)atoi(v); if (!o->max_rounds) return bad_opt(cmd, "max-rounds", v); break;
 		case O_BW: if (!(o->bandwidth = parse_size(v))) return bad_opt(cmd, "bandwidth", v); break;
@@ -137,6 +155,8 @@ static int parse(const char *cmd, int argc, char **argv, struct cli *c)
 		case O_PLUGIN: o->plugin = v; break;
 		case O_LISTEN: case O_TO: o->addr = v; break;
 		case O_ACCEPT: o->accept_timeout_ms = atoi(v); if (o->accept_timeout_ms <= 0) return bad_opt(cmd, "accept-timeout-ms", v); break;
+		case O_KEYFILE: c->key_file = v; break;
+		case O_INSECURE: c->insecure = 1; break;
 		case O_HELP: return -1;
 		default: return 2;
 		}
@@ -176,6 +196,13 @@ static int prepare(const char *cmd, const char *usage, const char *addr_opt, int
 		fprintf(stderr, "rdmamig %s: %s HOST:PORT is required\n", cmd, addr_opt);
 		return 2;
 	}
+	/* demo: both ends are ours, host_demo makes a random key. */
+	rc = cli_key_resolve(cmd, c->key_file, c->insecure, !addr_opt, &c->key);
+	if (rc)
+		return rc;
+	c->o.psk = c->key.len ? c->key.buf : NULL;
+	c->o.psk_len = c->key.len;
+	c->o.insecure = c->key.insecure;
 	return -1;
 }
 

@@ -391,6 +391,9 @@ static int sender_handshake(struct sender *x)
 		if (m.a < 4096 || m.a % 4096 || m.a > (1ull << 34) || m.rkey.len < m.a)
 			return fail(&x->s, -EPROTO, "peer offered a ring of %llu bytes",
 				    (unsigned long long)m.a);
+		if (!(m.rkey.flags & RMIG_ACCESS_REMOTE_WRITE))
+			return fail(&x->s, -EPROTO,
+				    "peer's ring key does not grant remote write (a broken or hostile receiver)");
 		x->s.peer = m.rkey;
 		x->s.st->ring = (size_t)m.a;
 		return map_buffer(&x->s, (size_t)m.a, RMIG_ACCESS_LOCAL);

@@ -5,6 +5,7 @@
  * before anything reaches a backend, error phrases.
  */
 #define _GNU_SOURCE
+#include "auth.h"
 #include "backends.h"
 
 #include <errno.h>
@@ -150,6 +151,7 @@ int rmig_listen(const char *backend, const char *addr,
 		const struct rmig_ep_opts *opts, struct rmig_ep **listener)
 {
 	const struct rmig_transport_ops *ops;
+	struct rmig_auth_key *key;
 	struct rmig_ep_opts o;
 	int rc = lookup(backend, opts, &o, &ops);
 
@@ -158,14 +160,36 @@ int rmig_listen(const char *backend, const char *addr,
 	if (!ops->listen)
 		return rmig_set_error(NULL, -EOPNOTSUPP, "%s backend cannot listen",
 				      ops->name);
+	rc = auth_key_new(&o, &key);
+	if (rc)
+		return rc;
 	rc = ops->listen(&o, addr, listener);
-	if (!rc) {
-		(*listener)->listener = 1;
-		(*listener)->timeout_ms = o.timeout_ms;
+	if (rc) {
+		auth_key_free(key);
+		return rc;
 	}
-	return rc;
+	(*listener)->listener = 1;
+	(*listener)->timeout_ms = o.timeout_ms;
+	(*listener)->auth = key;
+	return 0;
 }
 
+/* Close a connection that failed authentication; its phrase stays the thread's. */
+static void close_unauthenticated(struct rmig_ep **ep, int rc)
+{
+	char why[RMIG_ERR_MAX];
+
+	memcpy(why, (*ep)->err, sizeof(why));
+	rmig_close(*ep);
+	*ep = NULL;
+	rmig_set_error(NULL, rc, "%s", why);
+}
+
+/*
+ * A connection the peer has not authenticated is closed here: the caller
+ * never sees it, so nothing can be registered on it or sent over it.  The
+ * listener keeps listening and keeps the reason.
+ */
 int rmig_accept(struct rmig_ep *listener, int timeout_ms, struct rmig_ep **ep)
 {
 	int rc;
@@ -174,9 +198,13 @@ int rmig_accept(struct rmig_ep *listener, int timeout_ms, struct rmig_ep **ep)
 		return rmig_set_error(listener, -EINVAL, "accept needs a listening endpoint");
 	NEED_OP(listener, accept);
 	rc = listener->ops->accept(listener, timeout_ms, ep);
-	if (!rc)
+	if (!rc) {
 		(*ep)->timeout_ms = listener->timeout_ms;
-	else /* a backend may have set only the thread's phrase: keep it on the listener too */
+		rc = auth_run(*ep, listener->auth, 1, listener->timeout_ms);
+		if (rc)
+			close_unauthenticated(ep, rc);
+	}
+	if (rc) /* a backend may have set only the thread's phrase: keep it on the listener too */
 		rmig_set_error(listener, rc, "%s", rmig_last_error());
 	return rc;
 }
@@ -185,6 +213,7 @@ int rmig_connect(const char *backend, const char *addr,
 		 const struct rmig_ep_opts *opts, struct rmig_ep **ep)
 {
 	const struct rmig_transport_ops *ops;
+	struct rmig_auth_key *key;
 	struct rmig_ep_opts o;
 	int rc = lookup(backend, opts, &o, &ops);
 
@@ -193,9 +222,17 @@ int rmig_connect(const char *backend, const char *addr,
 	if (!ops->connect)
 		return rmig_set_error(NULL, -EOPNOTSUPP, "%s backend cannot connect",
 				      ops->name);
+	rc = auth_key_new(&o, &key);
+	if (rc)
+		return rc;
 	rc = ops->connect(&o, addr, ep);
-	if (!rc)
+	if (!rc) {
 		(*ep)->timeout_ms = o.timeout_ms;
+		rc = auth_run(*ep, key, 0, o.timeout_ms);
+		if (rc)
+			close_unauthenticated(ep, rc);
+	}
+	auth_key_free(key);
 	return rc;
 }
 
@@ -325,7 +362,11 @@ int rmig_recv(struct rmig_ep *ep, void *buf, size_t cap, int timeout_ms)
 
 void rmig_close(struct rmig_ep *ep)
 {
-	if (ep && ep->ops->close)
+	if (!ep)
+		return;
+	auth_key_free(ep->auth);
+	ep->auth = NULL;
+	if (ep->ops->close)
 		ep->ops->close(ep);
 }
 

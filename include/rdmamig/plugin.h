@@ -30,6 +30,8 @@ extern "C" {
 #define RMIG_PLUGIN_ABI_VERSION 1
 /* The one symbol a framework looks up. */
 #define RMIG_PLUGIN_ENTRY "rmig_plugin_entry"
+/* Most connections one session opens (rmig_plugin_config.channels). */
+#define RMIG_CHANNELS_MAX 16
 
 /* What to do when pre-copy does not converge within max rounds. */
 enum rmig_policy {
@@ -62,7 +64,12 @@ struct rmig_plugin_config {
 	const char *backend;       /* "tcp", "ofi/tcp", "verbs", "auto" or NULL */
 	const char *addr;          /* source: "host:port" to connect; destination: to listen */
 	int timeout_ms;            /* every wait on the peer; 0: 10000 */
-	unsigned channels;         /* connections (1 now; more with NUMA placement) */
+	/*
+	 * Source: connections to open, 1..RMIG_CHANNELS_MAX (0: 1); each
+	 * served by a worker thread placed near the NIC.  Destination
+	 * (listen): the most a source may open (0: RMIG_CHANNELS_MAX).
+	 */
+	unsigned channels;
 	uint32_t downtime_limit_ms;/* for the framework's convergence test */
 	uint64_t bandwidth;        /* bytes/s cap for page writes; 0: none */
 	enum rmig_policy policy;
@@ -71,12 +78,24 @@ struct rmig_plugin_config {
 	uint64_t mem_limit;        /* destination: most guest bytes it accepts; 0: any */
 	uint32_t page_size;        /* 0: 4096 */
 	uint32_t flags;            /* RMIG_CFG_* */
+	/* Pre-shared key every connection of the session authenticates with
+	 * (16 to 1024 bytes, copied by open and listen); NULL: refused unless
+	 * flags has RMIG_CFG_INSECURE.  docs/security.md */
+	const void *psk;
+	size_t psk_len;
+	/* Appended fields: a framework built with an older, shorter struct
+	 * sets size accordingly and gets the defaults. */
+	/* CPUs the framework reserves for vCPUs ("0-3,8"): no channel worker
+	 * runs there.  NULL or "": none. */
+	const char *vcpus;
 };
 
 /* The destination's RAM is fresh anonymous memory (reads as zeros). */
 #define RMIG_CFG_DEST_ZEROED (1u << 0)
 /* Do not skip all-zero pages (for measurements). */
 #define RMIG_CFG_NO_ZERO_SKIP (1u << 1)
+/* No key: connect and accept peers without authentication. */
+#define RMIG_CFG_INSECURE (1u << 2)
 
 /* round_start flags */
 #define RMIG_ROUND_FINAL (1u << 0) /* the guest is paused: stop-and-copy */
@@ -120,6 +139,13 @@ struct rmig_mig_stats {
 	uint64_t ns;             /* setup to now (or to the end) */
 	double rate;             /* last round's rate, bytes/s */
 	char backend[32];
+	/* Appended fields (size-first struct). */
+	uint32_t channels;       /* connections in use */
+	/* Source, per channel worker: the cpu the plan chose (-1: none) and
+	 * the cpu the worker found itself bound to with sched_getaffinity
+	 * (-1: not bound to exactly one cpu, or no worker yet). */
+	int32_t planned_cpu[RMIG_CHANNELS_MAX];
+	int32_t worker_cpu[RMIG_CHANNELS_MAX];
 };
 
 /* A destination's view of a block the source offers. */

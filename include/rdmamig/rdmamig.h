@@ -88,13 +88,30 @@ struct rmig_completion {
 	int status;     /* 0 or -errno */
 };
 
-/* Options for listen and connect.  Zero-initialise, set size = sizeof. */
+/*
+ * Options for listen and connect.  Zero-initialise, set size = sizeof.
+ *
+ * Peer authentication: every connection runs a mutual HMAC-SHA256
+ * challenge-response on the pre-shared key psk before rmig_connect or
+ * rmig_accept returns it (docs/security.md).  Without a key, listen and
+ * connect refuse unless flags has RMIG_EP_INSECURE (no authentication: any
+ * peer that reaches the address may connect).
+ */
 struct rmig_ep_opts {
 	size_t size;
 	int timeout_ms;       /* 0: RMIG_DEFAULT_TIMEOUT_MS */
 	const char *provider; /* ofi: libfabric provider ("tcp", "shm", "verbs"...); NULL: default */
 	const char *device;   /* verbs: RDMA device name; NULL: any */
+	const void *psk;      /* pre-shared key, RMIG_PSK_MIN..RMIG_PSK_MAX bytes (copied) */
+	size_t psk_len;
+	unsigned flags;       /* RMIG_EP_* */
 };
+
+/* Connect or accept peers without authentication (no psk). */
+#define RMIG_EP_INSECURE (1u << 0)
+/* Shortest and longest pre-shared key accepted (bytes). */
+#define RMIG_PSK_MIN 16
+#define RMIG_PSK_MAX 1024
 
 /* Library version, "MAJOR.MINOR.PATCH". */
 const char *rmig_version(void);

@@ -24,6 +24,8 @@ struct rmig_ep {
 	int timeout_ms;
 	int listener; /* 1 for an endpoint made by listen */
 	char err[RMIG_ERR_MAX];
+	/* Generic layer only: a listener's key for authenticating accepted peers. */
+	struct rmig_auth_key *auth;
 };
 
 /* Every region a backend returns starts with this. */
@@ -41,6 +43,12 @@ struct rmig_mr {
  * One const table per backend, designated initializers, size first.  The
  * registry answers -EOPNOTSUPP for any op left NULL.  The generic layer has
  * already bounds-checked writes and message sizes before calling in.
+ *
+ * Authentication is the generic layer's: once accept or connect returns an
+ * endpoint, it exchanges a few control messages with send/recv before the
+ * caller sees the endpoint.  A backend must therefore carry messages as soon
+ * as its endpoint exists, and must keep every endpoint's regions out of
+ * reach of any other connection (keys scoped to the endpoint, or random).
  */
 struct rmig_transport_ops {
 	size_t size; /* sizeof(struct rmig_transport_ops) at build time */

@@ -112,7 +112,7 @@ static pid_t fork_peer(char *addr, size_t len)
 /* Connect, ask for a region of rlen bytes, learn its key. */
 static int conn_open(struct conn *c, const char *addr, uint64_t rlen, int timeout_ms)
 {
-	struct rmig_ep_opts o = { .size = sizeof(o), .timeout_ms = timeout_ms };
+	struct rmig_ep_opts o = { .size = sizeof(o), RMIG_TEST_PSK, .timeout_ms = timeout_ms };
 	uint8_t key[RMIG_RKEY_WIRE_SIZE];
 	char msg[64];
 	int n, rc;
@@ -341,7 +341,7 @@ static void test_hostile_write_refused_by_peer(void)
 	 * this one it has checked the guard area after the hostile session's
 	 * region: ask for the verdict.
 	 */
-	struct rmig_ep_opts o = { .size = sizeof(o) };
+	struct rmig_ep_opts o = { .size = sizeof(o), RMIG_TEST_PSK };
 	struct rmig_ep *ep;
 	char reply[64];
 	CU_ASSERT_EQUAL_FATAL(rmig_connect(backend, peer_addr, &o, &ep), 0);
@@ -355,7 +355,7 @@ static void test_hostile_write_refused_by_peer(void)
 static void test_write_after_dereg_refused(void)
 {
 	struct rmig_completion comp;
-	struct rmig_ep_opts o = { .size = sizeof(o) };
+	struct rmig_ep_opts o = { .size = sizeof(o), RMIG_TEST_PSK };
 	struct rmig_ep *ep;
 	struct conn c;
 	char reply[64];
@@ -388,7 +388,7 @@ static void test_connect_to_nothing(void)
 	struct sockaddr_in sin = { .sin_family = AF_INET,
 				   .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
 	socklen_t sl = sizeof(sin);
-	struct rmig_ep_opts o = { .size = sizeof(o), .timeout_ms = FAIL_TIMEOUT_MS };
+	struct rmig_ep_opts o = { .size = sizeof(o), RMIG_TEST_PSK, .timeout_ms = FAIL_TIMEOUT_MS };
 	struct rmig_ep *ep = NULL;
 	char addr[64];
 	int s = socket(AF_INET, SOCK_STREAM, 0), rc;
@@ -480,7 +480,7 @@ static void test_connect_close_cycles(void)
 	size_t heap0 = 0;
 	char addr[128] = "";
 	pid_t pid = fork_peer(addr, sizeof(addr));
-	struct rmig_ep_opts o = { .size = sizeof(o) };
+	struct rmig_ep_opts o = { .size = sizeof(o), RMIG_TEST_PSK };
 
 	CU_ASSERT_FATAL(pid > 0);
 	if (cycles < 20)
@@ -544,7 +544,7 @@ static int suite_init(void)
 
 static int suite_clean(void)
 {
-	struct rmig_ep_opts o = { .size = sizeof(o) };
+	struct rmig_ep_opts o = { .size = sizeof(o), RMIG_TEST_PSK };
 	struct rmig_ep *ep;
 
 	if (!rmig_connect(backend, peer_addr, &o, &ep)) {

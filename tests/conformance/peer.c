@@ -183,7 +183,9 @@ int conf_peer_serve(const char *backend, const char *addr, int addr_fd, int sess
 	char bound[128];
 	int rc;
 
-	rc = rmig_listen(backend, addr, NULL, &l);
+	struct rmig_ep_opts o = { .size = sizeof(o), RMIG_TEST_PSK };
+
+	rc = rmig_listen(backend, addr, &o, &l);
 	if (!rc)
 		rc = rmig_local_addr(l, bound, sizeof(bound));
 	if (rc) {
@@ -200,6 +202,10 @@ int conf_peer_serve(const char *backend, const char *addr, int addr_fd, int sess
 	}
 	for (int i = 0; sessions < 0 || i < sessions; i++) {
 		rc = rmig_accept(l, CONF_PEER_IDLE_MS, &ep);
+		if (rc == -EACCES || rc == -EPROTO) { /* a peer that failed authentication */
+			fprintf(stderr, "peer: refused a session: %s\n", rmig_ep_error(l));
+			continue;
+		}
 		if (rc) {
 			fprintf(stderr, "peer: %s\n", rmig_ep_error(l));
 			break;

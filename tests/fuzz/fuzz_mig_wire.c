@@ -49,20 +49,31 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		n = wire_hello_encode(out, sizeof(out), &x, b);
 		break;
 	}
-	case WIRE_RESERVE: {
+	case WIRE_RESERVE:
+	case WIRE_JOINED: {
 		struct wire_reserve x;
 		if (wire_reserve_decode(p, h.len, &x, k, KMAX, why, sizeof(why)))
 			return 0;
 		if (x.nblocks > KMAX || (x.status && x.nblocks) || x.status > 0)
 			abort();
-		n = wire_reserve_encode(out, sizeof(out), &x, k);
+		n = h.type == WIRE_RESERVE ? wire_reserve_encode(out, sizeof(out), &x, k)
+					   : wire_joined_encode(out, sizeof(out), &x, k);
+		break;
+	}
+	case WIRE_JOIN: {
+		struct wire_join x;
+		if (wire_join_decode(p, h.len, &x, why, sizeof(why)))
+			return 0;
+		if (!x.channel || x.channel >= x.channels || x.channels > WIRE_CHANNELS_MAX)
+			abort();
+		n = wire_join_encode(out, sizeof(out), &x);
 		break;
 	}
 	case WIRE_ROUND: {
 		struct wire_round x;
 		if (wire_round_decode(p, h.len, &x, why, sizeof(why)))
 			return 0;
-		if (x.zero_pages > x.pages || x.final > 1)
+		if (x.zero_pages > x.pages || x.final > 1 || x.pad || x.channel >= WIRE_CHANNELS_MAX)
 			abort();
 		n = wire_round_encode(out, sizeof(out), &x);
 		break;

@@ -45,6 +45,8 @@ void pair_init(struct pair *p, const char *backend, uint64_t guest_size)
 	p->src.guest_size = guest_size;
 	p->src.timeout_ms = 5000;
 	p->src.device_state = 64 << 10;
+	p->src.psk = rmig_test_psk;
+	p->src.psk_len = sizeof(rmig_test_psk);
 	p->dst = p->src;
 	/* RoCE has no loopback route: in the Soft-RoCE VM the conformance
 	 * suite's RMIG_CONF_HOST names the RDMA netdev's address. */

@@ -19,11 +19,14 @@
 
 #define RAM (8u << 20)
 static const char device[] = "cpu0: rip=0xfff0";
+/* Both ends' pre-shared key (a real framework reads it from a file). */
+static const char key[] = "0123456789abcdef0123456789abcdef";
 
 static int destination(const struct rmig_plugin_ops *ops, int addr_fd)
 {
 	struct rmig_plugin_config cfg = { .size = sizeof(cfg), .backend = "tcp",
-					  .addr = "127.0.0.1:0", .flags = RMIG_CFG_DEST_ZEROED };
+					  .addr = "127.0.0.1:0", .flags = RMIG_CFG_DEST_ZEROED,
+					  .psk = key, .psk_len = sizeof(key) - 1 };
 	struct rmig_mig_listener *l;
 	struct rmig_block_info bi;
 	struct rmig_mig *s;
@@ -62,7 +65,8 @@ static int destination(const struct rmig_plugin_ops *ops, int addr_fd)
 static int source(const struct rmig_plugin_ops *ops, const char *addr)
 {
 	struct rmig_plugin_config cfg = { .size = sizeof(cfg), .backend = "tcp", .addr = addr,
-					  .downtime_limit_ms = 300 };
+					  .downtime_limit_ms = 300, .psk = key,
+					  .psk_len = sizeof(key) - 1 };
 	struct rmig_round_stats rs;
 	struct rmig_mig *s;
 	unsigned char *ram = mmap(NULL, RAM, PROT_READ | PROT_WRITE,

@@ -207,7 +207,7 @@ static void test_no_convergence_force(void)
 /* A fake destination answering HELLO with msg; returns the source's result. */
 static void fake_destination(const uint8_t *msg, size_t len, const char *expect)
 {
-	struct rmig_ep_opts o = { .size = sizeof(o), .timeout_ms = 3000 };
+	struct rmig_ep_opts o = { .size = sizeof(o), RMIG_TEST_PSK, .timeout_ms = 3000 };
 	struct rmig_ep *l, *ep;
 	struct pair p;
 	char addr[64];
@@ -273,7 +273,7 @@ static void migtest_send_addr(const char *addr, void *arg)
 /* A fake source offering a hostile HELLO to a real destination. */
 static void fake_source(const uint8_t *msg, size_t len)
 {
-	struct rmig_ep_opts o = { .size = sizeof(o), .timeout_ms = 3000 };
+	struct rmig_ep_opts o = { .size = sizeof(o), RMIG_TEST_PSK, .timeout_ms = 3000 };
 	struct pair p;
 	int ap[2];
 	char addr[128] = "";

@@ -27,7 +27,9 @@ static void test_hdr(void)
 	buf[0] ^= 1;
 	CU_ASSERT_EQUAL(wire_hdr_decode(buf, 48, &h), -EPROTO);  /* magic */
 	buf[0] ^= 1;
-	rmig_put_le16(buf + 4, 2);
+	rmig_put_le16(buf + 4, WIRE_VERSION + 1);
+	CU_ASSERT_EQUAL(wire_hdr_decode(buf, 48, &h), -EPROTONOSUPPORT);
+	rmig_put_le16(buf + 4, 1); /* version 1 (one channel, no token) is refused too */
 	CU_ASSERT_EQUAL(wire_hdr_decode(buf, 48, &h), -EPROTONOSUPPORT);
 	rmig_put_le16(buf + 4, WIRE_VERSION);
 	rmig_put_le16(buf + 6, 0);
@@ -44,7 +46,7 @@ static void test_hdr(void)
 static int hello_msg(void)
 {
 	struct wire_hello h = { .caps = WIRE_CAPS_KNOWN, .page_size = 4096, .nblocks = 2,
-				.total = 3 * 4096 };
+				.total = 3 * 4096, .channels = 2 };
 	struct wire_block b[2] = { { .name = "pc.ram", .len = 2 * 4096 },
 				   { .name = "vga.vram", .len = 4096 } };
 
@@ -74,8 +76,10 @@ static void test_hello(void)
 	CU_ASSERT_EQUAL(h.page_size, 4096);
 	CU_ASSERT_STRING_EQUAL(b[1].name, "vga.vram");
 	CU_ASSERT_EQUAL(b[0].len, 8192);
+	CU_ASSERT_EQUAL(h.channels, 2);
 	/* each field broken in turn */
-	rmig_put_le32(p + 24, 1);                      CU_ASSERT_EQUAL(hello_dec(len), -EPROTO); hello_msg();
+	rmig_put_le32(p + 24, 0);                      CU_ASSERT_EQUAL(hello_dec(len), -EPROTO); hello_msg();
+	rmig_put_le32(p + 24, WIRE_CHANNELS_MAX + 1);  CU_ASSERT_EQUAL(hello_dec(len), -EPROTO); hello_msg();
 	rmig_put_le32(p + 28, 1);                      CU_ASSERT_EQUAL(hello_dec(len), -EPROTO); hello_msg();
 	rmig_put_le32(p + 8, 4095);                    CU_ASSERT_EQUAL(hello_dec(len), -EPROTO); hello_msg();
 	rmig_put_le32(p + 8, 12288);                   CU_ASSERT_EQUAL(hello_dec(len), -EPROTO); hello_msg();
@@ -108,7 +112,7 @@ static int reserve_msg(int32_t status, uint32_t nkeys)
 				  { .len = 4096, .key = 78, .id = 2,
 				    .flags = RMIG_ACCESS_REMOTE_WRITE } };
 	struct wire_reserve r = { .status = status, .nblocks = nkeys, .caps = WIRE_CAP_STREAM,
-				  .flags = WIRE_RES_ZEROED };
+				  .flags = WIRE_RES_ZEROED, .token = { 1, 2, 3 } };
 
 	strcpy(r.reason, status ? "no memory here" : "");
 	return wire_reserve_encode(buf, sizeof(buf), &r, k);
@@ -135,6 +139,7 @@ static void test_reserve(void)
 	CU_ASSERT_EQUAL(r.nblocks, 2);
 	CU_ASSERT_EQUAL(k[1].key, 78);
 	CU_ASSERT_EQUAL(r.flags, WIRE_RES_ZEROED);
+	CU_ASSERT_EQUAL(r.token[2], 3);
 	CU_ASSERT_EQUAL(reserve_dec(len, 1), -EPROTO); /* more keys than offered */
 	rmig_put_le32(p + 20, 1);          CU_ASSERT_EQUAL(reserve_dec(len, 4), -EPROTO); len = reserve_msg(0, 2);
 	rmig_put_le32(p + 16, 2);          CU_ASSERT_EQUAL(reserve_dec(len, 4), -EPROTO); len = reserve_msg(0, 2);
@@ -152,13 +157,52 @@ static void test_reserve(void)
 					    sizeof(why)), 0);
 	CU_ASSERT_EQUAL(r.status, -ENOMEM);
 	CU_ASSERT_STRING_EQUAL(r.reason, "no memory here");
+	CU_ASSERT_EQUAL(r.token[0], 0); /* a refusal never carries the token */
 	rmig_put_le32(p + 4, 1); /* a refusal carrying keys */
 	CU_ASSERT_EQUAL(reserve_dec(len, 4), -EPROTO);
+	len = reserve_msg(-ENOMEM, 0);
+	p[24 + WIRE_REASON_MAX] = 1; /* a refusal carrying a token */
+	CU_ASSERT_EQUAL(reserve_dec(len, 4), -EPROTO);
+}
+
+static void test_join(void)
+{
+	struct wire_join j = { .token = { 9 }, .channel = 1, .channels = 2 }, jd;
+	struct wire_reserve r = { .nblocks = 1 }, rd;
+	struct rmig_rkey k = { .len = 4096, .key = 5, .flags = RMIG_ACCESS_REMOTE_WRITE }, kd;
+	struct wire_hdr h;
+	uint8_t *p = buf + WIRE_HDR_SIZE;
+	int len = wire_join_encode(buf, sizeof(buf), &j);
+
+	CU_ASSERT_EQUAL(len, WIRE_HDR_SIZE + WIRE_JOIN_SIZE);
+	CU_ASSERT_EQUAL(wire_hdr_decode(buf, (size_t)len, &h), 0);
+	CU_ASSERT_EQUAL(h.type, WIRE_JOIN);
+	CU_ASSERT_STRING_EQUAL(wire_type_name(WIRE_JOIN), "JOIN");
+	CU_ASSERT_EQUAL(wire_join_decode(p, WIRE_JOIN_SIZE, &jd, why, sizeof(why)), 0);
+	CU_ASSERT_EQUAL(jd.token[0], 9);
+	CU_ASSERT_EQUAL(jd.channel, 1);
+	CU_ASSERT_EQUAL(wire_join_decode(p, WIRE_JOIN_SIZE - 1, &jd, why, sizeof(why)), -EPROTO);
+	rmig_put_le32(p + 16, 0); /* channel 0 is the control channel, never joins */
+	CU_ASSERT_EQUAL(wire_join_decode(p, WIRE_JOIN_SIZE, &jd, why, sizeof(why)), -EPROTO);
+	rmig_put_le32(p + 16, 2); /* index beyond the count */
+	CU_ASSERT_EQUAL(wire_join_decode(p, WIRE_JOIN_SIZE, &jd, why, sizeof(why)), -EPROTO);
+	rmig_put_le32(p + 16, 1);
+	rmig_put_le32(p + 20, WIRE_CHANNELS_MAX + 1);
+	CU_ASSERT_EQUAL(wire_join_decode(p, WIRE_JOIN_SIZE, &jd, why, sizeof(why)), -EPROTO);
+	rmig_put_le32(p + 20, 2);
+	p[0] = 0; /* no token at all */
+	CU_ASSERT_EQUAL(wire_join_decode(p, WIRE_JOIN_SIZE, &jd, why, sizeof(why)), -EPROTO);
+	/* JOINED: RESERVE's layout under its own type */
+	len = wire_joined_encode(buf, sizeof(buf), &r, &k);
+	CU_ASSERT_EQUAL(wire_hdr_decode(buf, (size_t)len, &h), 0);
+	CU_ASSERT_EQUAL(h.type, WIRE_JOINED);
+	CU_ASSERT_EQUAL(wire_reserve_decode(p, h.len, &rd, &kd, 1, why, sizeof(why)), 0);
+	CU_ASSERT_EQUAL(kd.key, 5);
 }
 
 static void test_round_end_status(void)
 {
-	struct wire_round r = { .round = 3, .final = 1, .pages = 10, .bytes = 40960,
+	struct wire_round r = { .round = 3, .final = 1, .pages = 10, .bytes = 40960, .channel = 2,
 				.zero_pages = 2 }, rd;
 	struct wire_end e = { .rounds = 4, .bytes = 5, .stream_bytes = 6 }, ed;
 	struct wire_status s = { .status = -ECONNRESET, .reason = "bye" }, sd;
@@ -172,6 +216,12 @@ static void test_round_end_status(void)
 	CU_ASSERT_EQUAL(wire_round_decode(p, WIRE_ROUND_SIZE, &rd, why, sizeof(why)), -EPROTO);
 	rmig_put_le32(p + 4, 0);
 	rmig_put_le64(p + 24, 11); /* more zero pages than pages */
+	CU_ASSERT_EQUAL(wire_round_decode(p, WIRE_ROUND_SIZE, &rd, why, sizeof(why)), -EPROTO);
+	rmig_put_le64(p + 24, 2);
+	rmig_put_le32(p + 36, 1); /* padding */
+	CU_ASSERT_EQUAL(wire_round_decode(p, WIRE_ROUND_SIZE, &rd, why, sizeof(why)), -EPROTO);
+	rmig_put_le32(p + 36, 0);
+	rmig_put_le32(p + 32, WIRE_CHANNELS_MAX); /* no such channel */
 	CU_ASSERT_EQUAL(wire_round_decode(p, WIRE_ROUND_SIZE, &rd, why, sizeof(why)), -EPROTO);
 
 	CU_ASSERT_EQUAL(wire_end_encode(buf, sizeof(buf), &e), WIRE_HDR_SIZE + WIRE_END_SIZE);
@@ -253,6 +303,7 @@ int main(void)
 		{ "header", test_hdr },
 		{ "hello", test_hello },
 		{ "reserve", test_reserve },
+		{ "join, joined", test_join },
 		{ "round, end, status", test_round_end_status },
 		{ "stream", test_stream },
 		{ "garbage", test_garbage },

@@ -12,6 +12,8 @@
 #include <rdmamig/plugin.h>
 
 #include <dlfcn.h>
+#include <stddef.h>
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -157,13 +159,38 @@ static void test_plugin_abi(void)
 	/* Misuse is refused with a reason, not a crash. */
 	struct rmig_plugin_config cfg = { .size = sizeof(cfg), .addr = "127.0.0.1:1" };
 	struct rmig_mig *s;
+	/* No key and no explicit RMIG_CFG_INSECURE: refused, and says how. */
+	CU_ASSERT_EQUAL(ops->open(&cfg, &s), -EACCES);
+	CU_ASSERT_PTR_NOT_NULL(strstr(ops->error(NULL), "no pre-shared key"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(ops->error(NULL), "--key-file"));
+	struct rmig_mig_listener *l;
+	CU_ASSERT_EQUAL(ops->listen(&cfg, &l), -EACCES);
+	CU_ASSERT_PTR_NOT_NULL(strstr(ops->error(NULL), "no pre-shared key"));
+	cfg.psk = "short";
+	cfg.psk_len = 5;
+	CU_ASSERT_EQUAL(ops->listen(&cfg, &l), -EINVAL);
+	CU_ASSERT_PTR_NOT_NULL(strstr(ops->error(NULL), "16 to 1024"));
+	cfg.psk = NULL;
+	cfg.psk_len = 0;
+	cfg.flags = RMIG_CFG_INSECURE;
 	CU_ASSERT_EQUAL_FATAL(ops->open(&cfg, &s), 0);
 	CU_ASSERT(ops->round_start(s, 0) < 0);
 	CU_ASSERT(ops->setup(s) < 0); /* no blocks */
 	CU_ASSERT(ops->add_ram_block(s, "x", (void *)4096, 100) < 0);
 	ops->close(s);
+	/* Up to RMIG_CHANNELS_MAX channels; more is refused with the limit. */
 	cfg.channels = 4;
+	CU_ASSERT_EQUAL_FATAL(ops->open(&cfg, &s), 0);
+	ops->close(s);
+	cfg.channels = RMIG_CHANNELS_MAX + 1;
 	CU_ASSERT(ops->open(&cfg, &s) < 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(ops->error(NULL), "at most 16"));
+	/* A framework built before the vcpus field (a shorter struct) still opens. */
+	cfg.channels = 2;
+	cfg.vcpus = "not read";
+	cfg.size = offsetof(struct rmig_plugin_config, vcpus);
+	CU_ASSERT_EQUAL_FATAL(ops->open(&cfg, &s), 0);
+	ops->close(s);
 	dlclose(h);
 }
 

@@ -371,6 +371,18 @@ static void test_bad_usage(void)
 	CU_ASSERT_PTR_NOT_NULL(strstr(why, "cannot reach the receiver"));
 }
 
+static char keyfile[300];
+
+static int write_key(const char *path, const void *key, size_t len, mode_t mode)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	int rc = fd < 0 || write(fd, key, len) != (ssize_t)len || fchmod(fd, mode);
+
+	if (fd >= 0)
+		close(fd);
+	return rc;
+}
+
 static int setup(void)
 {
 	static const char *const all[] = { "tcp", "ofi/tcp", "ofi/shm" };
@@ -379,6 +391,11 @@ static int setup(void)
 	signal(SIGPIPE, SIG_IGN);
 	if (!mkdtemp(tmpdir))
 		return 1;
+	/* Every send and recv started here authenticates with the test key. */
+	snprintf(keyfile, sizeof(keyfile), "%s/key", tmpdir);
+	if (write_key(keyfile, rmig_test_psk, sizeof(rmig_test_psk), 0600))
+		return 1;
+	setenv("RMIG_KEY_FILE", keyfile, 1);
 	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
 		if (!rmig_backend_probe(all[i], why, sizeof(why)))
 			backends[nbackends++] = all[i];

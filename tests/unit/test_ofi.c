@@ -64,6 +64,12 @@ static void test_hello_rejects_bad(void)
 	raw[12] = 1; /* reserved flag bit */
 	CU_ASSERT_EQUAL(ofi_hello_decode(raw, &d), -EINVAL);
 	encode_valid(raw);
+	raw[24 + 5] = 'x'; /* after the provider name's NUL (found by fuzz_ofi_hello) */
+	CU_ASSERT_EQUAL(ofi_hello_decode(raw, &d), -EINVAL);
+	encode_valid(raw);
+	raw[56 + 4] = 1; /* address byte past addrlen */
+	CU_ASSERT_EQUAL(ofi_hello_decode(raw, &d), -EINVAL);
+	encode_valid(raw);
 	memset(raw + 24, 'a', OFI_PROV_MAX); /* provider not terminated */
 	CU_ASSERT_EQUAL(ofi_hello_decode(raw, &d), -EINVAL);
 	encode_valid(raw);
@@ -121,7 +127,8 @@ static void test_unknown_provider(void)
 
 	CU_ASSERT_EQUAL(rmig_backend_probe("ofi/nosuchprov", why, sizeof(why)), -ENODEV);
 	CU_ASSERT_PTR_NOT_NULL(strstr(why, "nosuchprov"));
-	CU_ASSERT_EQUAL(rmig_listen("ofi/nosuchprov", "127.0.0.1:0", NULL, &ep), -ENODEV);
+	struct rmig_ep_opts o = { .size = sizeof(o), RMIG_TEST_PSK };
+	CU_ASSERT_EQUAL(rmig_listen("ofi/nosuchprov", "127.0.0.1:0", &o, &ep), -ENODEV);
 	CU_ASSERT_PTR_NULL(ep);
 	CU_ASSERT_PTR_NOT_NULL(strstr(rmig_last_error(), "nosuchprov"));
 }
@@ -147,7 +154,7 @@ static void expect_mismatch(const char *spec_l, const char *spec_c, int err,
 {
 	struct acceptor a = { 0 };
 	struct rmig_ep *ep = NULL;
-	struct rmig_ep_opts o = { .size = sizeof(o), .timeout_ms = 5000 };
+	struct rmig_ep_opts o = { .size = sizeof(o), RMIG_TEST_PSK, .timeout_ms = 5000 };
 	char addr[64];
 	pthread_t t;
 	int rc;
@@ -185,7 +192,7 @@ static void test_not_an_ofi_peer(void)
 static int pair_open(const char *spec, struct rmig_ep **srv, struct rmig_ep **cli)
 {
 	struct acceptor a = { 0 };
-	struct rmig_ep_opts o = { .size = sizeof(o), .timeout_ms = 5000 };
+	struct rmig_ep_opts o = { .size = sizeof(o), RMIG_TEST_PSK, .timeout_ms = 5000 };
 	char addr[64];
 	pthread_t t;
 	int rc;

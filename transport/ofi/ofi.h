@@ -119,7 +119,6 @@ struct ofi_ep {
 	unsigned long writes_inflight; /* write ops not yet completed */
 	uint64_t writes_moved_ms; /* last write completion, or first post when idle */
 	struct ofi_region *regions;
-	uint64_t next_key;
 	uint64_t writes_seen;   /* wcntr's value at the last progress */
 	int dead;
 	int dead_err;

@@ -4,8 +4,13 @@
  *   FI_MR_LOCAL      local buffers carry fi_mr_desc (ofi_region.desc)
  *   FI_MR_VIRT_ADDR  the rkey carries the base virtual address; the peer
  *                    targets addr + offset (else addr 0: offsets)
- *   FI_MR_PROV_KEY   the provider picks the key (fi_mr_key); else ours, a
- *                    per-domain counter (each endpoint has its own domain)
+ *   FI_MR_PROV_KEY   the provider picks the key (fi_mr_key); else ours,
+ *                    random over the domain's mr_key_size: the fabric
+ *                    endpoint listens on its own port (rxm) or shared-memory
+ *                    name (shm) that anyone who can reach it may write to
+ *                    with a key, authenticated or not, so a counter (1, 2,
+ *                    ...) with offsets from 0 would let a stranger write
+ *                    into the first region (docs/security.md)
  *   FI_MR_ENDPOINT   the region is bound to the endpoint and enabled
  *   FI_MR_ALLOCATED  regions must be backed by allocated memory: the caller
  *                    registers only memory it owns, our buffers are touched
@@ -16,20 +21,40 @@
 #define _GNU_SOURCE
 #include "ofi.h"
 
+#include "../../common/clock.h"
+
 #include <errno.h>
 #include <stdlib.h>
+#include <sys/random.h>
 
 #include <rdma/fi_endpoint.h>
 #include <rdma/fi_errno.h>
+
+/* A random requested key that fits the domain's key size (never 0). */
+static uint64_t ofi_random_key(const struct ofi_ep *o)
+{
+	uint64_t k = 0;
+
+	if (getrandom(&k, sizeof(k), 0) != sizeof(k))
+		k = rmig_now_ns() * 0x9e3779b97f4a7c15ull ^ (uintptr_t)&k;
+	if (o->prov.key_size && o->prov.key_size < sizeof(k))
+		k &= (1ull << (8 * o->prov.key_size)) - 1;
+	return k ? k : 1;
+}
 
 /* Register len bytes with access; caller holds o->lock. */
 int ofi_reg(struct ofi_ep *o, void *addr, size_t len, uint64_t access,
 	    struct fid_mr **mr, void **desc, uint64_t *key)
 {
-	uint64_t want = ++o->next_key;
+	uint64_t want = ofi_random_key(o);
 	int rc;
 
 	rc = fi_mr_reg(o->domain, addr, len, access, 0, want, 0, mr, NULL);
+	/* A random key taken already (only with tiny key sizes): draw again. */
+	for (int i = 0; rc == -FI_ENOKEY && i < 8; i++) {
+		want = ofi_random_key(o);
+		rc = fi_mr_reg(o->domain, addr, len, access, 0, want, 0, mr, NULL);
+	}
 	if (rc)
 		return rmig_set_error(&o->base, ofi_errno(rc),
 				      "ofi/%s: cannot register %zu bytes: %s", o->prov.name,

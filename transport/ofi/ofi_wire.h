@@ -53,7 +53,7 @@ static inline void ofi_hello_encode(const struct ofi_hello *h, uint8_t out[OFI_H
 
 /*
  * -EPROTO: not an rdmamig ofi hello; -EPROTONOSUPPORT: another version;
- * -EINVAL: a field out of range.
+ * -EINVAL: a field out of range, or a nonzero padding byte.
  */
 static inline int ofi_hello_decode(const uint8_t in[OFI_HELLO_SIZE], struct ofi_hello *h)
 {
@@ -69,6 +69,14 @@ static inline int ofi_hello_decode(const uint8_t in[OFI_HELLO_SIZE], struct ofi_
 		return -EINVAL;
 	if (!memchr(in + 24, '\0', OFI_PROV_MAX) || !in[24])
 		return -EINVAL;
+	/* Padding is zero, as the encoder writes it: the provider name's
+	 * tail after its NUL and the address after addrlen. */
+	for (size_t i = strlen((const char *)in + 24); i < OFI_PROV_MAX; i++)
+		if (in[24 + i])
+			return -EINVAL;
+	for (size_t i = h->addrlen; i < OFI_ADDR_MAX; i++)
+		if (in[56 + i])
+			return -EINVAL;
 	memcpy(h->provider, in + 24, OFI_PROV_MAX);
 	memset(h->addr, 0, OFI_ADDR_MAX);
 	memcpy(h->addr, in + 56, h->addrlen);
