@@ -13,6 +13,7 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/random.h>
 #include <time.h>
 
 struct dest {
@@ -76,10 +77,21 @@ int host_loopback(const struct host_opts *o, struct host_result *src, struct hos
 	struct dest d = { .o = *o, .r = dst, .lock = PTHREAD_MUTEX_INITIALIZER,
 			  .cond = PTHREAD_COND_INITIALIZER };
 	struct host_opts so = *o;
+	uint8_t key[32];
 	pthread_t t;
 	int rc;
 
 	memset(src, 0, sizeof(*src));
+	/* Both ends are ours: a fresh random key, as host_demo does. */
+	if (!o->psk && !o->insecure) {
+		if (getrandom(key, sizeof(key), 0) != (ssize_t)sizeof(key)) {
+			snprintf(src->error, sizeof(src->error),
+				 "cannot draw a random key (getrandom)");
+			return src->rc = -EIO;
+		}
+		so.psk = d.o.psk = key;
+		so.psk_len = d.o.psk_len = sizeof(key);
+	}
 	d.o.addr = "127.0.0.1:0";
 	d.o.progress = 0;
 	d.o.on_progress = NULL;

@@ -68,6 +68,8 @@ HARD=$((TMO * 6 / 1000 + 20))          # timeout(1) on each process, seconds
 LIMIT=$((TMO * 2 + 3000))              # ms from the fault to each survivor's exit
 W=$(mktemp -d /tmp/fault-matrix.XXXXXX)
 trap 'rm -rf "$W"' EXIT
+# Both ends authenticate with a pre-shared key (docs/security.md).
+KEY=$W/key; head -c 32 /dev/urandom >"$KEY"; chmod 600 "$KEY"
 
 now_ms() { date +%s%3N; }
 # The rdmamig process under a timeout(1) pid.
@@ -108,7 +110,7 @@ expect_re() {
 run_one() {
   local be=$1 ph=$2 fault=$3 d=$W/run
   rm -rf "$d"; mkdir -p "$d"
-  timeout -k 2 "$HARD" "$RDMAMIG" serve --listen 127.0.0.1:0 --backend "$be" --timeout-ms "$TMO" \
+  timeout -k 2 "$HARD" "$RDMAMIG" serve --listen 127.0.0.1:0 --backend "$be" --timeout-ms "$TMO" --key-file "$KEY" \
     --json >"$d/d.json" 2>"$d/d.err" & local dt=$!
   local addr="" i
   for i in $(seq 200); do
@@ -116,7 +118,7 @@ run_one() {
   done
   local dp; dp=$(child_of "$dt")
   [ -n "$addr" ] || { kill -9 "$dt" 2>/dev/null; wait "$dt" 2>/dev/null; echo "FAIL: serve did not listen: $(head -c 300 "$d/d.err")"; return; }
-  RMIG_TEST_PAUSE_AT=$ph timeout -k 2 "$HARD" "$RDMAMIG" migrate --to "$addr" --backend "$be" \
+  RMIG_TEST_PAUSE_AT=$ph timeout -k 2 "$HARD" "$RDMAMIG" migrate --to "$addr" --backend "$be" --key-file "$KEY" \
     --guest-size "$GUEST" --timeout-ms "$TMO" --json >"$d/s.json" 2>"$d/s.err" & local st=$!
   local sp="" paused=""
   for i in $(seq 500); do
