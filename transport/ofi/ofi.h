@@ -135,6 +135,8 @@ struct ofi_ep {
 
 /* ofi_shm.c: remove the shm region of a peer that died (on close). */
 void ofi_shm_reap_peer(struct ofi_ep *o);
+/* fi_enable said EBUSY: remove a stale region under our own name; 1 if done. */
+int ofi_shm_clear_stale_self(struct ofi_ep *o);
 
 /* ofi_fabric.c */
 int ofi_getinfo(const char *provider, const char *node, struct fi_info **info,

@@ -17,6 +17,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <rdma/fi_cm.h>
+
 #define SHM_PREFIX "fi_shm://"
 
 /* The region name in a peer's shm address, "PID:N:N" only (no path). */
@@ -75,4 +77,25 @@ void ofi_shm_reap_peer(struct ofi_ep *o)
 		usleep(5000);
 	if (pid_gone(pid))
 		unlink(path); /* ENOENT: the peer closed cleanly after all */
+}
+
+/*
+ * fi_enable refused with EBUSY: shm found a region under this endpoint's
+ * name, "OURPID:N:N", whose recorded owner is alive -- its PID is ours.  No
+ * live process but this one can own that PID, and this one has not made it
+ * (libfabric numbers its endpoints), so it was left by a killed process that
+ * had the same PID.  Remove it (libfabric may have already) and return 1:
+ * the caller opens a new endpoint (shm will not enable this one twice).
+ * Else 0.
+ */
+int ofi_shm_clear_stale_self(struct ofi_ep *o)
+{
+	char name[OFI_ADDR_MAX], path[OFI_ADDR_MAX + 16];
+	size_t len = sizeof(name);
+	long pid;
+
+	if (strcmp(o->prov.name, "shm") || fi_getname(&o->ep->fid, name, &len) ||
+	    region_name(name, len, path, sizeof(path), &pid) || pid != (long)getpid())
+		return 0;
+	return !unlink(path) || errno == ENOENT;
 }
