@@ -93,6 +93,7 @@ struct host_result {
 	uint64_t reserve_ns;      /* of total: connect, offer, the destination's answer */
 	uint64_t bytes, stream_bytes, pages, zero_pages, writes, batches;
 	uint64_t regs, reg_ns, mrs_live;
+	uint64_t regs_remote;     /* registrations granting the peer access */
 	double throughput;        /* page bytes/s over the migration */
 	double predicted_ms;      /* last prediction before stop-and-copy */
 	uint64_t final_pages;     /* pages sent while paused */

@@ -113,6 +113,7 @@ void host_fill_stats(const struct rmig_plugin_ops *ops, struct rmig_mig *s,
 	r->writes = st.writes;
 	r->batches = st.batches;
 	r->regs = st.regs;
+	r->regs_remote = st.regs_remote;
 	r->reg_ns = st.reg_ns;
 	r->mrs_live = st.mrs_live;
 	if (st.size >= offsetof(struct rmig_mig_stats, worker_cpu) + sizeof(st.worker_cpu)) {

@@ -97,6 +97,8 @@ static int reg(struct rmig_mig *s, struct rmig_ep *ep, void *addr, uint64_t len,
 	__atomic_add_fetch(&s->st.reg_ns, rmig_now_ns() - t0, __ATOMIC_RELAXED);
 	if (!rc) {
 		__atomic_add_fetch(&s->st.regs, 1, __ATOMIC_RELAXED);
+		if (access != RMIG_ACCESS_LOCAL)
+			__atomic_add_fetch(&s->st.regs_remote, 1, __ATOMIC_RELAXED);
 		__atomic_add_fetch(&s->st.mrs_live, 1, __ATOMIC_RELAXED);
 	}
 	return rc;

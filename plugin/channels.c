@@ -517,7 +517,7 @@ int mig_accept_channels(struct rmig_mig *s)
 		if (!left)
 			return mig_fail(s, -ETIMEDOUT, "only %u of %u channels joined within %d ms",
 					joined, s->nch, s->cfg.timeout_ms);
-		rc = rmig_accept(s->listener->ep, left, &ep);
+		rc = mig_accept_peer(s->listener->ep, left, &ep);
 		if (rc == -ETIMEDOUT)
 			continue;
 		if (rc)

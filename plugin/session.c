@@ -137,6 +137,27 @@ void mig_ep_opts(const struct rmig_plugin_config *cfg, struct rmig_ep_opts *o)
 				    .flags = cfg->flags & RMIG_CFG_INSECURE ? RMIG_EP_INSECURE : 0 };
 }
 
+int mig_accept_peer(struct rmig_ep *listener, int timeout_ms, struct rmig_ep **ep)
+{
+	uint64_t deadline = rmig_deadline(timeout_ms);
+	char refused[RMIG_ERR_MAX] = "";
+	int rc;
+
+	for (;;) {
+		rc = rmig_accept(listener, rmig_left_ms(deadline), ep);
+		if (rc != -EACCES && rc != -EPROTO)
+			break;
+		snprintf(refused, sizeof(refused), "%s", rmig_ep_error(listener));
+		if (!rmig_left_ms(deadline))
+			return rc;
+	}
+	/* Timed out after refusing someone: that is the likelier story. */
+	if (rc == -ETIMEDOUT && refused[0])
+		rmig_set_error(listener, rc, "no authenticated peer within %d ms (refused one: %s)",
+			       timeout_ms, refused);
+	return rc;
+}
+
 struct rmig_mig *mig_new(const struct rmig_plugin_config *cfg, enum mig_role role)
 {
 	struct rmig_mig *s = calloc(1, sizeof(*s));

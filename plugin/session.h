@@ -177,6 +177,12 @@ struct rmig_mig *mig_new(const struct rmig_plugin_config *cfg, enum mig_role rol
 /* psk: where the copy keeps the key (RMIG_PSK_MAX bytes). */
 void mig_copy_config(struct rmig_plugin_config *dst, const struct rmig_plugin_config *src,
 		     uint8_t *psk);
+/*
+ * rmig_accept, going on past peers that fail authentication (a stranger or
+ * a wrong key must not end a destination waiting for its source) until
+ * timeout_ms; the listener keeps the last refusal's phrase.
+ */
+int mig_accept_peer(struct rmig_ep *listener, int timeout_ms, struct rmig_ep **ep);
 /* Transport options of every connection of a session (key, deadline). */
 void mig_ep_opts(const struct rmig_plugin_config *cfg, struct rmig_ep_opts *o);
 int mig_recv(struct rmig_mig *s, struct wire_hdr *h, int timeout_ms);

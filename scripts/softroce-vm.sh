@@ -322,20 +322,49 @@ finish_vm() {
   return "${status:-96}"
 }
 
+# gdb and its libraries in the cache (read over 9p, never in the initramfs:
+# ~70 MB), for the stacks softroce-guard.sh dumps when a command hangs.
+stage_gdb() {
+  local g=$CACHE/gdb
+  command -v gdb >/dev/null || return 0
+  if [ ! -x "$g/gdb" ] || [ ! -d "$g/data" ] || [ "$(command -v gdb)" -nt "$g/gdb" ]; then
+    rm -rf "$g"; mkdir -p "$g/lib"
+    cp -L "$(command -v gdb)" "$g/gdb.bin"
+    ldd "$g/gdb.bin" | awk '/=> \// { print $3 }' | xargs -r cp -L -t "$g/lib/"
+    # gdb embeds Python and will not start without its standard library.
+    mkdir -p "$g/py/lib"
+    py=$(ldd "$g/gdb.bin" | grep -o 'libpython3\.[0-9]*' | head -1)
+    [ -z "$py" ] || cp -a "/usr/lib/${py#lib}" "$g/py/lib/"
+    rm -rf "$g"/py/lib/python3*/{test,idlelib,tkinter,turtledemo,ensurepip,lib2to3,site-packages,dist-packages}
+    cp -a /usr/share/gdb "$g/data"
+    printf '#!/bin/sh\nPYTHONHOME=%s/py LD_LIBRARY_PATH=%s/lib exec %s/gdb.bin -data-directory %s/data "$@"\n' \
+      "$g" "$g" "$g" "$g" >"$g/gdb"
+    chmod +x "$g/gdb"
+  fi
+  echo "$g/gdb"
+}
+
+# Every command file starts with the guard functions (scripts/softroce-guard.sh).
+write_cmd() {
+  { echo "RMIG_GDB=$GDB; . $RUN/guard.sh"; printf '%s\n' "$2"; } >"$1"
+}
+
 build_cache
 [ "$MODE" = build ] && { echo "softroce-vm: cache ready in $CACHE"; exit 0; }
 INITRD=$(extra_initrd)
+GDB=$(stage_gdb)
 { ls -dt "$LOGDIR"/run.* 2>/dev/null || true; } | tail -n +20 | xargs -r rm -rf
 RUN=$(mktemp -d "$LOGDIR/run.XXXXXX")
 chmod 755 "$RUN"
+cp scripts/softroce-guard.sh "$RUN/guard.sh"
 T0=$(date +%s)
 if [ "$MODE" = run ]; then
-  printf '%s\n' "$2" >"$RUN/cmd-a.sh"
+  write_cmd "$RUN/cmd-a.sh" "$2"
   start_vm a 10.0.0.1 "" "hubport,id=n0,hubid=0" "$RUN/cmd-a.sh" "$RUN/serial-a.log"
   rc=0; finish_vm "$PID" "$RUN/serial-a.log" a || rc=$?
 else
-  printf '%s\n' "$2" >"$RUN/cmd-a.sh"
-  printf '%s\n' "$3" >"$RUN/cmd-b.sh"
+  write_cmd "$RUN/cmd-a.sh" "$2"
+  write_cmd "$RUN/cmd-b.sh" "$3"
   # The link: a QEMU socket netdev (a TCP stream on 127.0.0.1: lossless,
   # so rxe never has to retransmit) or dgram (UDP: lower latency, but
   # datagrams a busy QEMU does not read in time are lost and rxe's

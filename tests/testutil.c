@@ -4,15 +4,45 @@
 #include <CUnit/Basic.h>
 #include <dirent.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+
+/* Whether name contains one of the '|'-separated parts of only. */
+static int picked_by(const char *name, const char *only)
+{
+	char part[128];
+
+	while (*only) {
+		size_t n = strcspn(only, "|");
+		snprintf(part, sizeof(part), "%.*s", (int)n, only);
+		if (n && n < sizeof(part) && strstr(name, part))
+			return 1;
+		only += n + (only[n] == '|');
+	}
+	return 0;
+}
 
 int rmig_test_run(const char *suite, CU_InitializeFunc init, CU_CleanupFunc clean,
 		  const CU_TestInfo *tests)
 {
 	CU_SuiteInfo suites[] = { { suite, init, clean, NULL, NULL, (CU_TestInfo *)tests },
 				  CU_SUITE_INFO_NULL };
-	unsigned failed;
+	/* RMIG_TEST_ONLY=A|B: only the tests whose name contains A or B (loops, bisecting). */
+	const char *only = getenv("RMIG_TEST_ONLY");
+	CU_TestInfo picked[256];
+	unsigned failed, n = 0;
 
+	if (only && *only) {
+		for (const CU_TestInfo *t = tests; t->pName && n + 1 < 256; t++)
+			if (picked_by(t->pName, only))
+				picked[n++] = *t;
+		picked[n] = (CU_TestInfo)CU_TEST_INFO_NULL;
+		if (!n) {
+			fprintf(stderr, "%s: no test name contains RMIG_TEST_ONLY='%s'\n", suite, only);
+			return 1;
+		}
+		suites[0].pTests = picked;
+	}
 	if (CU_initialize_registry() != CUE_SUCCESS)
 		return 1;
 	if (CU_register_suites(suites) != CUE_SUCCESS) {

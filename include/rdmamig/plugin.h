@@ -146,6 +146,7 @@ struct rmig_mig_stats {
 	 * (-1: not bound to exactly one cpu, or no worker yet). */
 	int32_t planned_cpu[RMIG_CHANNELS_MAX];
 	int32_t worker_cpu[RMIG_CHANNELS_MAX];
+	uint64_t regs_remote;    /* of regs: with remote access (source: always 0) */
 };
 
 /* A destination's view of a block the source offers. */

@@ -381,6 +381,48 @@ static void test_write_after_dereg_refused(void)
 	rmig_close(ep);
 }
 
+/*
+ * Once the peer has left, writes, messages and polls fail within the
+ * deadline, however much room the queues have (a dead verbs endpoint with
+ * a free send queue once made rmig_write_batch spin forever).
+ */
+static void test_calls_after_peer_left(void)
+{
+	struct rmig_completion comp[4];
+	struct rmig_write w;
+	struct conn c;
+	char buf[64];
+	uint64_t t0;
+	int rc, n;
+
+	CU_ASSERT_EQUAL_FATAL(conn_open(&c, peer_addr, MIB, FAIL_TIMEOUT_MS), 0);
+	CU_ASSERT_EQUAL(rmig_send(c.ep, "BYE", 4), 0);
+	/* The peer ends the session and closes: wait until this end knows. */
+	t0 = rmig_now_ms();
+	while ((n = rmig_recv(c.ep, buf, sizeof(buf), FAIL_TIMEOUT_MS)) >= 0 &&
+	       rmig_now_ms() - t0 < FAIL_TIMEOUT_MS + SLACK_MS)
+		;
+	CU_ASSERT(n < 0);
+	for (int i = 0; i < 3; i++) {
+		w = (struct rmig_write){ c.lmr, 0, &c.rk, 0, 4096 };
+		t0 = rmig_now_ms();
+		rc = rmig_write_batch(c.ep, &w, 1, (uint64_t)i);
+		if (!rc) /* taken before the failure was seen: its completion fails */
+			rc = rmig_poll(c.ep, comp, 4, FAIL_TIMEOUT_MS) == 1 ? comp[0].status : -EIO;
+		CU_ASSERT(rc < 0);
+		CU_ASSERT(rmig_now_ms() - t0 < FAIL_TIMEOUT_MS + SLACK_MS);
+		/* A message may still be queued locally (libfabric shm has no
+		 * connection to lose), but the call returns in time. */
+		t0 = rmig_now_ms();
+		rmig_send(c.ep, "FILL 1", 7);
+		CU_ASSERT(rmig_now_ms() - t0 < FAIL_TIMEOUT_MS + SLACK_MS);
+	}
+	t0 = rmig_now_ms();
+	CU_ASSERT(rmig_poll(c.ep, comp, 4, FAIL_TIMEOUT_MS) <= 0);
+	CU_ASSERT(rmig_now_ms() - t0 < FAIL_TIMEOUT_MS + SLACK_MS);
+	conn_close(&c);
+}
+
 /* --- local-only tests (need to fork or kill the peer) ---------------------- */
 
 static void test_connect_to_nothing(void)
@@ -565,6 +607,7 @@ static const CU_TestInfo cross_host_tests[] = {
 	{ "out of bounds refused locally", test_out_of_bounds_refused_locally },
 	{ "hostile write refused by the peer", test_hostile_write_refused_by_peer },
 	{ "write after deregistration refused", test_write_after_dereg_refused },
+	{ "calls after the peer left fail", test_calls_after_peer_left },
 	CU_TEST_INFO_NULL,
 };
 
@@ -576,6 +619,7 @@ static const CU_TestInfo all_tests[] = {
 	{ "out of bounds refused locally", test_out_of_bounds_refused_locally },
 	{ "hostile write refused by the peer", test_hostile_write_refused_by_peer },
 	{ "write after deregistration refused", test_write_after_dereg_refused },
+	{ "calls after the peer left fail", test_calls_after_peer_left },
 	{ "connect to nothing", test_connect_to_nothing },
 	{ "peer killed mid-transfer", test_peer_killed_mid_transfer },
 	{ "1000 connect/close cycles", test_connect_close_cycles },

@@ -169,6 +169,15 @@ static int pair_run_here(struct pair *p)
 		return -ETIMEDOUT;
 	}
 	p->src.addr = addr;
+	if (p->stranger_psk) {
+		struct rmig_ep_opts o = { .size = sizeof(o), .timeout_ms = p->src.timeout_ms,
+					  .psk = p->stranger_psk, .psk_len = 32 };
+		struct rmig_ep *ep = NULL;
+		p->stranger_rc = rmig_connect(p->src.backend, addr, &o, &ep);
+		snprintf(p->stranger_err, sizeof(p->stranger_err), "%s", rmig_last_error());
+		if (!p->stranger_rc)
+			rmig_close(ep);
+	}
 	p->src.on_progress = on_stage;
 	p->src.arg = p;
 	t0 = rmig_now_ms();
@@ -254,6 +263,8 @@ static int in_harness(struct pair *p, int (*fn)(struct pair *))
 	p->elapsed_ms = back.elapsed_ms;
 	p->fds_before = back.fds_before;
 	p->fds_after = back.fds_after;
+	p->stranger_rc = back.stranger_rc;
+	memcpy(p->stranger_err, back.stranger_err, sizeof(p->stranger_err));
 	return back.peer;
 }
 

@@ -18,6 +18,10 @@ struct pair {
 	int killed;
 	uint64_t elapsed_ms;     /* of the end run in the harness process */
 	int fds_before, fds_after; /* open descriptors around it there */
+	/* Before the source: a stranger connects with this key (NULL: none). */
+	const void *stranger_psk;
+	int stranger_rc;
+	char stranger_err[256];
 };
 
 void pair_init(struct pair *p, const char *backend, uint64_t guest_size);

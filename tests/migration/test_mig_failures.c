@@ -309,7 +309,8 @@ static void fake_source(const uint8_t *msg, size_t len)
 static void test_hostile_source(void)
 {
 	uint8_t m[RMIG_MSG_MAX];
-	struct wire_hello h = { .page_size = 4096, .nblocks = 1, .total = 4 * MiB };
+	struct wire_hello h = { .page_size = 4096, .nblocks = 1, .total = 4 * MiB,
+				 .channels = 1 };
 	struct wire_block b = { .name = "pc.ram", .len = 4 * MiB };
 	int len;
 
@@ -325,6 +326,105 @@ static void test_hostile_source(void)
 	fake_source(m, (size_t)len);
 }
 
+/*
+ * A source that authenticated and got its keys, then writes outside the
+ * block it offered (a forged, longer key; at roff): the destination ends
+ * the session before a byte of the frame is applied, deregisters
+ * everything and never commits.  tcp: its receiver checks each frame.
+ */
+static void source_writes_outside(uint64_t roff)
+{
+	struct rmig_ep_opts o = { .size = sizeof(o), RMIG_TEST_PSK, .timeout_ms = 3000 };
+	struct pair p;
+	int ap[2];
+	char addr[128] = "";
+
+	pair_init(&p, "tcp", 4 * MiB);
+	CU_ASSERT_EQUAL_FATAL(pipe(ap), 0);
+	pid_t pid = fork();
+	if (pid == 0) {
+		struct wire_hello h = { .page_size = 4096, .nblocks = 1, .total = 4 * MiB,
+				 .channels = 1 };
+		struct wire_block b = { .name = "pc.ram", .len = 4 * MiB };
+		static uint8_t m[RMIG_MSG_MAX], page[8192];
+		struct wire_reserve r;
+		struct rmig_rkey k;
+		struct wire_hdr wh;
+		struct rmig_ep *ep;
+		struct rmig_mr *lmr;
+		char why[128];
+		int n;
+		close(ap[1]);
+		if (read(ap[0], addr, sizeof(addr) - 1) <= 0 || rmig_connect("tcp", addr, &o, &ep))
+			_exit(1);
+		n = wire_hello_encode(m, sizeof(m), &h, &b);
+		if (n < 0 || rmig_send(ep, m, (size_t)n))
+			_exit(2);
+		n = rmig_recv(ep, m, sizeof(m), 3000);
+		if (n < 0 || wire_hdr_decode(m, (size_t)n, &wh) || wh.type != WIRE_RESERVE ||
+		    wire_reserve_decode(m + WIRE_HDR_SIZE, wh.len, &r, &k, 1, why, sizeof(why)) ||
+		    r.status)
+			_exit(3);
+		k.len = 8 * MiB; /* the lie: the region is 4 MiB */
+		memset(page, 0xee, sizeof(page));
+		if (rmig_reg_mr(ep, page, sizeof(page), RMIG_ACCESS_LOCAL, &lmr))
+			_exit(4);
+		rmig_write_sync(ep, lmr, 0, &k, roff, 4096);
+		rmig_recv(ep, m, sizeof(m), 3000); /* the destination's CANCEL, or its close */
+		_exit(0);
+	}
+	close(ap[0]);
+	p.dst.timeout_ms = 3000;
+	struct host_opts d = p.dst;
+	d.on_listen = migtest_send_addr;
+	d.arg = &ap[1];
+	int rc = host_serve(&d, &p.dr);
+	fprintf(stderr, "source writing at %llu of a 4 MiB block: destination says: %s\n",
+		(unsigned long long)roff, p.dr.error);
+	CU_ASSERT(rc < 0);
+	CU_ASSERT_EQUAL(p.dr.committed, 0);
+	CU_ASSERT_EQUAL(p.dr.mrs_live, 0);
+	CU_ASSERT(p.dr.regs_remote > 0); /* it had granted the block: the write was aimed at it */
+	CU_ASSERT(strstr(p.dr.error, "outside a registered region") != NULL);
+	close(ap[1]);
+	waitpid(pid, NULL, 0);
+}
+
+/*
+ * A stranger with another key reaches the destination first: it is
+ * refused, and the destination goes on waiting for its real source, which
+ * then migrates.
+ */
+static void test_stranger_first(void)
+{
+	static const uint8_t other[32] = "a stranger's key, not the test's";
+	static const char *const specs[] = { "tcp", "ofi/tcp", "ofi/shm" };
+
+	for (size_t i = 0; i < sizeof(specs) / sizeof(specs[0]); i++) {
+		struct pair p;
+		if (!backend_usable(specs[i]))
+			continue;
+		pair_init(&p, specs[i], 4 * MiB);
+		p.stranger_psk = other;
+		int rc = pair_run(&p);
+		fprintf(stderr, "%s: stranger: %s; migration: %s\n", specs[i], p.stranger_err,
+			rc ? p.sr.error : "committed");
+		CU_ASSERT_EQUAL(p.stranger_rc, -EACCES);
+		CU_ASSERT(strstr(p.stranger_err, "key differs") != NULL);
+		CU_ASSERT_EQUAL(rc, 0);
+		CU_ASSERT_EQUAL(p.sr.committed, 1);
+		CU_ASSERT_EQUAL(p.dr.committed, 1);
+		CU_ASSERT_EQUAL(p.dst_exit, 0);
+	}
+}
+
+static void test_source_writes_outside_block(void)
+{
+	source_writes_outside(4 * MiB);        /* just past the end */
+	source_writes_outside(4 * MiB - 2048); /* straddling the end */
+	source_writes_outside(6 * MiB);        /* far past it */
+}
+
 int main(void)
 {
 	static const CU_TestInfo tests[] = {
@@ -338,6 +438,8 @@ int main(void)
 		{ "no convergence: force", test_no_convergence_force },
 		{ "hostile destination", test_hostile_destination },
 		{ "hostile source", test_hostile_source },
+		{ "source writes outside its block", test_source_writes_outside_block },
+		{ "a stranger with another key first, then the source", test_stranger_first },
 		CU_TEST_INFO_NULL,
 	};
 	signal(SIGPIPE, SIG_IGN);

@@ -6,12 +6,19 @@
  */
 #define _GNU_SOURCE
 #include "testutil.h"
+#include "transport/ofi/ofi.h"
 #include "transport/ofi/ofi_wire.h"
+#include "common/clock.h"
 #include <rdmamig/rdmamig.h>
 
 #include <errno.h>
 #include <pthread.h>
+#include <rdma/fi_cm.h>
+#include <rdma/fi_endpoint.h>
 #include <rdma/fi_errno.h>
+#include <rdma/fi_rma.h>
+#include <sys/mman.h>
+#include <unistd.h>
 #include <string.h>
 
 static void test_hello_roundtrip(void)
@@ -303,8 +310,199 @@ static void test_fds_back_after_failures(void)
 	CU_ASSERT_EQUAL(rmig_test_count_fds(), before);
 }
 
+/*
+ * A stranger: its own libfabric endpoint on the same provider, never
+ * authenticated, that learned a victim endpoint's fabric address (an rxm
+ * port or shm name: anyone on the host or network can find those).
+ */
+struct stranger {
+	struct fi_info *info;
+	struct fid_fabric *fabric;
+	struct fid_domain *domain;
+	struct fid_av *av;
+	struct fid_cq *cq;
+	struct fid_ep *ep;
+	struct fid_mr *mr;
+	void *desc;
+	fi_addr_t peer;
+	uint8_t *buf;
+};
+
+#define STRANGER_BUF 4096
+
+static int stranger_open(struct stranger *x, const char *prov, const void *addr)
+{
+	struct fi_info *h = fi_allocinfo();
+	struct fi_cq_attr cq_attr = { .format = FI_CQ_FORMAT_CONTEXT };
+	struct fi_av_attr av_attr = { .type = FI_AV_TABLE };
+	int rc;
+
+	memset(x, 0, sizeof(*x));
+	h->caps = FI_MSG | FI_RMA | FI_WRITE;
+	h->ep_attr->type = FI_EP_RDM;
+	h->domain_attr->mr_mode = FI_MR_LOCAL | FI_MR_VIRT_ADDR | FI_MR_PROV_KEY |
+				  FI_MR_ALLOCATED | FI_MR_ENDPOINT;
+	h->fabric_attr->prov_name = strdup(prov);
+	rc = strcmp(prov, "shm") ? fi_getinfo(FI_VERSION(1, 9), "127.0.0.1", NULL, FI_SOURCE, h,
+					      &x->info)
+				 : fi_getinfo(FI_VERSION(1, 9), NULL, NULL, 0, h, &x->info);
+	fi_freeinfo(h);
+	if (!rc)
+		rc = fi_fabric(x->info->fabric_attr, &x->fabric, NULL);
+	if (!rc)
+		rc = fi_domain(x->fabric, x->info, &x->domain, NULL);
+	if (!rc)
+		rc = fi_av_open(x->domain, &av_attr, &x->av, NULL);
+	if (!rc)
+		rc = fi_cq_open(x->domain, &cq_attr, &x->cq, NULL);
+	if (!rc)
+		rc = fi_endpoint(x->domain, x->info, &x->ep, NULL);
+	if (!rc)
+		rc = fi_ep_bind(x->ep, &x->av->fid, 0);
+	if (!rc)
+		rc = fi_ep_bind(x->ep, &x->cq->fid, FI_TRANSMIT | FI_RECV);
+	if (!rc)
+		rc = fi_enable(x->ep);
+	x->buf = mmap(NULL, STRANGER_BUF, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+		      -1, 0);
+	memset(x->buf, 0xee, STRANGER_BUF);
+	if (!rc)
+		rc = fi_mr_reg(x->domain, x->buf, STRANGER_BUF, FI_WRITE, 0, 4242, 0, &x->mr, NULL);
+	if (!rc && (x->info->domain_attr->mr_mode & FI_MR_ENDPOINT)) {
+		rc = fi_mr_bind(x->mr, &x->ep->fid, 0);
+		if (!rc)
+			rc = fi_mr_enable(x->mr);
+	}
+	if (!rc) {
+		x->desc = fi_mr_desc(x->mr);
+		rc = fi_av_insert(x->av, addr, 1, &x->peer, 0, NULL) == 1 ? 0 : -FI_EINVAL;
+	}
+	return rc;
+}
+
+static void stranger_close(struct stranger *x)
+{
+	if (x->ep)
+		fi_close(&x->ep->fid);
+	if (x->mr)
+		fi_close(&x->mr->fid);
+	if (x->cq)
+		fi_close(&x->cq->fid);
+	if (x->av)
+		fi_close(&x->av->fid);
+	if (x->domain)
+		fi_close(&x->domain->fid);
+	if (x->fabric)
+		fi_close(&x->fabric->fid);
+	if (x->info)
+		fi_freeinfo(x->info);
+	if (x->buf)
+		munmap(x->buf, STRANGER_BUF);
+}
+
+/* One write of the stranger's buffer; 0 once it completed, else why not. */
+static int stranger_write(struct stranger *x, uint64_t raddr, uint64_t key)
+{
+	uint64_t deadline = rmig_deadline(2000);
+	struct fi_cq_err_entry e;
+	struct fi_cq_entry c;
+	ssize_t rc;
+
+	while ((rc = fi_write(x->ep, x->buf, STRANGER_BUF, x->desc, x->peer, raddr, key, NULL)) ==
+		       -FI_EAGAIN &&
+	       rmig_left_ms(deadline))
+		fi_cq_read(x->cq, &c, 1);
+	if (rc)
+		return (int)rc;
+	while (rmig_left_ms(deadline)) {
+		rc = fi_cq_read(x->cq, &c, 1);
+		if (rc == 1)
+			return 0;
+		if (rc == -FI_EAVAIL) {
+			memset(&e, 0, sizeof(e));
+			fi_cq_readerr(x->cq, &e, 0);
+			return e.err ? -(int)e.err : -EIO;
+		}
+		usleep(1000);
+	}
+	return -ETIMEDOUT;
+}
+
+/*
+ * Keys were a per-domain counter with offsets from 0: a stranger who
+ * reached the fabric port wrote into the first regions with keys 1, 2...
+ * Now the region's own key still works (the control: the stranger does
+ * reach the endpoint), and no small key does.
+ */
+static void stranger_cannot_guess(const char *spec, const char *prov, int reachable)
+{
+	struct rmig_ep *srv, *cli;
+	struct rmig_mr *mr;
+	struct stranger x;
+	uint8_t addr[OFI_ADDR_MAX];
+	size_t alen = sizeof(addr);
+	const size_t len = 1 << 20;
+	uint8_t *region = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+			       -1, 0);
+
+	CU_ASSERT_EQUAL_FATAL(pair_open(spec, &srv, &cli), 0);
+	rmig_test_fill(region, len, 5, 0);
+	CU_ASSERT_EQUAL_FATAL(rmig_reg_mr(srv, region, len, RMIG_ACCESS_REMOTE_WRITE, &mr), 0);
+	const struct rmig_rkey *rk = rmig_mr_rkey(mr);
+	CU_ASSERT_EQUAL_FATAL(fi_getname(&OFI(srv)->ep->fid, addr, &alen), 0);
+	CU_ASSERT_EQUAL_FATAL(stranger_open(&x, prov, addr), 0);
+
+	int rc = stranger_write(&x, rk->addr, rk->key);
+	fprintf(stderr, "\n    %s: stranger with the region's key: %d (%s); ", spec, rc,
+		fi_strerror(rc < 0 ? -rc : rc));
+	/*
+	 * ofi/tcp: anyone reaching the rxm port writes with a valid key (the
+	 * control: this test can see a stranger's write land).  libfabric
+	 * 1.17's shm refuses a peer its endpoint never inserted (EIO) even
+	 * with the right key; there, that the guesses land nowhere is all.
+	 */
+	if (reachable) {
+		CU_ASSERT_EQUAL(rc, 0);
+		/* Completion is local (transmit-complete): wait until placed. */
+		uint64_t deadline = rmig_deadline(2000);
+		while (rmig_test_check(region, STRANGER_BUF, 5, 0) != 0 && rmig_left_ms(deadline))
+			usleep(1000);
+		CU_ASSERT(rmig_test_check(region, STRANGER_BUF, 5, 0) == 0); /* it landed */
+	}
+	usleep(100000);
+	rmig_test_fill(region, len, 5, 0);
+	int refused = 0;
+	/* A fresh stranger per guess: a refused key may cost the connection. */
+	for (uint64_t k = 0; k <= 16; k++) {
+		struct stranger g;
+		CU_ASSERT_EQUAL_FATAL(stranger_open(&g, prov, addr), 0);
+		refused += stranger_write(&g, rk->addr, k) != 0;
+		stranger_close(&g);
+	}
+	usleep(200000); /* let anything that was going to land, land */
+	fprintf(stderr, "keys 0..16: %d of 17 refused at the source, none landed? ", refused);
+	CU_ASSERT_EQUAL(rmig_test_check(region, len, 5, 0), -1);
+	stranger_close(&x);
+	rmig_dereg_mr(srv, mr);
+	rmig_close(cli);
+	rmig_close(srv);
+	munmap(region, len);
+}
+
+static void test_stranger_tcp(void)
+{
+	stranger_cannot_guess("ofi/tcp", "tcp;ofi_rxm", 1);
+}
+
+static void test_stranger_shm(void)
+{
+	stranger_cannot_guess("ofi/shm", "shm", 0);
+}
+
 static const CU_TestInfo tests[] = {
 	{ "hello roundtrip", test_hello_roundtrip },
+	{ "a stranger cannot guess region keys (ofi/tcp)", test_stranger_tcp },
+	{ "a stranger cannot guess region keys (ofi/shm)", test_stranger_shm },
 	{ "hello rejects bad", test_hello_rejects_bad },
 	{ "errno conversion", test_errno_conversion },
 	{ "remote addressing", test_remote_addressing },

@@ -187,7 +187,7 @@ static int verbs_wait(struct verbs_ep *v, uint64_t deadline,
 		      int (*ready)(struct verbs_ep *v, void *arg), void *arg)
 {
 	uint64_t spin_end = rmig_now_ns() + VERBS_SPIN_NS;
-	int armed = 0;
+	int armed = 0, cm_seen = 0;
 
 	for (;;) {
 		struct pollfd p[2];
@@ -203,6 +203,12 @@ static int verbs_wait(struct verbs_ep *v, uint64_t deadline,
 		if (dead)
 			return 0;
 		left = rmig_left_ms(deadline);
+		if (left == 0 && !cm_seen) {
+			/* A caller that never waits must still learn that the peer left. */
+			verbs_cm_drain(v);
+			cm_seen = 1;
+			continue;
+		}
 		if (left == 0)
 			return 0;
 		if (rmig_now_ns() < spin_end)
@@ -236,6 +242,11 @@ static int verbs_wait(struct verbs_ep *v, uint64_t deadline,
  * verbs_wait, then take the lock and check again (another thread may have
  * taken what was waited for): 1 with the lock held and ready(v) true and
  * the endpoint alive, or 0 without the lock (dead or deadline passed).
+ *
+ * verbs_wait reports ready before it looks at dead (a receive still gets
+ * the messages that came before the peer left), so a dead endpoint whose
+ * condition holds (room on the send queue) must end the loop here: going
+ * round again spun forever, the hang a killed peer caused now and then.
  */
 static int verbs_wait_locked(struct verbs_ep *v, uint64_t deadline,
 			     int (*ready)(struct verbs_ep *v, void *arg), void *arg)
@@ -244,10 +255,16 @@ static int verbs_wait_locked(struct verbs_ep *v, uint64_t deadline,
 		if (!verbs_wait(v, deadline, ready, arg))
 			return 0;
 		pthread_mutex_lock(&v->lock);
-		if (!v->dead && ready(v, arg))
+		if (v->dead)
+			break;
+		if (ready(v, arg))
 			return 1;
 		pthread_mutex_unlock(&v->lock);
+		if (!rmig_left_ms(deadline))
+			return 0;
 	}
+	pthread_mutex_unlock(&v->lock);
+	return 0;
 }
 
 static int batch_room(struct verbs_ep *v, void *arg)
