@@ -74,10 +74,22 @@ KEY=$W/key; head -c 32 /dev/urandom >"$KEY"; chmod 600 "$KEY"
 now_ms() { date +%s%3N; }
 # The rdmamig process under a timeout(1) pid.
 child_of() { local c; for _ in $(seq 100); do c=$(pgrep -P "$1" | head -1); [ -n "$c" ] && { echo "$c"; return; }; sleep 0.02; done; }
-jget() { python3 -c 'import json,sys
-try: d=json.loads(open(sys.argv[1]).read().strip().splitlines()[-1])
-except Exception: print("<no json>"); sys.exit()
-v=d.get(sys.argv[2]); print(str(v).lower() if isinstance(v,bool) else v)' "$1" "$2"; }
+# Fields of the last JSON line of the source's (S_*) and destination's (D_*)
+# output, as shell assignments: one python start per run, not one per field.
+jfields() {
+  python3 - "$1" "$2" <<'PY'
+import json, shlex, sys
+for pre, path in (("S", sys.argv[1]), ("D", sys.argv[2])):
+    try:
+        d = json.loads(open(path).read().strip().splitlines()[-1])
+    except Exception:
+        d = {}
+    for k in ("committed", "guest_running_here", "source_intact", "mrs_live", "error"):
+        v = d.get(k, "<no json>")
+        v = str(v).lower() if isinstance(v, bool) or v is None else str(v)
+        print(f"{pre}_{k}={shlex.quote(v)}")
+PY
+}
 
 # SIGINT to the main thread of pid (tgkill: no shell command sends one).
 sigint_main() {
@@ -142,21 +154,23 @@ run_one() {
   local src_rc dst_rc src_ms dst_ms
   wait "$st"; src_rc=$?; src_ms=$(( $(now_ms) - t0 ))
   if [ "$fault" = stop-dst ]; then # the hung destination: the script ends it
-    kill -9 "$dp"; kill -CONT "$dp"; rm -f /dev/shm/"$dp":*
+    kill -9 "$dp" 2>/dev/null; kill -CONT "$dp" 2>/dev/null; rm -f /dev/shm/"$dp":*
   fi
   wait "$dt"; dst_rc=$?; dst_ms=$(( $(now_ms) - t0 ))
   local why=() re; re=$(expect_re "$fault")
   [ -f "$d/note" ] && why+=("$(cat "$d/note")")
-  local serr derr
-  serr=$(jget "$d/s.json" error); derr=$(jget "$d/d.json" error)
+  local S_committed S_guest_running_here S_source_intact S_mrs_live S_error
+  local D_committed D_guest_running_here D_source_intact D_mrs_live D_error
+  eval "$(jfields "$d/s.json" "$d/d.json")"
+  local serr=$S_error derr=$D_error
   if [ "$fault" != kill-src ]; then
     [ "$src_rc" = 124 ] || [ "$src_rc" = 137 ] && why+=("source hung (timeout)")
     [ "$src_rc" = 1 ] || why+=("source exit $src_rc")
     [ "$src_ms" -le "$LIMIT" ] || why+=("source took ${src_ms} ms")
-    [ "$(jget "$d/s.json" committed)" = false ] || why+=("source committed")
-    [ "$(jget "$d/s.json" guest_running_here)" = true ] || why+=("source guest not running")
-    [ "$(jget "$d/s.json" source_intact)" = true ] || why+=("source memory not intact")
-    [ "$(jget "$d/s.json" mrs_live)" = 0 ] || why+=("source holds registered regions")
+    [ "$S_committed" = false ] || why+=("source committed")
+    [ "$S_guest_running_here" = true ] || why+=("source guest not running")
+    [ "$S_source_intact" = true ] || why+=("source memory not intact")
+    [ "$S_mrs_live" = 0 ] || why+=("source holds registered regions")
     grep -qiE "$re" <<<"$serr" || why+=("source error does not name it")
   else
     serr="(killed)"
@@ -165,8 +179,8 @@ run_one() {
     [ "$dst_rc" = 124 ] || [ "$dst_rc" = 137 ] && why+=("destination hung (timeout)")
     [ "$dst_rc" = 1 ] || why+=("destination exit $dst_rc")
     [ "$dst_ms" -le "$LIMIT" ] || why+=("destination took ${dst_ms} ms")
-    [ "$(jget "$d/d.json" committed)" = false ] || why+=("destination committed")
-    [ "$(jget "$d/d.json" mrs_live)" = 0 ] || why+=("destination holds registered regions")
+    [ "$D_committed" = false ] || why+=("destination committed")
+    [ "$D_mrs_live" = 0 ] || why+=("destination holds registered regions")
     grep -qiE "$re" <<<"$derr" || why+=("destination error does not name it")
   else
     derr="(killed)"; [ "$fault" = stop-dst ] && derr="(stopped, then killed)"
