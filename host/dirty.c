@@ -374,6 +374,9 @@ int tracker_open(const char *mode, void *mem, uint64_t len, uint64_t gran,
 			snprintf(uffd_why, sizeof(uffd_why), "%s", why);
 		tracker_close(t);
 	}
+	/* Asked for a userfaultfd tracker by name: say what would work. */
+	if (!is_auto && strcmp(mode, "mprotect") && strlen(why) + 50 < whylen)
+		strcat(why, "; --dirty-tracking auto or mprotect works without it");
 	return rc;
 }
 

@@ -213,7 +213,7 @@ static void rolled_back(struct src *x, int rc, const char *what)
 
 static int arm_tracking(struct src *x)
 {
-	char why[200];
+	char why[256];
 	int rc = tracker_open(x->o->track, x->g.mem, x->g.size,
 			      x->o->mem == HOST_MEM_HUGETLB ? 2u << 20 : GUEST_PAGE, &x->t,
 			      why, sizeof(why));

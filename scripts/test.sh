@@ -25,6 +25,8 @@ echo "== fault matrix: kill either end, drop the link, cancel, hang the destinat
 BUILD=$BUILD bash scripts/fault-matrix.sh -r "${FAULT_RUNS:-1}" -g 16M
 echo "== stock QEMU end to end on the host (the qemu_migrate test above, its lines)"
 grep -h '^qemu-migrate:' "$BUILD/Testing/Temporary/LastTest.log" || true
+echo "== the demo under valgrind (the valgrind_demo test above, its summary)"
+grep -hE '^valgrind-demo|^  ERROR SUMMARY' "$BUILD/Testing/Temporary/LastTest.log" || true
 
 # Both VM stages run even if the first fails (each says what failed); CI fails if either does.
 vm_rc=0
