@@ -55,7 +55,7 @@ conf() {
 gconf() { guard "conformance $*" '"$TEST_T"' conf "$@"; }
 mig() {
   log=/tmp/migration.log
-  { RMIG_TEST_BACKENDS=verbs RMIG_CONF_HOST=$RMIG_VM_IP RMIG_TEST_ONLY="every backend|chunked" \
+  { RMIG_TEST_BACKENDS=verbs RMIG_CONF_HOST=$RMIG_VM_IP RMIG_TEST_ONLY="every backend|chunked" RMIG_TEST_TIMEOUT_MS=30000 \
       tests/migration/test_migration; echo $? >/tmp/rc; } 2>&1 | tee "$log"
   rc=$(cat /tmp/rc)
   set -- $(grep -E "^ *tests +[0-9]" "$log") x x x x x x
@@ -82,7 +82,10 @@ serve='st=0; p=7471; for s in '"$SPECS"'; do
   p=$((p + 1)); done
 for pid in $(jobs -p); do wait $pid || st=1; done
 cat $RMIG_VM_RUN/serve-*.out; echo "SOFTROCE-SERVE vm=$RMIG_VM status=$st"; exit $st'
-client=$GUEST_FN'st=0; p=7471; for s in '"$SPECS"'; do
+# The link first (ARP through the QEMU socket link): under load the first
+# address resolution of rdma_cm otherwise ran into its 10 s deadline.
+client=$GUEST_FN'ping -c 1 -W 10 $RMIG_PEER_IP >/dev/null || echo "softroce-ci: $RMIG_PEER_IP does not answer ping"
+st=0; p=7471; for s in '"$SPECS"'; do
   i=0; until grep -q "listening on" $RMIG_VM_RUN/serve-$p.out 2>/dev/null; do
     i=$((i + 1)); [ $i -lt 600 ] || { echo "peer for $s never listened"; exit 1; }; sleep 0.1; done
   gconf $s --peer $RMIG_PEER_IP:$p || st=1; p=$((p + 1)); done; exit $st'
