@@ -3,6 +3,7 @@
 # ctest; a failure here fails CI):
 #   1. one VM, rxe0: the whole conformance suite over verbs, then over
 #      ofi/verbs (libfabric's verbs provider on the same rxe0);
+#      then peer authentication over both (tests/security/test_auth);
 #      then the migration tests over verbs (tests/migration: idle and
 #      dirtying guests verified byte-identical, downtime within the limit,
 #      chunked registration);
@@ -30,6 +31,7 @@ TEST_T=${SOFTROCE_TEST_TIMEOUT:-240}
 
 fail() { echo "softroce-ci: FAILED: $*" >&2; exit 1; }
 [ -x "$BUILD/$CONF" ] || fail "$BUILD/$CONF is not built (run scripts/setup.sh)"
+[ -x "$BUILD/tests/security/test_auth" ] || fail "$BUILD/tests/security/test_auth is not built"
 [ -x "$BUILD/tools/rdmamig" ] || fail "$BUILD/tools/rdmamig is not built"
 
 # ofi/verbs runs only where the ofi backend is compiled in; said, not hidden.
@@ -62,6 +64,15 @@ mig() {
   echo "SOFTROCE-MIGRATION backend=verbs vm=$RMIG_VM tests=$2 passed=$4 failed=$5 status=$rc"
   return $rc
 }
+auth() {
+  spec=$1
+  log=/tmp/auth-$(echo "$spec" | tr / -).log
+  { RMIG_CONF_HOST=$RMIG_VM_IP tests/security/test_auth "$spec"; echo $? >/tmp/rc; } 2>&1 | tee "$log"
+  rc=$(cat /tmp/rc)
+  set -- $(grep -E "^ *tests +[0-9]" "$log") x x x x x x
+  echo "SOFTROCE-AUTH backend=$spec vm=$RMIG_VM tests=$2 passed=$4 failed=$5 status=$rc"
+  return $rc
+}
 '
 
 T0=$(date +%s)
@@ -70,6 +81,8 @@ T1=$(date +%s)
 
 one=$GUEST_FN'st=0'
 for s in $SPECS; do one+="; gconf $s || st=1"; done
+# Peer authentication over verbs and ofi/verbs (tests/security/test_auth).
+for s in $SPECS; do one+="; guard \"authentication $s\" $TEST_T auth $s || st=1"; done
 one+='; guard "migration tests over verbs" '"$TEST_T"' mig || st=1; exit $st'
 rc1=0
 bash scripts/softroce-vm.sh -q --timeout "$TIMEOUT" run "$one" >"$BUILD/softroce/ci-one.log" 2>&1 || rc1=$?
@@ -97,7 +110,7 @@ show() { # the result lines (softroce-vm -q prints the whole console on failure)
   local log=$1 rc=$2
   if ((rc)); then sed 's/^/  | /' "$log"; else grep -aE 'SOFTROCE-|softroce-vm:' "$log"; fi
 }
-echo "softroce-ci: one VM (verbs, ofi/verbs on rxe0; migration tests over verbs):"
+echo "softroce-ci: one VM (verbs, ofi/verbs on rxe0; authentication; migration tests over verbs):"
 show "$BUILD/softroce/ci-one.log" "$rc1"
 echo "softroce-ci: two VMs (cross-host, 10.0.0.1 serves, 10.0.0.2 connects):"
 show "$BUILD/softroce/ci-pair.log" "$rc2"

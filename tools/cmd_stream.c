@@ -230,7 +230,8 @@ int cmd_send(int argc, char **argv)
 	t0 = rmig_now_ns();
 	rc = connect_retry(&a, &ep);
 	if (rc) {
-		fprintf(stderr, "rdmamig send: cannot reach the receiver at %s: %s\n", a.addr,
+		fprintf(stderr, rc == -EACCES ? "rdmamig send: no authenticated connection to the receiver at %s: %s\n"
+					      : "rdmamig send: cannot reach the receiver at %s: %s\n", a.addr,
 			rmig_last_error());
 		return 1;
 	}
