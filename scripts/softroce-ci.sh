@@ -11,7 +11,7 @@
 #      part of the suite, VM a serving (conformance --serve), VM b
 #      connecting (conformance --peer), over verbs and ofi/verbs.
 # Each suite run leaves one line in the log:
-#   SOFTROCE-CONFORMANCE backend=verbs vm=a tests=10 passed=10 failed=0 status=0
+#   SOFTROCE-CONFORMANCE backend=verbs vm=a tests=11 passed=11 failed=0 status=0
 #   SOFTROCE-MIGRATION backend=verbs vm=a tests=3 passed=3 failed=0 status=0
 #   SOFTROCE-AUTH backend=verbs vm=a tests=7 passed=7 failed=0 status=0
 # Every command in a VM runs under its own deadline (guard, from
