@@ -11,6 +11,7 @@
 #include <rdmamig/rdmamig.h>
 
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -224,17 +225,43 @@ int cmd_serve(int argc, char **argv)
 	return rc ? 1 : 0;
 }
 
+static volatile sig_atomic_t cancel_req;
+
+static void on_cancel_signal(int sig)
+{
+	(void)sig;
+	cancel_req = 1;
+}
+
+/*
+ * Cancel from the command line: the first SIGINT (Ctrl-C) or SIGTERM
+ * cancels the migration at the next stage or batch of pages -- the source
+ * tells the destination and keeps its guest; a second one kills as usual.
+ */
+static void catch_cancel(struct host_opts *o)
+{
+	struct sigaction sa = { .sa_handler = on_cancel_signal,
+				.sa_flags = SA_RESETHAND | SA_RESTART };
+
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	o->cancel = &cancel_req;
+}
+
 int cmd_migrate(int argc, char **argv)
 {
 	struct host_result r;
 	struct cli c = { 0 };
 	int rc = prepare("migrate",
 			 "usage: rdmamig migrate --to HOST:PORT [OPTIONS]\n\n"
-			 "Source: run a guest and live-migrate it to 'rdmamig serve'.\n",
+			 "Source: run a guest and live-migrate it to 'rdmamig serve'.  SIGINT\n"
+			 "(Ctrl-C) or SIGTERM cancels before commit: the guest keeps running.\n",
 			 "--to", argc, argv, &c);
 
 	if (rc >= 0)
 		return rc;
+	catch_cancel(&c.o);
 	rc = host_migrate(&c.o, &r);
 	explicit_bzero(&c.key, sizeof(c.key)); /* the library keeps its own copy */
 	host_print_result(&r, c.json, "source");
