@@ -133,6 +133,7 @@ int host_demo(const struct host_opts *o, struct host_result *r)
 	}
 	src.addr = addr;
 	rc = host_migrate(&src, r);
+	explicit_bzero(key, sizeof(key));
 	child = reap_child(pid, o->timeout_ms * 2);
 	if (!rc && child) {
 		snprintf(r->error, sizeof(r->error), "the destination process ended with status %d",

@@ -220,6 +220,7 @@ int cmd_serve(int argc, char **argv)
 		return rc;
 	c.o.on_listen = print_listen;
 	rc = host_serve(&c.o, &r);
+	explicit_bzero(&c.key, sizeof(c.key)); /* the library keeps its own copy */
 	host_print_result(&r, c.json, "destination");
 	return rc ? 1 : 0;
 }
@@ -262,6 +263,7 @@ int cmd_migrate(int argc, char **argv)
 		return rc;
 	catch_cancel(&c.o);
 	rc = host_migrate(&c.o, &r);
+	explicit_bzero(&c.key, sizeof(c.key)); /* the library keeps its own copy */
 	host_print_result(&r, c.json, "source");
 	return rc ? 1 : 0;
 }
@@ -288,6 +290,7 @@ int cmd_demo(int argc, char **argv)
 		       : c.o.pattern == HOST_PAT_SEQ ? "seq" : "uniform", c.o.downtime_ms);
 	fflush(stdout);
 	rc = host_demo(&c.o, &r);
+	explicit_bzero(&c.key, sizeof(c.key)); /* the library keeps its own copy */
 	host_print_result(&r, c.json, "source");
 	return rc || r.verified != 1 ? 1 : 0;
 }
