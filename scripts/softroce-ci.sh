@@ -11,8 +11,9 @@
 #      part of the suite, VM a serving (conformance --serve), VM b
 #      connecting (conformance --peer), over verbs and ofi/verbs.
 # Each suite run leaves one line in the log:
-#   SOFTROCE-CONFORMANCE backend=verbs vm=a tests=10 passed=10 failed=0 status=0
+#   SOFTROCE-CONFORMANCE backend=verbs vm=a tests=11 passed=11 failed=0 status=0
 #   SOFTROCE-MIGRATION backend=verbs vm=a tests=3 passed=3 failed=0 status=0
+#   SOFTROCE-AUTH backend=verbs vm=a tests=7 passed=7 failed=0 status=0
 # Every command in a VM runs under its own deadline (guard, from
 # scripts/softroce-guard.sh; SOFTROCE_TEST_TIMEOUT, default 240 s): a hang
 # prints "SOFTROCE-HANG test=NAME" with the stacks of its processes and
@@ -55,14 +56,19 @@ conf() {
 }
 # The suite under its own deadline: a hang names itself (SOFTROCE-HANG).
 gconf() { guard "conformance $*" '"$TEST_T"' conf "$@"; }
-mig() {
-  log=/tmp/migration.log
-  { RMIG_TEST_BACKENDS=verbs RMIG_CONF_HOST=$RMIG_VM_IP RMIG_TEST_ONLY="every backend|chunked" RMIG_TEST_TIMEOUT_MS=30000 \
-      tests/migration/test_migration; echo $? >/tmp/rc; } 2>&1 | tee "$log"
+# cunit TAG COMMAND...: a CUnit program over verbs, its SOFTROCE-TAG line.
+cunit() {
+  tag=$1; shift
+  log=/tmp/$tag.log
+  { "$@"; echo $? >/tmp/rc; } 2>&1 | tee "$log"
   rc=$(cat /tmp/rc)
   set -- $(grep -E "^ *tests +[0-9]" "$log") x x x x x x
-  echo "SOFTROCE-MIGRATION backend=verbs vm=$RMIG_VM tests=$2 passed=$4 failed=$5 status=$rc"
+  echo "SOFTROCE-$tag backend=verbs vm=$RMIG_VM tests=$2 passed=$4 failed=$5 status=$rc"
   return $rc
+}
+mig() {
+  cunit MIGRATION env RMIG_TEST_BACKENDS=verbs RMIG_CONF_HOST=$RMIG_VM_IP \
+    RMIG_TEST_ONLY="every backend|chunked" RMIG_TEST_TIMEOUT_MS=30000 tests/migration/test_migration
 }
 auth() {
   spec=$1
@@ -115,6 +121,6 @@ show "$BUILD/softroce/ci-one.log" "$rc1"
 echo "softroce-ci: two VMs (cross-host, 10.0.0.1 serves, 10.0.0.2 connects):"
 show "$BUILD/softroce/ci-pair.log" "$rc2"
 echo "softroce-ci: VM stage took $((T3 - T0)) s (prepare $((T1 - T0)) s, one VM $((T2 - T1)) s, two VMs $((T3 - T2)) s)"
-((rc1 == 0)) || fail "the conformance suite or the migration tests failed in the Soft-RoCE VM (status $rc1; log $BUILD/softroce/ci-one.log)"
+((rc1 == 0)) || fail "the conformance suite, the migration or the authentication tests failed in the Soft-RoCE VM (status $rc1; log $BUILD/softroce/ci-one.log)"
 ((rc2 == 0)) || fail "the cross-host conformance run between two VMs failed (status $rc2; log $BUILD/softroce/ci-pair.log)"
 echo "softroce-ci: passed"
