@@ -310,7 +310,6 @@ int mig_start_workers(struct rmig_mig *s)
 
 void mig_stop_workers(struct rmig_mig *s)
 {
-	int any = 0;
 
 	for (unsigned i = 0; i < s->nch; i++) {
 		struct mig_chan *c = &s->ch[i];
@@ -331,17 +330,16 @@ void mig_stop_workers(struct rmig_mig *s)
 		pthread_cond_destroy(&c->work_cv);
 		pthread_cond_destroy(&c->done_cv);
 		pthread_mutex_destroy(&c->lock);
-		any = 1;
 	}
-	if (!any)
-		return;
+	/* Also after a start that failed half-way: rings and plan go too. */
 #ifdef RMIG_HAVE_NUMA
 	for (unsigned i = 0; i < s->nch; i++) {
 		if (s->ch[i].ring)
 			rmig_placement_free(s->plan, s->ch[i].ring, s->ch[i].ring_bytes);
 		s->ch[i].ring = NULL;
 	}
-	rmig_placement_destroy(s->plan);
+	if (s->plan)
+		rmig_placement_destroy(s->plan);
 	s->plan = NULL;
 #endif
 }
@@ -501,6 +499,35 @@ static int take_join(struct rmig_mig *s, struct rmig_ep *ep, int timeout_ms)
 	return (int)c->idx;
 }
 
+/*
+ * While channels join, the source may give up (CANCEL on channel 0) or
+ * vanish: look at channel 0 between accepts, so the destination frees
+ * everything at once instead of at the deadline.
+ */
+static int control_alive(struct rmig_mig *s)
+{
+	char why[WIRE_REASON_MAX + 8];
+	struct wire_status ws;
+	struct wire_hdr h;
+	int n = rmig_recv(s->ep, s->rxmsg, sizeof(s->rxmsg), 1);
+
+	if (n == -ETIMEDOUT)
+		return 0;
+	if (n < 0) {
+		s->peer_gone = 1;
+		return mig_fail(s, n, "lost the source while its channels joined: %s",
+				rmig_ep_error(s->ep));
+	}
+	if (wire_hdr_decode(s->rxmsg, (size_t)n, &h) || h.type != WIRE_CANCEL)
+		return mig_fail(s, -EPROTO, "the source sent %s while its channels joined",
+				wire_type_name(h.type));
+	s->peer_gone = 1;
+	if (wire_status_decode(s->rxmsg + WIRE_HDR_SIZE, h.len, &ws, why, sizeof(why)))
+		return mig_fail(s, -EPROTO, "the peer sent a malformed CANCEL: %s", why);
+	return mig_fail(s, ws.status ? ws.status : -ECANCELED,
+			"the peer cancelled the migration: %s", ws.reason);
+}
+
 int mig_accept_channels(struct rmig_mig *s)
 {
 	uint64_t deadline = rmig_deadline(s->cfg.timeout_ms);
@@ -517,7 +544,11 @@ int mig_accept_channels(struct rmig_mig *s)
 		if (!left)
 			return mig_fail(s, -ETIMEDOUT, "only %u of %u channels joined within %d ms",
 					joined, s->nch, s->cfg.timeout_ms);
-		rc = mig_accept_peer(s->listener->ep, left, &ep);
+		if ((rc = control_alive(s)))
+			return rc;
+		/* Past peers that fail authentication (mig_accept_peer), in
+		 * slices so channel 0 is looked at now and then. */
+		rc = mig_accept_peer(s->listener->ep, left < 200 ? left : 200, &ep);
 		if (rc == -ETIMEDOUT)
 			continue;
 		if (rc)

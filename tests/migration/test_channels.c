@@ -13,6 +13,7 @@
 #include "testutil.h"
 #include "migutil.h"
 #include "plugin/wire.h"
+#include "common/clock.h"
 #include <rdmamig/plugin.h>
 #include <rdmamig/rdmamig.h>
 
@@ -212,6 +213,7 @@ struct dest {
 	void *mem;
 	int grant_rc, state_after;
 	long read_rc;
+	uint64_t grant_ms;
 };
 
 static void *dest_main(void *arg)
@@ -223,8 +225,10 @@ static void *dest_main(void *arg)
 	d->grant_rc = -1;
 	if (d->ops->accept(d->l, 5000, &s))
 		return NULL;
+	uint64_t t0 = rmig_now_ms();
 	if (d->ops->load_block_count(s) == 1 && !d->ops->load_register_block(s, 0, d->mem))
 		d->grant_rc = d->ops->load_grant(s);
+	d->grant_ms = rmig_now_ms() - t0;
 	/* The hand-made source cancels: the read returns the reason. */
 	d->read_rc = d->ops->stream_read(s, &b, 1, 5000);
 	d->state_after = d->ops->state(s);
@@ -330,6 +334,46 @@ static void test_join_token(void)
 	free(d.mem);
 }
 
+/* The source gives up while its channels join: the destination, waiting
+ * for them in load_grant, rolls back at once, not at its deadline. */
+static void test_cancel_while_joining(void)
+{
+	static uint8_t out[4096], in[4096];
+	struct rmig_plugin_config cfg = { .size = sizeof(cfg), .backend = "tcp",
+					  .addr = "127.0.0.1:0", .timeout_ms = 5000,
+					  .psk = rmig_test_psk, .psk_len = sizeof(rmig_test_psk) };
+	struct wire_hello hl = { .caps = WIRE_CAPS_KNOWN, .page_size = 4096, .nblocks = 1,
+				 .total = 8 * 4096, .channels = 3 };
+	struct wire_block wb = { .name = "ram", .len = 8 * 4096 };
+	struct rmig_ep_opts o = { .size = sizeof(o), .timeout_ms = 3000, .psk = rmig_test_psk,
+				  .psk_len = sizeof(rmig_test_psk) };
+	struct dest d = { .ops = rmig_plugin_entry(RMIG_PLUGIN_ABI_VERSION) };
+	struct wire_status ws = { .status = -ECANCELED, .reason = "the source gave up" };
+	struct rmig_ep *ep0 = NULL;
+	struct wire_hdr h;
+	char addr[128];
+	pthread_t t;
+	int len;
+
+	d.mem = aligned_alloc(4096, 8 * 4096);
+	CU_ASSERT_EQUAL_FATAL(d.ops->listen(&cfg, &d.l), 0);
+	CU_ASSERT_EQUAL_FATAL(d.ops->listen_addr(d.l, addr, sizeof(addr)), 0);
+	pthread_create(&t, NULL, dest_main, &d);
+	CU_ASSERT_EQUAL_FATAL(rmig_connect("tcp", addr, &o, &ep0), 0);
+	len = wire_hello_encode(out, sizeof(out), &hl, &wb);
+	CU_ASSERT_FATAL(xfer(ep0, out, len, in, sizeof(in), &h) > 0);
+	CU_ASSERT_EQUAL(h.type, WIRE_RESERVE);
+	len = wire_status_encode(out, sizeof(out), WIRE_CANCEL, &ws);
+	CU_ASSERT_EQUAL(rmig_send(ep0, out, (size_t)len), 0);
+	pthread_join(t, NULL);
+	CU_ASSERT(d.grant_rc < 0);
+	CU_ASSERT(d.grant_ms < 2000); /* the deadline was 5000 */
+	CU_ASSERT_EQUAL(d.state_after, RMIG_STATE_ROLLED_BACK);
+	rmig_close(ep0);
+	d.ops->listen_close(d.l);
+	free(d.mem);
+}
+
 int main(void)
 {
 	static const CU_TestInfo tests[] = {
@@ -341,6 +385,7 @@ int main(void)
 		{ "a channel dies after round 0", test_channel_dies },
 		{ "more channels than the destination takes", test_too_many_channels },
 		{ "join with a bad or no token", test_join_token },
+		{ "the source cancels while channels join", test_cancel_while_joining },
 		CU_TEST_INFO_NULL,
 	};
 
