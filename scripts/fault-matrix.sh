@@ -42,6 +42,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
+ARGS="$*"
 R=1
 BACKENDS="tcp ofi/tcp ofi/shm"
 PHASES="setup round stop-and-copy commit"
@@ -257,7 +258,7 @@ total=0; for k in "${!N[@]}"; do total=$((total + N[$k])); done
 echo
 echo "fault-matrix: $((total - bad))/$total runs as expected, $bad unexpected, ${elapsed} s"
 if [ -n "$OUT" ]; then
-  { echo "Command: \`scripts/fault-matrix.sh -r $R\` (guest $GUEST idle, --timeout-ms $TMO), $((total - bad))/$total runs as expected, ${elapsed} s."
+  { echo "Command: \`scripts/fault-matrix.sh $ARGS\` (guest $GUEST idle, --timeout-ms $TMO), $((total - bad))/$total runs as expected, ${elapsed} s."
     echo; table; } >"$OUT"
 fi
 [ "$bad" = 0 ]
