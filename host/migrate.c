@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/utsname.h>
 #include <unistd.h>
 
 struct src {
@@ -211,10 +212,52 @@ static void rolled_back(struct src *x, int rc, const char *what)
 		 "%s; the guest keeps running on the source", what);
 }
 
+/*
+ * Whether registrations over backend pin guest pages for writing even when
+ * the HCA only reads them: verbs (and libfabric's verbs provider) on Linux
+ * before 6.2, whose ib_umem_get asks FOLL_WRITE|FOLL_FORCE for every user
+ * registration.
+ */
+static int pins_for_writing(const char *backend)
+{
+	struct utsname u;
+	int major = 0, minor = 0;
+
+	if (strcmp(backend, "verbs") && strncmp(backend, "ofi/verbs", 9))
+		return 0;
+	if (uname(&u) || sscanf(u.release, "%d.%d", &major, &minor) != 2)
+		return 1;
+	return major < 6 || (major == 6 && minor < 2);
+}
+
+/*
+ * The tracker "auto" gets, given how the engine registered the guest.
+ * Chunks registered on demand are pinned after tracking has write-protected
+ * the guest; a long-term pin for writing cannot wait for a userfaultfd
+ * handler, so on such a backend every chunk would fail with EFAULT.  An
+ * mprotect-protected page pins fine (the kernel resolves the forced write
+ * fault itself; the page stays read-only to the guest), so there "auto"
+ * tracks with mprotect.  A tracker asked for by name is kept.
+ */
+static const char *tracker_mode(struct src *x)
+{
+	struct rmig_mig_stats st = { .size = sizeof(st) };
+	const char *mode = x->o->track, *env = getenv("RMIG_DIRTY_TRACKING");
+
+	if ((mode && strcmp(mode, "auto")) || (env && *env))
+		return mode;
+	if (x->ops->stats(x->s, &st) || st.mrs_live || !pins_for_writing(st.backend))
+		return mode;
+	fprintf(stderr,
+		"rdmamig: the guest is registered in chunks on demand over %s, and this kernel cannot pin a userfaultfd write-protected page for that: dirty tracking uses mprotect\n",
+		st.backend);
+	return "mprotect";
+}
+
 static int arm_tracking(struct src *x)
 {
 	char why[256];
-	int rc = tracker_open(x->o->track, x->g.mem, x->g.size,
+	int rc = tracker_open(tracker_mode(x), x->g.mem, x->g.size,
 			      x->o->mem == HOST_MEM_HUGETLB ? 2u << 20 : GUEST_PAGE, &x->t,
 			      why, sizeof(why));
 
