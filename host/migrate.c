@@ -244,9 +244,10 @@ static const char *tracker_mode(struct src *x)
 	struct rmig_mig_stats st = { .size = sizeof(st) };
 	const char *mode = x->o->track, *env = getenv("RMIG_DIRTY_TRACKING");
 
-	if ((mode && strcmp(mode, "auto")) || (env && *env))
+	if ((mode && strcmp(mode, "auto")) || (env && *env) || !x->o->backend ||
+	    !pins_for_writing(x->o->backend))
 		return mode;
-	if (x->ops->stats(x->s, &st) || st.mrs_live || !pins_for_writing(st.backend))
+	if (x->ops->stats(x->s, &st) || st.mrs_live)
 		return mode;
 	fprintf(stderr,
 		"rdmamig: the guest is registered in chunks on demand over %s, and this kernel cannot pin a userfaultfd write-protected page for that: dirty tracking uses mprotect\n",
