@@ -133,6 +133,7 @@ int host_demo(const struct host_opts *o, struct host_result *r)
 	}
 	src.addr = addr;
 	rc = host_migrate(&src, r);
+	explicit_bzero(key, sizeof(key));
 	child = reap_child(pid, o->timeout_ms * 2);
 	if (!rc && child) {
 		snprintf(r->error, sizeof(r->error), "the destination process ended with status %d",
@@ -183,7 +184,8 @@ void host_print_result(const struct host_result *r, int json, const char *role)
 		       "\"final_pages\":%llu,\"writes\":%llu,\"batches\":%llu,\"registrations\":%llu,"
 		       "\"registration_ms\":%.2f,\"throughput_mib_s\":%.1f,\"forced\":%s,"
 		       "\"verified\":%s,\"mismatched_pages\":%llu,\"verify_ms\":%.1f,"
-		       "\"guest_running_here\":%s,\"channels\":%u,\"round_log\":[",
+		       "\"guest_running_here\":%s,\"channels\":%u,\"source_intact\":%s,"
+		       "\"mrs_live\":%llu,\"round_log\":[",
 		       role, r->rc ? "false" : "true", r->committed ? "true" : "false",
 		       jstr(e2, sizeof(e2), r->outcome),
 		       jstr(e1, sizeof(e1), r->error[0] && r->rc ? r->error : ""), r->backend,
@@ -197,7 +199,9 @@ void host_print_result(const struct host_result *r, int json, const char *role)
 		       r->forced ? "true" : "false",
 		       r->verified == 1 ? "true" : r->verified == 0 ? "false" : "null",
 		       (unsigned long long)r->mismatched_pages, r->verify_ns / 1e6,
-		       r->guest_running ? "true" : "false", r->channels);
+		       r->guest_running ? "true" : "false", r->channels,
+		       r->source_intact == 1 ? "true" : r->source_intact == 0 ? "false" : "null",
+		       (unsigned long long)r->mrs_live);
 		for (unsigned i = 0; i < r->nround_log; i++) {
 			const struct host_round *x = &r->round_log[i];
 			printf("%s{\"round\":%u,\"final\":%s,\"pages\":%llu,\"zero_pages\":%llu,"

@@ -8,6 +8,7 @@
 #ifndef RMIG_HOST_H
 #define RMIG_HOST_H
 
+#include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -69,6 +70,9 @@ struct host_opts {
 	/* Destination: called once listening with the real address. */
 	void (*on_listen)(const char *addr, void *arg);
 	void *arg;
+	/* Source: set (by a signal handler, say) to cancel the migration at
+	 * the next stage or batch of pages; the guest keeps running here. */
+	const volatile sig_atomic_t *cancel;
 };
 
 struct host_result {
@@ -115,6 +119,9 @@ int host_serve(const struct host_opts *o, struct host_result *r);
 
 /* Both ends on one machine: the destination a forked process. */
 int host_demo(const struct host_opts *o, struct host_result *r);
+
+/* Both ends in this process (the destination a thread), on loopback. */
+int host_loopback(const struct host_opts *o, struct host_result *src, struct host_result *dst);
 
 /* Print the summary (text or JSON) of a result. */
 void host_print_result(const struct host_result *r, int json, const char *role);

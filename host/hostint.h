@@ -20,6 +20,8 @@ void host_config(const struct host_opts *o, struct rmig_plugin_config *cfg);
 /* Read exactly len stream bytes; -EPIPE if the stream ends first. */
 int host_stream_read_full(const struct rmig_plugin_ops *ops, struct rmig_mig *s,
 			  void *buf, size_t len, int timeout_ms);
+/* Test hook (testhook.c): stop here if RMIG_TEST_PAUSE_AT names this phase. */
+void host_test_pause(enum host_stage st, unsigned round);
 void host_fill_stats(const struct rmig_plugin_ops *ops, struct rmig_mig *s,
 		     struct host_result *r);
 

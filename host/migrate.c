@@ -54,7 +54,25 @@ static double rate_of(const struct src *x)
 	return x->round_ns ? (double)x->round_bytes * 1e9 / (double)x->round_ns : 0;
 }
 
-static void progress(struct src *x, enum host_stage st, unsigned round)
+/*
+ * The operator asked to cancel (o->cancel, set by the CLI's SIGINT or
+ * SIGTERM handler): tell the destination, and fail the stage so the run
+ * rolls back.  Checked at every stage and between batches of pages.
+ */
+static int cancelled(struct src *x)
+{
+	if (!x->o->cancel || !*x->o->cancel)
+		return 0;
+	if (!x->r->error[0])
+		snprintf(x->r->error, sizeof(x->r->error),
+			 "migration cancelled by the operator (SIGINT or SIGTERM to the source)");
+	x->ops->cancel(x->s, "the operator cancelled the migration on the source");
+	return -ECANCELED;
+}
+
+/* Report a stage; the test hook may stop us here.  Returns -ECANCELED if
+ * the operator cancelled. */
+static int progress(struct src *x, enum host_stage st, unsigned round)
 {
 	struct host_progress p = { .stage = st, .round = round,
 				   .pages_left = x->dirty_bytes / GUEST_PAGE,
@@ -69,6 +87,8 @@ static void progress(struct src *x, enum host_stage st, unsigned round)
 			p.rate / (1 << 20), p.predicted_ms, x->tty ? "" : "\n");
 	if (x->o->on_progress)
 		x->o->on_progress(&p, x->o->arg);
+	host_test_pause(st, round);
+	return cancelled(x);
 }
 
 /* Send runs (or the whole guest) as one round. */
@@ -91,6 +111,8 @@ static int send_round(struct src *x, unsigned flags, int all)
 		if (n == 256 || i == x->nruns - 1) {
 			rc = x->ops->save_pages(x->s, pr, n);
 			n = 0;
+			if (!rc)
+				rc = cancelled(x);
 		}
 	}
 	if (!rc)
@@ -212,7 +234,8 @@ static int precopy(struct src *x)
 
 	if ((rc = send_round(x, 0, 1)) || (rc = collect(x)))
 		return rc;
-	progress(x, HOST_STAGE_ROUND, 0);
+	if ((rc = progress(x, HOST_STAGE_ROUND, 0)))
+		return rc;
 	for (;; round++) {
 		double predicted = x->r->predicted_ms;
 		/* After round 0 only an idle guest stops: the others need one
@@ -231,9 +254,9 @@ static int precopy(struct src *x)
 			x->ops->cancel(x->s, "pre-copy did not converge");
 			return -ETIME;
 		}
-		if ((rc = send_round(x, 0, 0)) || (rc = collect(x)))
+		if ((rc = send_round(x, 0, 0)) || (rc = collect(x)) ||
+		    (rc = progress(x, HOST_STAGE_ROUND, round)))
 			return rc;
-		progress(x, HOST_STAGE_ROUND, round);
 	}
 }
 
@@ -247,11 +270,10 @@ static int stop_and_copy(struct src *x, uint64_t *t_pause)
 		x->ops->cancel(x->s, "the source could not pause the guest");
 		return rc;
 	}
-	progress(x, HOST_STAGE_PAUSED, x->r->rounds);
-	if ((rc = collect(x)) || (rc = send_round(x, RMIG_ROUND_FINAL, 0)) ||
-	    (rc = send_device_state(x)))
+	if ((rc = progress(x, HOST_STAGE_PAUSED, x->r->rounds)) || (rc = collect(x)) ||
+	    (rc = send_round(x, RMIG_ROUND_FINAL, 0)) || (rc = send_device_state(x)) ||
+	    (rc = progress(x, HOST_STAGE_FINAL, x->r->rounds)))
 		return rc;
-	progress(x, HOST_STAGE_FINAL, x->r->rounds);
 	return x->ops->finish(x->s);
 }
 
@@ -285,8 +307,9 @@ static int run(struct src *x)
 	if (!rc && (rc = arm_tracking(x)))
 		x->ops->cancel(x->s, "the source cannot track dirty pages");
 	if (!rc) {
-		progress(x, HOST_STAGE_RESERVED, 0);
-		rc = precopy(x);
+		rc = progress(x, HOST_STAGE_RESERVED, 0);
+		if (!rc)
+			rc = precopy(x);
 	}
 	if (!rc)
 		rc = stop_and_copy(x, &t_pause);
@@ -296,6 +319,7 @@ static int run(struct src *x)
 	host_fill_stats(x->ops, x->s, r);
 	if (rc) {
 		rolled_back(x, rc, rc == -ETIME ? "migration given up"
+				   : rc == -ECANCELED ? "migration cancelled"
 				   : started ? "migration rolled back" : "migration did not start");
 		if (!o->dirty_rate)
 			r->source_intact = guest_hash_all(x->g.mem, x->g.size) == idle_hash;

@@ -457,7 +457,8 @@ int mig_source_setup(struct rmig_mig *s)
 	if (rc) {
 		s->ep = s->ch[0].ep = NULL;
 		mig_set_state(s, RMIG_STATE_ROLLED_BACK);
-		return mig_err(s, rc, "cannot reach the destination %s: %s", s->cfg.addr,
+		return mig_err(s, rc, rc == -EACCES ? "no authenticated connection to the destination %s: %s"
+						    : "cannot reach the destination %s: %s", s->cfg.addr,
 			       rmig_last_error());
 	}
 	/* Scratch for the offer and the keys: no statics, sessions may run

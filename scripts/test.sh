@@ -21,6 +21,8 @@ bash scripts/fuzz.sh "${FUZZ_RUNS:-200000}"
 
 echo "== unit, conformance and integration tests (ctest)"
 ctest --test-dir "$BUILD" --output-on-failure --timeout 600 -j2
+echo "== fault matrix: kill either end, drop the link, cancel, hang the destination at each phase, every host backend (scripts/fault-matrix.sh)"
+BUILD=$BUILD bash scripts/fault-matrix.sh -r "${FAULT_RUNS:-1}" -g 16M
 echo "== stock QEMU end to end on the host (the qemu_migrate test above, its lines)"
 grep -h '^qemu-migrate:' "$BUILD/Testing/Temporary/LastTest.log" || true
 echo "== the demo under valgrind (the valgrind_demo test above, its summary)"

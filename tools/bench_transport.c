@@ -84,6 +84,7 @@ static int bench_receiver(const char *backend, const char *host, size_t len,
 	cli_key_opts(&k, &opts);
 	snprintf(addr, sizeof(addr), strchr(host, ':') ? "[%s]:0" : "%s:0", host);
 	rc = rmig_listen(backend, addr, &opts, &l);
+	explicit_bzero(&k, sizeof(k));
 	if (!rc)
 		rc = rmig_local_addr(l, addr, sizeof(addr));
 	if (rc) {
@@ -368,6 +369,7 @@ int bench_transport(int argc, char **argv)
 			failed = 1;
 		nrows += o.nsizes;
 	}
+	explicit_bzero(&o.key, sizeof(o.key));
 	print_rows(&o, rows, nrows);
 	return failed;
 }

@@ -229,8 +229,10 @@ int cmd_send(int argc, char **argv)
 		run_in_child();
 	t0 = rmig_now_ns();
 	rc = connect_retry(&a, &ep);
+	explicit_bzero(&a.key, sizeof(a.key)); /* the library keeps its own copy */
 	if (rc) {
-		fprintf(stderr, "rdmamig send: cannot reach the receiver at %s: %s\n", a.addr,
+		fprintf(stderr, rc == -EACCES ? "rdmamig send: no authenticated connection to the receiver at %s: %s\n"
+					      : "rdmamig send: cannot reach the receiver at %s: %s\n", a.addr,
 			rmig_last_error());
 		return 1;
 	}
@@ -305,6 +307,7 @@ int cmd_recv(int argc, char **argv)
 	opts.timeout_ms = a.o.timeout_ms;
 	cli_key_opts(&a.key, &opts);
 	rc = rmig_listen(a.backend, a.addr, &opts, &l);
+	explicit_bzero(&a.key, sizeof(a.key)); /* the library keeps its own copy */
 	if (rc) {
 		fprintf(stderr, "rdmamig recv: cannot listen on %s: %s\n", a.addr, rmig_last_error());
 		return 1;

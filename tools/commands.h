@@ -14,6 +14,7 @@ int cmd_serve(int argc, char **argv);
 int cmd_migrate(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
 int bench_migrate(int argc, char **argv);
+int bench_hygiene(int argc, char **argv);
 int cmd_topo(int argc, char **argv);
 
 /* The key of --key-file FILE / RMIG_KEY_FILE, or --insecure (keyfile.c). */

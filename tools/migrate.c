@@ -11,6 +11,7 @@
 #include <rdmamig/rdmamig.h>
 
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -219,8 +220,33 @@ int cmd_serve(int argc, char **argv)
 		return rc;
 	c.o.on_listen = print_listen;
 	rc = host_serve(&c.o, &r);
+	explicit_bzero(&c.key, sizeof(c.key)); /* the library keeps its own copy */
 	host_print_result(&r, c.json, "destination");
 	return rc ? 1 : 0;
+}
+
+static volatile sig_atomic_t cancel_req;
+
+static void on_cancel_signal(int sig)
+{
+	(void)sig;
+	cancel_req = 1;
+}
+
+/*
+ * Cancel from the command line: the first SIGINT (Ctrl-C) or SIGTERM
+ * cancels the migration at the next stage or batch of pages -- the source
+ * tells the destination and keeps its guest; a second one kills as usual.
+ */
+static void catch_cancel(struct host_opts *o)
+{
+	struct sigaction sa = { .sa_handler = on_cancel_signal,
+				.sa_flags = SA_RESETHAND | SA_RESTART };
+
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	o->cancel = &cancel_req;
 }
 
 int cmd_migrate(int argc, char **argv)
@@ -229,12 +255,15 @@ int cmd_migrate(int argc, char **argv)
 	struct cli c = { 0 };
 	int rc = prepare("migrate",
 			 "usage: rdmamig migrate --to HOST:PORT [OPTIONS]\n\n"
-			 "Source: run a guest and live-migrate it to 'rdmamig serve'.\n",
+			 "Source: run a guest and live-migrate it to 'rdmamig serve'.  SIGINT\n"
+			 "(Ctrl-C) or SIGTERM cancels before commit: the guest keeps running.\n",
 			 "--to", argc, argv, &c);
 
 	if (rc >= 0)
 		return rc;
+	catch_cancel(&c.o);
 	rc = host_migrate(&c.o, &r);
+	explicit_bzero(&c.key, sizeof(c.key)); /* the library keeps its own copy */
 	host_print_result(&r, c.json, "source");
 	return rc ? 1 : 0;
 }
@@ -261,6 +290,7 @@ int cmd_demo(int argc, char **argv)
 		       : c.o.pattern == HOST_PAT_SEQ ? "seq" : "uniform", c.o.downtime_ms);
 	fflush(stdout);
 	rc = host_demo(&c.o, &r);
+	explicit_bzero(&c.key, sizeof(c.key)); /* the library keeps its own copy */
 	host_print_result(&r, c.json, "source");
 	return rc || r.verified != 1 ? 1 : 0;
 }

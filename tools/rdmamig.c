@@ -15,7 +15,7 @@ struct command {
 
 static const struct command commands[] = {
 	{ "backends", cmd_backends, "list the compiled backends and whether each can run here" },
-	{ "bench", cmd_bench, "benchmarks: 'bench transport' (throughput per message size), 'bench migrate'" },
+	{ "bench", cmd_bench, "benchmarks: 'bench transport' (throughput per message size), 'bench migrate', 'bench hygiene'" },
 	{ "demo", cmd_demo, "live-migrate a guest between two processes here and verify it" },
 	{ "migrate", cmd_migrate, "source: run a guest and live-migrate it to 'serve'" },
 	{ "serve", cmd_serve, "destination: take one migrating guest and verify it" },
@@ -80,7 +80,9 @@ int cmd_bench(int argc, char **argv)
 		return bench_transport(argc - 1, argv + 1);
 	if (argc > 1 && !strcmp(argv[1], "migrate"))
 		return bench_migrate(argc - 1, argv + 1);
-	fprintf(stderr, "usage: rdmamig bench transport|migrate [OPTIONS]\n");
+	if (argc > 1 && !strcmp(argv[1], "hygiene"))
+		return bench_hygiene(argc - 1, argv + 1);
+	fprintf(stderr, "usage: rdmamig bench transport|migrate|hygiene [OPTIONS]\n");
 	return argc > 1 && !strcmp(argv[1], "--help") ? 0 : 2;
 }
 

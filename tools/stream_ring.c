@@ -264,6 +264,12 @@ static int take_messages(struct sender *x, int timeout_ms)
 			if (m.a != x->head)
 				return fail(&x->s, -EPROTO, "peer delivered %llu bytes of %llu",
 					    (unsigned long long)m.a, (unsigned long long)x->head);
+			/* Delivered is consumed: without this, a DONE that
+			 * overtakes (or replaces) the last CREDIT left the
+			 * sender waiting its whole timeout for ring space it no
+			 * longer needs (found by fuzz_stream_session). */
+			x->credited = m.a;
+			retire(x);
 			return 1;
 		} else {
 			return unexpected(&x->s, &m);

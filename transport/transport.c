@@ -242,15 +242,28 @@ int rmig_local_addr(struct rmig_ep *ep, char *buf, size_t len)
 	return ep->ops->local_addr(ep, buf, len);
 }
 
+/* Regions registered and not yet deregistered, process-wide (rmig_mr_live). */
+static long mrs_live;
+
+long rmig_mr_live(void)
+{
+	return __atomic_load_n(&mrs_live, __ATOMIC_RELAXED);
+}
+
 int rmig_reg_mr(struct rmig_ep *ep, void *addr, size_t len, unsigned access,
 		struct rmig_mr **mr)
 {
+	int rc;
+
 	NEED_OP(ep, reg_mr);
 	if (!addr || !len)
 		return rmig_set_error(ep, -EINVAL, "cannot register an empty region");
 	if (access & ~(unsigned)(RMIG_ACCESS_REMOTE_WRITE | RMIG_ACCESS_REMOTE_READ))
 		return rmig_set_error(ep, -EINVAL, "unknown access flags 0x%x", access);
-	return ep->ops->reg_mr(ep, addr, len, access, mr);
+	rc = ep->ops->reg_mr(ep, addr, len, access, mr);
+	if (!rc)
+		__atomic_add_fetch(&mrs_live, 1, __ATOMIC_RELAXED);
+	return rc;
 }
 
 int rmig_dereg_mr(struct rmig_ep *ep, struct rmig_mr *mr)
@@ -258,6 +271,8 @@ int rmig_dereg_mr(struct rmig_ep *ep, struct rmig_mr *mr)
 	if (!mr)
 		return 0;
 	NEED_OP(ep, dereg_mr);
+	/* The backend frees the handle whatever it returns. */
+	__atomic_sub_fetch(&mrs_live, 1, __ATOMIC_RELAXED);
 	return ep->ops->dereg_mr(ep, mr);
 }
 

@@ -136,6 +136,11 @@ int rmig_reg_mr(struct rmig_ep *ep, void *addr, size_t len, unsigned access,
 		struct rmig_mr **mr);
 int rmig_dereg_mr(struct rmig_ep *ep, struct rmig_mr *mr);
 const struct rmig_rkey *rmig_mr_rkey(const struct rmig_mr *mr);
+/**
+ * Memory regions registered right now by this process, over every endpoint
+ * and backend (rmig_reg_mr minus rmig_dereg_mr): a leak check.
+ */
+long rmig_mr_live(void);
 
 /*
  * Post n (1..RMIG_BATCH_MAX) writes.  One completion carrying wr_id is

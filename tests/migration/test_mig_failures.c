@@ -138,17 +138,16 @@ static void test_ofi_peer_dies(void)
 			continue;
 		destination_dies_on(rdma_backends[i], HOST_STAGE_ROUND, 1, SIGKILL, 30 * MiB);
 		/*
-		 * KNOWN BUG, not yet fixed: over ofi/shm a destination stopped
-		 * (SIGSTOP) at the final stage sometimes leaves the source hung
-		 * past every deadline (seen twice under load: the suite's
-		 * watchdog fired).  Until the ofi backend is fixed this case is
-		 * not run on ofi/shm, and says so.
+		 * A destination stopped (SIGSTOP) at the final stage, while it
+		 * takes the stream.  Over ofi/shm this case was skipped after
+		 * the suite's watchdog fired twice under load.  Found since: each
+		 * step after the first timeout (the CANCEL, close's drain)
+		 * waited a timeout of its own, ~2.7 x the timeout in all; a send
+		 * that times out now marks the endpoint dead.  The watchdog
+		 * hang itself was not reproduced (scripts/fault-matrix.sh,
+		 * stop-dst, and this case run repeatedly under load).
 		 */
-		if (!strcmp(rdma_backends[i], "ofi/shm"))
-			fprintf(stderr, "ofi/shm: destination stopped at final: NOT RUN (known hang, see the comment in %s)\n",
-				__FILE__);
-		else
-			destination_dies_on(rdma_backends[i], HOST_STAGE_FINAL, 0, SIGSTOP, 0);
+		destination_dies_on(rdma_backends[i], HOST_STAGE_FINAL, 0, SIGSTOP, 0);
 		source_dies_on(rdma_backends[i], HOST_STAGE_ROUND);
 		source_dies_on(rdma_backends[i], HOST_STAGE_FINAL);
 	}

@@ -53,6 +53,7 @@ static void ofi_ep_free(struct ofi_ep *o)
 {
 	ofi_stop_progress(o);
 	ofi_close_fabric(o);
+	ofi_shm_reap_peer(o);
 	if (o->bufs)
 		munmap(o->bufs, OFI_BUFS_LEN);
 	while (o->msgs) {
@@ -163,6 +164,8 @@ static int ofi_handshake(struct ofi_ep *o, uint64_t deadline)
 	rc = ofi_check_hello(o, raw, &peer);
 	if (rc)
 		return rc;
+	memcpy(o->peer_name, peer.addr, peer.addrlen);
+	o->peer_namelen = peer.addrlen;
 	pthread_mutex_lock(&o->lock);
 	rc = fi_av_insert(o->av, peer.addr, 1, &o->peer, 0, NULL);
 	pthread_mutex_unlock(&o->lock);

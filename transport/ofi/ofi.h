@@ -94,6 +94,8 @@ struct ofi_ep {
 	struct fid_cq *cq;
 	struct fid_ep *ep;
 	fi_addr_t peer;
+	char peer_name[OFI_ADDR_MAX]; /* the peer's fabric address, from its hello */
+	size_t peer_namelen;
 	struct ofi_prov prov;
 	int wait_fd;  /* the CQ's wait fd (FI_WAIT_FD), or -1: sleep-poll */
 	struct fid_cntr *wcntr; /* writes into this end (FI_RMA_EVENT), or NULL */
@@ -130,6 +132,11 @@ struct ofi_ep {
 };
 
 #define OFI(ep) ((struct ofi_ep *)(ep))
+
+/* ofi_shm.c: remove the shm region of a peer that died (on close). */
+void ofi_shm_reap_peer(struct ofi_ep *o);
+/* fi_enable said EBUSY: remove a stale region under our own name; 1 if done. */
+int ofi_shm_clear_stale_self(struct ofi_ep *o);
 
 /* ofi_fabric.c */
 int ofi_getinfo(const char *provider, const char *node, struct fi_info **info,

@@ -143,7 +143,7 @@ static void handle(struct ofi_ep *o, const struct ofi_ctx *c, size_t len, int er
 		o->writes_inflight--;
 		o->writes_moved_ms = rmig_now_ms();
 		if (err && !b->status) {
-			b->status = err;
+			b->status = peer_errno(err); /* ENOTCONN & co: the peer is gone */
 			snprintf(o->batch_why, sizeof(o->batch_why),
 				 "ofi/%s: write failed: %s", o->prov.name, why);
 		}
@@ -603,9 +603,15 @@ int ofi_send(struct rmig_ep *ep, const void *buf, size_t len)
 	for (;;) {
 		if (!rc)
 			rc = wait_for(o, some_tx_free, deadline);
-		if (rc == -ETIMEDOUT)
-			return rmig_set_error(ep, rc, "ofi/%s: the peer took no message within %d ms",
-					      o->prov.name, ep->timeout_ms);
+		if (rc == -ETIMEDOUT) {
+			/* Every send slot still waits for the peer after a whole
+			 * timeout: it is not progressing.  Dead, so that what
+			 * follows (the CANCEL, close's drain) fails at once
+			 * instead of waiting a timeout each. */
+			ofi_mark_dead(o, rc, "ofi/%s: the peer took no message within %d ms",
+				      o->prov.name, ep->timeout_ms);
+			return dead_error(o);
+		}
 		if (rc)
 			return rc;
 		pthread_mutex_lock(&o->lock);

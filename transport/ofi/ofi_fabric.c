@@ -282,6 +282,34 @@ static int open_write_counter(struct ofi_ep *o)
 }
 
 /* Open fabric, domain, AV, CQ and an enabled EP; ofi_close_fabric undoes. */
+/* The endpoint, bound to the AV, CQ (and write counter), enabled. */
+static int open_ep(struct ofi_ep *o, const char **what)
+{
+	int rc;
+
+	*what = "fi_endpoint";
+	rc = fi_endpoint(o->domain, o->info, &o->ep, NULL);
+	if (!rc && (*what = "binding the AV"))
+		rc = fi_ep_bind(o->ep, &o->av->fid, 0);
+	if (!rc && (*what = "binding the CQ"))
+		rc = fi_ep_bind(o->ep, &o->cq->fid, FI_TRANSMIT | FI_RECV);
+	if (!rc && (o->info->caps & FI_RMA_EVENT) && (*what = "opening the write counter"))
+		rc = open_write_counter(o);
+	if (!rc && (*what = "fi_enable"))
+		rc = fi_enable(o->ep);
+	return rc;
+}
+
+static void close_ep(struct ofi_ep *o)
+{
+	if (o->ep)
+		fi_close(&o->ep->fid);
+	o->ep = NULL;
+	if (o->wcntr)
+		fi_close(&o->wcntr->fid);
+	o->wcntr = NULL;
+}
+
 int ofi_open(struct ofi_ep *o, const char *provider, const char *node)
 {
 	struct fi_av_attr av_attr = { .type = FI_AV_UNSPEC, .count = 1 };
@@ -307,16 +335,12 @@ int ofi_open(struct ofi_ep *o, const char *provider, const char *node)
 		rc = fi_av_open(o->domain, &av_attr, &o->av, NULL);
 	if (!rc && (what = "fi_cq_open"))
 		rc = open_cq(o, &cq_attr);
-	if (!rc && (what = "fi_endpoint"))
-		rc = fi_endpoint(o->domain, o->info, &o->ep, NULL);
-	if (!rc && (what = "binding the AV"))
-		rc = fi_ep_bind(o->ep, &o->av->fid, 0);
-	if (!rc && (what = "binding the CQ"))
-		rc = fi_ep_bind(o->ep, &o->cq->fid, FI_TRANSMIT | FI_RECV);
-	if (!rc && (o->info->caps & FI_RMA_EVENT) && (what = "opening the write counter"))
-		rc = open_write_counter(o);
-	if (!rc && (what = "fi_enable"))
-		rc = fi_enable(o->ep);
+	if (!rc)
+		rc = open_ep(o, &what);
+	if (rc == -FI_EBUSY && ofi_shm_clear_stale_self(o)) {
+		close_ep(o);
+		rc = open_ep(o, &what);
+	}
 	if (rc)
 		return rmig_set_error(&o->base, ofi_errno(rc), "ofi/%s: %s failed: %s",
 				      o->prov.name, what, fi_strerror(-rc));

@@ -1,0 +1,264 @@
+#!/usr/bin/env bash
+# The fault matrix: for each backend x phase x fault, run `rdmamig serve` and
+# `rdmamig migrate` (a small idle guest) on loopback, inject the fault at
+# exactly that phase and check the outcome.  Prints a table (fault x phase x
+# backend -> runs as expected / runs) and exits 1 on any unexpected outcome.
+#
+#   scripts/fault-matrix.sh [-r R] [-b "tcp ofi/tcp ofi/shm"] [-p PHASES] [-f FAULTS]
+#                           [-t TIMEOUT_MS] [-g GUEST] [-o TABLE.md]
+#
+# Phases: setup (the destination said yes), round (pre-copy round 0 ended),
+# stop-and-copy (vCPUs paused, before the final round), commit (final round
+# and device state sent, before finish).  The source stops itself there
+# through the test hook RMIG_TEST_PAUSE_AT (host/testhook.c), the script
+# injects the fault, then resumes it with SIGCONT.
+#
+# Faults:
+#   kill-dst   kill -9 the destination
+#   kill-src   kill -9 the source
+#   drop-link  reset every TCP connection of the source (ss -K: the kernel
+#              aborts the socket here and sends a RST to the peer).  tcp: the
+#              migration's connection; ofi/tcp: the bootstrap (liveness)
+#              connection and libfabric's data connections; ofi/shm: there is
+#              no network link -- pages move through shared memory -- so the
+#              link that can drop is the bootstrap connection the backend
+#              uses as its liveness channel: both ends must notice and stop.
+#   cancel     SIGINT to `rdmamig migrate` (cancel from the command line),
+#              aimed at its main thread (tgkill) so that the handler has run
+#              when the source resumes: a process-wide SIGINT may be taken by
+#              another thread just after the main thread passed the phase's
+#              check, and then lands at the next check -- or, at commit,
+#              after the last one, and the migration completes, as it should
+#   stop-dst   SIGSTOP the destination (a hung peer): the source must give up
+#              by its deadline; the script kills the destination afterwards
+#
+# Expected every time (all phases are before commit): no process hangs
+# (each runs under timeout(1); each survivor ends within 2 x timeout + 3 s
+# of the fault); the source (if alive) fails, says its guest keeps running
+# and that its memory is intact (JSON source_intact), holds no registered
+# region; the destination (if alive) exits 1, committed nothing, holds no
+# registered region; each survivor's error names what happened; no libfabric
+# shm region of a killed process is left in /dev/shm once the survivor exits.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+BUILD=${BUILD:-build}
+ARGS="$*"
+R=1
+BACKENDS="tcp ofi/tcp ofi/shm"
+PHASES="setup round stop-and-copy commit"
+FAULTS="kill-dst kill-src drop-link cancel stop-dst"
+TMO=3000
+GUEST=32M
+OUT=""
+while getopts "r:b:p:f:t:g:o:h" opt; do
+  case $opt in
+    r) R=$OPTARG ;;
+    b) BACKENDS=$OPTARG ;;
+    p) PHASES=$OPTARG ;;
+    f) FAULTS=$OPTARG ;;
+    t) TMO=$OPTARG ;;
+    g) GUEST=$OPTARG ;;
+    o) OUT=$OPTARG ;;
+    *) sed -n '2,35p' "$0"; exit 2 ;;
+  esac
+done
+RDMAMIG=$BUILD/tools/rdmamig
+[ -x "$RDMAMIG" ] || { echo "fault-matrix: build first ($RDMAMIG missing)" >&2; exit 2; }
+command -v ss >/dev/null || { echo "fault-matrix: needs ss (iproute2)" >&2; exit 2; }
+HARD=$((TMO * 6 / 1000 + 20))          # timeout(1) on each process, seconds
+LIMIT=$((TMO * 2 + 3000))              # ms from the fault to each survivor's exit
+W=$(mktemp -d /tmp/fault-matrix.XXXXXX)
+trap 'rm -rf "$W"' EXIT
+# Both ends authenticate with a pre-shared key (docs/security.md).
+KEY=$W/key; head -c 32 /dev/urandom >"$KEY"; chmod 600 "$KEY"
+
+now_ms() { date +%s%3N; }
+# The rdmamig process under a timeout(1) pid.
+child_of() { local c; for _ in $(seq 100); do c=$(pgrep -P "$1" | head -1); [ -n "$c" ] && { echo "$c"; return; }; sleep 0.02; done; }
+# Fields of the last JSON line of the source's (S_*) and destination's (D_*)
+# output, as shell assignments: one python start per run, not one per field.
+jfields() {
+  python3 - "$1" "$2" <<'PY'
+import json, shlex, sys
+for pre, path in (("S", sys.argv[1]), ("D", sys.argv[2])):
+    try:
+        d = json.loads(open(path).read().strip().splitlines()[-1])
+    except Exception:
+        d = {}
+    for k in ("committed", "guest_running_here", "source_intact", "mrs_live", "error"):
+        v = d.get(k, "<no json>")
+        v = str(v).lower() if isinstance(v, bool) or v is None else str(v)
+        print(f"{pre}_{k}={shlex.quote(v)}")
+PY
+}
+
+# SIGINT to the main thread of pid (tgkill: no shell command sends one).
+sigint_main() {
+  local nr
+  case $(uname -m) in x86_64) nr=234 ;; aarch64) nr=131 ;; *) kill -INT "$1"; return ;; esac
+  python3 -c 'import ctypes,sys
+p=int(sys.argv[1]); sys.exit(ctypes.CDLL(None).syscall(int(sys.argv[2]), p, p, 2) != 0)' "$1" "$nr"
+}
+
+# Reset every established TCP connection of pid (both directions).
+drop_links() {
+  local pid=$1 n=0 l p
+  while read -r l p; do
+    ss -K -tnH state established "( src $l and dst $p ) or ( src $p and dst $l )" >/dev/null 2>&1 && n=$((n + 1))
+  done < <(ss -tnpH state established | awk -v pid="pid=$pid," 'index($0, pid) { print $3, $4 }')
+  echo "$n"
+}
+
+# Expected error of a survivor, as an extended regex, per fault.
+expect_re() {
+  case $1 in
+    kill-dst|kill-src) echo 'closed|reset|exited|died|gone|lost|peer' ;;
+    drop-link) echo 'reset|abort|closed|lost|peer' ;;
+    cancel) echo 'cancel' ;;
+    stop-dst) echo 'time|within|respond|stopped|progress' ;;
+  esac
+}
+
+# One run; prints "ok" or "FAIL: why" on the first line, then the errors.
+run_one() {
+  local be=$1 ph=$2 fault=$3 d=$W/run
+  rm -rf "$d"; mkdir -p "$d"
+  timeout -k 2 "$HARD" "$RDMAMIG" serve --listen 127.0.0.1:0 --backend "$be" --timeout-ms "$TMO" --key-file "$KEY" \
+    --json >"$d/d.json" 2>"$d/d.err" & local dt=$!
+  local addr="" i
+  for i in $(seq 200); do
+    addr=$(sed -n 's/.*listening on //p' "$d/d.err" 2>/dev/null | head -1); [ -n "$addr" ] && break; sleep 0.02
+  done
+  local dp; dp=$(child_of "$dt")
+  [ -n "$addr" ] || { kill -9 "$dt" 2>/dev/null; wait "$dt" 2>/dev/null; echo "FAIL: serve did not listen: $(head -c 300 "$d/d.err")"; return; }
+  RMIG_TEST_PAUSE_AT=$ph timeout -k 2 "$HARD" "$RDMAMIG" migrate --to "$addr" --backend "$be" --key-file "$KEY" \
+    --guest-size "$GUEST" --timeout-ms "$TMO" --json >"$d/s.json" 2>"$d/s.err" & local st=$!
+  local sp="" paused=""
+  for i in $(seq 500); do
+    sp=$(sed -n 's/.*test hook: pid \([0-9]*\) paused at.*/\1/p' "$d/s.err" 2>/dev/null | head -1)
+    if [ -n "$sp" ] && [ "$(awk '{print $3}' "/proc/$sp/stat" 2>/dev/null)" = T ]; then paused=1; break; fi
+    kill -0 "$st" 2>/dev/null || break
+    sleep 0.02
+  done
+  if [ -z "$paused" ]; then
+    kill -9 "$st" "$dt" 2>/dev/null; wait "$st" "$dt" 2>/dev/null
+    echo "FAIL: the source never paused at $ph: $(grep -v '^round' "$d/s.err" | head -c 300)"; return
+  fi
+  local killed="" t0; t0=$(now_ms)
+  case $fault in
+    kill-dst) kill -9 "$dp"; killed=$dp; kill -CONT "$sp" ;;
+    kill-src) kill -9 "$sp"; killed=$sp ;;
+    drop-link) local n; n=$(drop_links "$sp"); [ "$n" -gt 0 ] || echo "no connection to drop" >"$d/note"; kill -CONT "$sp" ;;
+    cancel) sigint_main "$sp"; kill -CONT "$sp" ;;
+    stop-dst) kill -STOP "$dp"; kill -CONT "$sp" ;;
+  esac
+  local src_rc dst_rc src_ms dst_ms
+  wait "$st"; src_rc=$?; src_ms=$(( $(now_ms) - t0 ))
+  if [ "$fault" = stop-dst ]; then # the hung destination: the script ends it
+    kill -9 "$dp" 2>/dev/null; kill -CONT "$dp" 2>/dev/null; rm -f /dev/shm/"$dp":*
+  fi
+  wait "$dt"; dst_rc=$?; dst_ms=$(( $(now_ms) - t0 ))
+  local why=() re; re=$(expect_re "$fault")
+  [ -f "$d/note" ] && why+=("$(cat "$d/note")")
+  local S_committed S_guest_running_here S_source_intact S_mrs_live S_error
+  local D_committed D_guest_running_here D_source_intact D_mrs_live D_error
+  eval "$(jfields "$d/s.json" "$d/d.json")"
+  local serr=$S_error derr=$D_error
+  if [ "$fault" != kill-src ]; then
+    [ "$src_rc" = 124 ] || [ "$src_rc" = 137 ] && why+=("source hung (timeout)")
+    [ "$src_rc" = 1 ] || why+=("source exit $src_rc")
+    [ "$src_ms" -le "$LIMIT" ] || why+=("source took ${src_ms} ms")
+    [ "$S_committed" = false ] || why+=("source committed")
+    [ "$S_guest_running_here" = true ] || why+=("source guest not running")
+    [ "$S_source_intact" = true ] || why+=("source memory not intact")
+    [ "$S_mrs_live" = 0 ] || why+=("source holds registered regions")
+    grep -qiE "$re" <<<"$serr" || why+=("source error does not name it")
+  else
+    serr="(killed)"
+  fi
+  if [ "$fault" != kill-dst ] && [ "$fault" != stop-dst ]; then
+    [ "$dst_rc" = 124 ] || [ "$dst_rc" = 137 ] && why+=("destination hung (timeout)")
+    [ "$dst_rc" = 1 ] || why+=("destination exit $dst_rc")
+    [ "$dst_ms" -le "$LIMIT" ] || why+=("destination took ${dst_ms} ms")
+    [ "$D_committed" = false ] || why+=("destination committed")
+    [ "$D_mrs_live" = 0 ] || why+=("destination holds registered regions")
+    grep -qiE "$re" <<<"$derr" || why+=("destination error does not name it")
+  else
+    derr="(killed)"; [ "$fault" = stop-dst ] && derr="(stopped, then killed)"
+  fi
+  if [ -n "$killed" ] && compgen -G "/dev/shm/$killed:*" >/dev/null; then
+    why+=("shm region of the killed pid $killed left in /dev/shm")
+    rm -f /dev/shm/"$killed":*
+  fi
+  local ms=$src_ms; [ "$fault" = kill-src ] && ms=$dst_ms
+  case $fault in drop-link|cancel) [ "$dst_ms" -gt "$ms" ] && ms=$dst_ms ;; esac
+  if ((${#why[@]})); then
+    local IFS=';'; echo "FAIL: ${why[*]}"
+  else
+    echo "ok $ms"
+  fi
+  echo "src: $serr"
+  echo "dst: $derr"
+}
+
+echo "fault-matrix: backends [$BACKENDS], R=$R, guest $GUEST idle, --timeout-ms $TMO (limit ${LIMIT} ms from fault to exit)"
+declare -A OK N MAXMS SAID
+bad=0
+t_start=$(date +%s)
+for be in $BACKENDS; do
+  for fault in $FAULTS; do
+    for ph in $PHASES; do
+      k="$fault|$ph|$be"; OK[$k]=0; N[$k]=0; MAXMS[$k]=0
+      for ((i = 0; i < R; i++)); do
+        out=$(run_one "$be" "$ph" "$fault")
+        first=$(head -1 <<<"$out")
+        N[$k]=$((N[$k] + 1))
+        if [[ $first == ok* ]]; then
+          OK[$k]=$((OK[$k] + 1)); ms=${first#ok }
+          ((ms > MAXMS[$k])) && MAXMS[$k]=$ms
+        else
+          bad=$((bad + 1))
+          echo "  UNEXPECTED $fault at $ph over $be (run $((i + 1))): ${first#FAIL: }" >&2
+          sed -n '2,3p' <<<"$out" | sed 's/^/    /' >&2
+        fi
+        [ -n "${SAID[$fault|$be]:-}" ] || SAID[$fault|$be]=$(sed -n '2,3p' <<<"$out")
+      done
+    done
+  done
+done
+elapsed=$(( $(date +%s) - t_start ))
+
+table() {
+  echo "| fault | phase | $(for be in $BACKENDS; do printf '%s | ' "$be"; done)"
+  echo "| --- | --- | $(for be in $BACKENDS; do printf -- '--- | '; done)"
+  for fault in $FAULTS; do
+    for ph in $PHASES; do
+      printf '| %s | %s | ' "$fault" "$ph"
+      for be in $BACKENDS; do
+        k="$fault|$ph|$be"
+        printf '%s/%s ok, max %s ms | ' "${OK[$k]}" "${N[$k]}" "${MAXMS[$k]}"
+      done
+      echo
+    done
+  done
+  echo
+  echo "What the surviving ends said (first run of each fault x backend):"
+  echo
+  for fault in $FAULTS; do
+    for be in $BACKENDS; do
+      echo "- $fault, $be:"
+      sed 's/^/  - /' <<<"${SAID[$fault|$be]}"
+    done
+  done
+}
+echo
+echo "cells: N/R runs as expected; max ms: slowest time from the fault to the last survivor's exit"
+table
+total=0; for k in "${!N[@]}"; do total=$((total + N[$k])); done
+echo
+echo "fault-matrix: $((total - bad))/$total runs as expected, $bad unexpected, ${elapsed} s"
+if [ -n "$OUT" ]; then
+  { echo "Command: \`scripts/fault-matrix.sh $ARGS\` (guest $GUEST idle, --timeout-ms $TMO), $((total - bad))/$total runs as expected, ${elapsed} s."
+    echo; table; } >"$OUT"
+fi
+[ "$bad" = 0 ]
