@@ -158,6 +158,15 @@ static void *tcp_rx_main(void *arg)
 		if (rc)
 			break;
 	}
+	/* EOF and a reset from the peer both read -ECONNRESET; an abort here
+	 * (ss -K, a firewall) and the rest say what they are. */
+	if (rc == -ECONNABORTED)
+		tcp_mark_dead(t, -ECONNRESET, "connection aborted on this host (reset here, e.g. ss -K or a firewall)");
+	else if (rc && rc != -ECONNRESET && rc != -EPROTO) {
+		char why[96];
+		snprintf(why, sizeof(why), "connection lost: %s", strerror(-rc));
+		tcp_mark_dead(t, -ECONNRESET, why);
+	}
 	tcp_mark_dead(t, -ECONNRESET, "connection closed by the peer");
 	/* Stop the peer from sending more into a connection we no longer read. */
 	shutdown(t->fd, SHUT_RDWR);
