@@ -501,8 +501,8 @@ static int take_join(struct rmig_mig *s, struct rmig_ep *ep, int timeout_ms)
 
 /*
  * While channels join, the source may give up (CANCEL on channel 0) or
- * vanish: look at channel 0 between accepts, so the destination frees
- * everything at once instead of at the deadline.
+ * vanish: look at channel 0 before each accept, so the destination frees
+ * everything then instead of at the deadline.
  */
 static int control_alive(struct rmig_mig *s)
 {
@@ -546,9 +546,11 @@ int mig_accept_channels(struct rmig_mig *s)
 					joined, s->nch, s->cfg.timeout_ms);
 		if ((rc = control_alive(s)))
 			return rc;
-		/* Past peers that fail authentication (mig_accept_peer), in
-		 * slices so channel 0 is looked at now and then. */
-		rc = mig_accept_peer(s->listener->ep, left < 200 ? left : 200, &ep);
+		/* Past peers that fail authentication (mig_accept_peer).  The
+		 * whole time left, not slices: verbs gives a connection it has
+		 * begun to accept only what is left of the call's deadline to be
+		 * established, and under emulation that takes long. */
+		rc = mig_accept_peer(s->listener->ep, left, &ep);
 		if (rc == -ETIMEDOUT)
 			continue;
 		if (rc)
