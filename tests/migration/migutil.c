@@ -6,6 +6,7 @@
 #include <rdmamig/rdmamig.h>
 
 #include <errno.h>
+#include <glob.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -147,6 +148,21 @@ static int wait_peer(pid_t pid)
 	}
 }
 
+/* A peer this harness killed cannot close its libfabric shm region, and
+ * its survivor may have gone first: remove what it left in /dev/shm. */
+static void forget_shm(pid_t pid)
+{
+	char pat[64];
+	glob_t g;
+
+	snprintf(pat, sizeof(pat), "/dev/shm/%d:*", (int)pid);
+	if (glob(pat, 0, NULL, &g))
+		return;
+	for (size_t i = 0; i < g.gl_pathc; i++)
+		unlink(g.gl_pathv[i]);
+	globfree(&g);
+}
+
 static int pair_run_here(struct pair *p)
 {
 	int ap[2], rp[2], rc;
@@ -193,6 +209,8 @@ static int pair_run_here(struct pair *p)
 	if (p->killed && p->kill_sig == SIGSTOP)
 		kill(p->peer, SIGKILL);
 	p->dst_exit = wait_peer(p->peer);
+	if (p->killed && p->kill_sig == SIGSTOP)
+		forget_shm(p->peer);
 	if (read(rp[0], &p->dr, sizeof(p->dr)) != sizeof(p->dr))
 		memset(&p->dr, 0, sizeof(p->dr));
 	close(ap[0]);
