@@ -19,6 +19,21 @@
 #include <string.h>
 #include <time.h>
 
+/*
+ * A failed page write.  A remote access error on a region the destination
+ * granted means it no longer grants it: it deregistered the region, which
+ * it does when it closes, dies or gives up (seen when the destination is
+ * killed during setup, over verbs).
+ */
+static int write_failed(struct rmig_ep *ep, int status)
+{
+	if (status == -EACCES)
+		return rmig_set_error(ep, status,
+				      "a page write was refused by the destination (%s): it no longer grants that memory (it closed, died or revoked the key)",
+				      strerror(-status));
+	return rmig_set_error(ep, status, "a page write failed: %s", strerror(-status));
+}
+
 static int reap(struct mig_chan *c, int wait)
 {
 	struct rmig_mig *s = c->s;
@@ -40,8 +55,7 @@ static int reap(struct mig_chan *c, int wait)
 		}
 		c->inflight--;
 		if (cq[i].status)
-			return rmig_set_error(c->ep, cq[i].status, "a page write failed: %s",
-					      strerror(-cq[i].status));
+			return write_failed(c->ep, cq[i].status);
 	}
 	return 0;
 }

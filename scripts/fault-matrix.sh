@@ -5,7 +5,11 @@
 # backend -> runs as expected / runs) and exits 1 on any unexpected outcome.
 #
 #   scripts/fault-matrix.sh [-r R] [-b "tcp ofi/tcp ofi/shm"] [-p PHASES] [-f FAULTS]
-#                           [-t TIMEOUT_MS] [-g GUEST] [-o TABLE.md]
+#                           [-t TIMEOUT_MS] [-g GUEST] [-H HOST] [-o TABLE.md]
+#
+# -H: the address both ends use (default 127.0.0.1; in the Soft-RoCE VM
+# rxe0's, since RoCE has no loopback route: scripts/fault-matrix-vm.sh runs
+# this script there over verbs with the device faults below).
 #
 # Phases: setup (the destination said yes), round (pre-copy round 0 ended),
 # stop-and-copy (vCPUs paused, before the final round), commit (final round
@@ -31,6 +35,11 @@
 #              after the last one, and the migration completes, as it should
 #   stop-dst   SIGSTOP the destination (a hung peer): the source must give up
 #              by its deadline; the script kills the destination afterwards
+#   rdma-link-delete
+#              (RDMA device only) `rdma link delete rxe0` under both ends: the
+#              device goes away (DEVICE_REMOVAL); the script adds it again
+#   link-down  (RDMA device only) `ip link set eth0 down` under rxe0: the
+#              port goes down; the script brings it up again
 #
 # Expected every time (all phases are before commit): no process hangs
 # (each runs under timeout(1); each survivor ends within 2 x timeout + 3 s
@@ -50,7 +59,9 @@ FAULTS="kill-dst kill-src drop-link cancel stop-dst"
 TMO=3000
 GUEST=32M
 OUT=""
-while getopts "r:b:p:f:t:g:o:h" opt; do
+HOST=127.0.0.1
+PYTHON=${PYTHON:-python3}
+while getopts "r:b:p:f:t:g:o:H:h" opt; do
   case $opt in
     r) R=$OPTARG ;;
     b) BACKENDS=$OPTARG ;;
@@ -59,12 +70,21 @@ while getopts "r:b:p:f:t:g:o:h" opt; do
     t) TMO=$OPTARG ;;
     g) GUEST=$OPTARG ;;
     o) OUT=$OPTARG ;;
-    *) sed -n '2,35p' "$0"; exit 2 ;;
+    H) HOST=$OPTARG ;;
+    *) sed -n '2,50p' "$0"; exit 2 ;;
   esac
 done
 RDMAMIG=$BUILD/tools/rdmamig
 [ -x "$RDMAMIG" ] || { echo "fault-matrix: build first ($RDMAMIG missing)" >&2; exit 2; }
-command -v ss >/dev/null || { echo "fault-matrix: needs ss (iproute2)" >&2; exit 2; }
+case " $FAULTS " in *" drop-link "*)
+  command -v ss >/dev/null || { echo "fault-matrix: drop-link needs ss (iproute2)" >&2; exit 2; } ;;
+esac
+# The device faults act on rxe0 over eth0 (scripts/softroce-vm.sh sets it up).
+RXE=${RMIG_FAULT_RDMA_DEV:-rxe0} NETDEV=${RMIG_FAULT_NETDEV:-eth0}
+case " $FAULTS " in *" rdma-link-delete "*|*" link-down "*)
+  [ -e "/sys/class/infiniband/$RXE" ] ||
+    { echo "fault-matrix: rdma-link-delete and link-down need the RDMA device $RXE (run them in the Soft-RoCE VM: scripts/fault-matrix-vm.sh)" >&2; exit 2; } ;;
+esac
 HARD=$((TMO * 6 / 1000 + 20))          # timeout(1) on each process, seconds
 LIMIT=$((TMO * 2 + 3000))              # ms from the fault to each survivor's exit
 W=$(mktemp -d /tmp/fault-matrix.XXXXXX)
@@ -72,13 +92,25 @@ trap 'rm -rf "$W"' EXIT
 # Both ends authenticate with a pre-shared key (docs/security.md).
 KEY=$W/key; head -c 32 /dev/urandom >"$KEY"; chmod 600 "$KEY"
 
-now_ms() { date +%s%3N; }
-# The rdmamig process under a timeout(1) pid.
-child_of() { local c; for _ in $(seq 100); do c=$(pgrep -P "$1" | head -1); [ -n "$c" ] && { echo "$c"; return; }; sleep 0.02; done; }
+now_ms() { local t=${EPOCHREALTIME/./}; echo $((t / 1000)); }
+# The rdmamig process under a timeout(1) pid (from /proc: the Soft-RoCE VM
+# has no pgrep).  coreutils' timeout forks the command; busybox's (the VM's)
+# execs it in its own pid and watches from a child.
+child_of() {
+  local s p c st pp rest
+  for _ in $(seq 100); do
+    [ "$(cat "/proc/$1/comm" 2>/dev/null)" = rdmamig ] && { echo "$1"; return; }
+    for s in /proc/[0-9]*/stat; do
+      read -r p c st pp rest <"$s" 2>/dev/null || continue
+      [ "$pp" = "$1" ] && { echo "$p"; return; }
+    done
+    sleep 0.02
+  done
+}
 # Fields of the last JSON line of the source's (S_*) and destination's (D_*)
 # output, as shell assignments: one python start per run, not one per field.
 jfields() {
-  python3 - "$1" "$2" <<'PY'
+  "$PYTHON" - "$1" "$2" <<'PY'
 import json, shlex, sys
 for pre, path in (("S", sys.argv[1]), ("D", sys.argv[2])):
     try:
@@ -96,7 +128,7 @@ PY
 sigint_main() {
   local nr
   case $(uname -m) in x86_64) nr=234 ;; aarch64) nr=131 ;; *) kill -INT "$1"; return ;; esac
-  python3 -c 'import ctypes,sys
+  "$PYTHON" -c 'import ctypes,sys
 p=int(sys.argv[1]); sys.exit(ctypes.CDLL(None).syscall(int(sys.argv[2]), p, p, 2) != 0)' "$1" "$nr"
 }
 
@@ -109,21 +141,81 @@ drop_links() {
   echo "$n"
 }
 
-# Expected error of a survivor, as an extended regex, per fault.
+# iproute2's ip (busybox's applet comes first on the VM's PATH).
+ipr() { if [ -x /usr/sbin/ip ]; then /usr/sbin/ip "$@"; else ip "$@"; fi; }
+# The port active and the RoCE GID of $HOST back in its table: after a link
+# down and up the GIDs return a moment after the port does, and rdma_cm
+# cannot resolve the address until they have.
+host_gid() { local IFS=.; set -- $HOST; printf '0000:0000:0000:0000:0000:ffff:%02x%02x:%02x%02x' "$1" "$2" "$3" "$4"; }
+dev_active() {
+  grep -q ACTIVE "/sys/class/infiniband/$RXE/ports/1/state" 2>/dev/null &&
+    grep -qx "$(host_gid)" /sys/class/infiniband/"$RXE"/ports/1/gids/* 2>/dev/null
+}
+# `rdma link delete` unregisters the device client by client: rdma_cm first
+# (each connection gets DEVICE_REMOVAL), then uverbs, which waits for every
+# process to close the device.  Once it waits there the removal has reached
+# both ends: resume the source then, not before (it could finish first).
+wait_removal_begun() {
+  local i
+  for i in $(seq 200); do
+    kill -0 "$1" 2>/dev/null || return 0
+    grep -q ib_uverbs_remove_one "/proc/$1/stack" 2>/dev/null && return 0
+    sleep 0.025
+  done
+  echo "rdma link delete did not reach the device's users within 5 s" >"$2"
+}
+# After a device fault: the device back and its port active for the next run.
+# `rdma link delete` returns only once every user of the device has let go:
+# it was started in the background (pid $1), and waited for here.
+restore_device() {
+  local fault=$1 pid=$2 i
+  if [ "$fault" = rdma-link-delete ]; then
+    for i in $(seq 200); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
+    kill -0 "$pid" 2>/dev/null && { echo "rdma link delete still waiting 10 s after both ends exited"; return 1; }
+    wait "$pid" 2>/dev/null
+    [ -e "/sys/class/infiniband/$RXE" ] && { echo "$RXE still there after rdma link delete"; return 1; }
+    rdma link add "$RXE" type rxe netdev "$NETDEV" || { echo "rdma link add $RXE failed"; return 1; }
+  else
+    ipr link set "$NETDEV" up || { echo "ip link set $NETDEV up failed"; return 1; }
+    # rxe in Linux 6.1: a link that went down under a live connection
+    # leaves the device taking no new connection once the link is back
+    # (every later rdma_cm connect times out; seen 6 of 6 tries over 30 s):
+    # a fresh device for the next run (docs/faults.md).
+    rdma link delete "$RXE" && rdma link add "$RXE" type rxe netdev "$NETDEV" ||
+      { echo "could not recreate $RXE after the link came back"; return 1; }
+  fi
+  for i in $(seq 300); do dev_active && return 0; sleep 0.05; done
+  echo "$RXE port not active 15 s after the fault was undone"; return 1
+}
+
+# Expected error of a survivor, as an extended regex, per fault (and backend).
 expect_re() {
   case $1 in
+    # libfabric does not pass DEVICE_REMOVAL on: an ofi/verbs end that has
+    # nothing in flight when the device goes learns it from its deadline.
+    rdma-link-delete) case $2 in
+        ofi/*) echo 'device|removed|closed|reset|lost|flushed|within' ;;
+        *) echo 'device|removed|closed|reset|lost|flushed' ;;
+      esac ;;
     kill-dst|kill-src) echo 'closed|reset|exited|died|gone|lost|peer' ;;
     drop-link) echo 'reset|abort|closed|lost|peer' ;;
     cancel) echo 'cancel' ;;
     stop-dst) echo 'time|within|respond|stopped|progress' ;;
+    link-down) echo 'retry|time|within|lost|reset|closed|link|port|flushed' ;;
   esac
+}
+
+# RMIG_FAULT_KEEP=DIR keeps the outputs of each unexpected run there.
+keep_run() {
+  [ -n "${RMIG_FAULT_KEEP:-}" ] || return 0
+  mkdir -p "$RMIG_FAULT_KEEP" && cp -r "$1" "$RMIG_FAULT_KEEP/${2//\//-}-$(now_ms)"
 }
 
 # One run; prints "ok" or "FAIL: why" on the first line, then the errors.
 run_one() {
   local be=$1 ph=$2 fault=$3 d=$W/run
   rm -rf "$d"; mkdir -p "$d"
-  timeout -k 2 "$HARD" "$RDMAMIG" serve --listen 127.0.0.1:0 --backend "$be" --timeout-ms "$TMO" --key-file "$KEY" \
+  timeout -k 2 "$HARD" "$RDMAMIG" serve --listen "$HOST:0" --backend "$be" --timeout-ms "$TMO" --key-file "$KEY" \
     --json >"$d/d.json" 2>"$d/d.err" & local dt=$!
   local addr="" i
   for i in $(seq 200); do
@@ -142,6 +234,7 @@ run_one() {
   done
   if [ -z "$paused" ]; then
     kill -9 "$st" "$dt" 2>/dev/null; wait "$st" "$dt" 2>/dev/null
+    keep_run "$d" "$fault-$ph-$be"
     echo "FAIL: the source never paused at $ph: $(grep -v '^round' "$d/s.err" | head -c 300)"; return
   fi
   local killed="" t0; t0=$(now_ms)
@@ -151,6 +244,9 @@ run_one() {
     drop-link) local n; n=$(drop_links "$sp"); [ "$n" -gt 0 ] || echo "no connection to drop" >"$d/note"; kill -CONT "$sp" ;;
     cancel) sigint_main "$sp"; kill -CONT "$sp" ;;
     stop-dst) kill -STOP "$dp"; kill -CONT "$sp" ;;
+    rdma-link-delete) rdma link delete "$RXE" >"$d/link.out" 2>&1 & local lp=$!
+      wait_removal_begun "$lp" "$d/note"; kill -CONT "$sp" ;;
+    link-down) ipr link set "$NETDEV" down; kill -CONT "$sp" ;;
   esac
   local src_rc dst_rc src_ms dst_ms
   wait "$st"; src_rc=$?; src_ms=$(( $(now_ms) - t0 ))
@@ -158,8 +254,11 @@ run_one() {
     kill -9 "$dp" 2>/dev/null; kill -CONT "$dp" 2>/dev/null; rm -f /dev/shm/"$dp":*
   fi
   wait "$dt"; dst_rc=$?; dst_ms=$(( $(now_ms) - t0 ))
-  local why=() re; re=$(expect_re "$fault")
+  local why=() re; re=$(expect_re "$fault" "$be")
   [ -f "$d/note" ] && why+=("$(cat "$d/note")")
+  case $fault in rdma-link-delete|link-down)
+    local r; r=$(restore_device "$fault" "${lp:-}") || why+=("$r") ;;
+  esac
   local S_committed S_guest_running_here S_source_intact S_mrs_live S_error
   local D_committed D_guest_running_here D_source_intact D_mrs_live D_error
   eval "$(jfields "$d/s.json" "$d/d.json")"
@@ -193,6 +292,7 @@ run_one() {
   local ms=$src_ms; [ "$fault" = kill-src ] && ms=$dst_ms
   case $fault in drop-link|cancel) [ "$dst_ms" -gt "$ms" ] && ms=$dst_ms ;; esac
   if ((${#why[@]})); then
+    keep_run "$d" "$fault-$ph-$be"
     local IFS=';'; echo "FAIL: ${why[*]}"
   else
     echo "ok $ms"

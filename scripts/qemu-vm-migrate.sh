@@ -16,8 +16,8 @@
 # runs under a deadline of its own (guard, scripts/softroce-guard.sh): a
 # hang prints SOFTROCE-HANG and the stacks of what hung.
 #
-# It stages QEMU (binary, TCG accelerator module), python3 (binary and
-# standard library) and qemu_migrate.py in DIR/qemu-vm, which the VM sees by
+# It stages QEMU (binary, TCG accelerator module) and qemu_migrate.py in
+# DIR/qemu-vm and python3 in DIR/vm-tools (scripts/vm-tools.sh), which the VM sees by
 # 9p; softroce-vm.sh adds the libraries they need to the VM's initramfs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -40,32 +40,19 @@ B=$(realpath "$BUILD")
 [ -x "$B/tools/rdmamig" ] && [ -e "$B/guest/rdmamig-guest.bin" ] ||
   { echo "qemu-vm-migrate: build first (bash scripts/setup.sh)" >&2; exit 1; }
 VMD=$B/qemu-vm
-PYV=$(/usr/bin/python3 -c 'import sys; print(f"python{sys.version_info[0]}.{sys.version_info[1]}")')
 MULTIARCH=x86_64-linux-gnu
-mkdir -p "$VMD/bin" "$VMD/qemu-modules" "$VMD/py/lib"
+. scripts/vm-tools.sh
+stage_vm_tools "$B"   # python3 for the harness: $VMT
+mkdir -p "$VMD/bin" "$VMD/qemu-modules"
 cp -u /usr/bin/qemu-system-x86_64 "$VMD/bin/"
 cp -u /usr/lib/$MULTIARCH/qemu/accel-tcg-x86_64.so "$VMD/qemu-modules/"
-cp -uL "/usr/bin/$PYV" "$VMD/bin/python3"
-if [ ! -d "$VMD/py/lib/$PYV" ]; then
-  # The standard library without what the harness never imports (and whose
-  # extension modules would drag more libraries into the VM).
-  cp -a "/usr/lib/$PYV" "$VMD/py/lib/"
-  (cd "$VMD/py/lib/$PYV" && rm -rf test idlelib tkinter turtledemo ensurepip pydoc_data \
-     lib2to3 site-packages dist-packages config-* \
-     lib-dynload/_ssl.* lib-dynload/_hashlib.* lib-dynload/_sqlite3.* lib-dynload/_tkinter.* \
-     lib-dynload/_dbm.* lib-dynload/_gdbm.* lib-dynload/readline.* lib-dynload/_curses* \
-     lib-dynload/_lzma.* lib-dynload/_bz2.* lib-dynload/_uuid.* lib-dynload/_ctypes* \
-     lib-dynload/_decimal.* lib-dynload/xxlimited* lib-dynload/_testcapi* \
-     lib-dynload/_testinternalcapi* lib-dynload/_testbuffer* lib-dynload/_testmultiphase* \
-     lib-dynload/_test*)
-fi
 cp scripts/qemu_migrate.py "$VMD/"
 echo "qemu-vm-migrate: methods $METHODS, $RUNS run(s) each, in the Soft-RoCE VM"
 LOG=$VMD/last-run.log
 rc=0
 bash scripts/softroce-vm.sh --build "$BUILD" --mem 2048 --timeout 900 run \
-  "guard qemu_migrate.py 840 env QEMU=$VMD/bin/qemu-system-x86_64 QEMU_MODULE_DIR=$VMD/qemu-modules PYTHONHOME=$VMD/py \
-   $VMD/bin/python3 -S $VMD/qemu_migrate.py --accel tcg --host \$RMIG_VM_IP \
+  "guard qemu_migrate.py 840 env QEMU=$VMD/bin/qemu-system-x86_64 QEMU_MODULE_DIR=$VMD/qemu-modules PYTHONHOME=$VMT/py \
+   $VMT/bin/python3 -S $VMD/qemu_migrate.py --accel tcg --host \$RMIG_VM_IP \
    --rdmamig $B/tools/rdmamig --guest $B/guest/rdmamig-guest.bin --workdir /tmp/qm \
    --methods $METHODS --runs $RUNS --rate 0 --guest-mib 32 --ram-mib 128 $FAILURES \
    --boot-timeout 300 --migrate-timeout 300 --stream-timeout-ms 20000 --table ${EXTRA[*]}" \

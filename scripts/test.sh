@@ -28,10 +28,13 @@ grep -h '^qemu-migrate:' "$BUILD/Testing/Temporary/LastTest.log" || true
 echo "== the demo under valgrind (the valgrind_demo test above, its summary)"
 grep -hE '^valgrind-demo|^  ERROR SUMMARY' "$BUILD/Testing/Temporary/LastTest.log" || true
 
-# Both VM stages run even if the first fails (each says what failed); CI fails if either does.
+# Every VM stage runs even if an earlier one fails (each says what failed); CI fails if any does.
 vm_rc=0
 echo "== Soft-RoCE VM stage: conformance over verbs (and ofi/verbs) on rxe0, cross-host between two VMs"
 BUILD=$BUILD bash scripts/softroce-ci.sh || vm_rc=$?
+
+echo "== fault matrix over verbs and ofi/verbs in the Soft-RoCE VM: kill either end, rdma link delete, ip link set eth0 down, cancel, hang the destination, at each phase (scripts/fault-matrix-vm.sh)"
+BUILD=$BUILD bash scripts/fault-matrix-vm.sh || vm_rc=$?
 
 echo "== Stock QEMU in the Soft-RoCE VM: exec:rdmamig over verbs, QEMU's own rdma: and tcp:, cancel and a killed receiver over verbs (scripts/qemu-vm-migrate.sh)"
 BUILD=$BUILD bash scripts/qemu-vm-migrate.sh || vm_rc=$?
