@@ -29,15 +29,8 @@ done
 ((${#ARGS[@]})) || ARGS=(-r 1 -g 16M -t 3000)
 B=$(realpath "$BUILD")
 [ -x "$B/tools/rdmamig" ] || { echo "fault-matrix-vm: build first (bash scripts/setup.sh)" >&2; exit 1; }
-if [ -z "$BACKENDS" ]; then
-  BACKENDS=verbs
-  if "$B/tools/rdmamig" backends 2>/dev/null | grep -q '^ofi/verbs .*not compiled in'; then
-    echo "fault-matrix-vm: the ofi backend is not compiled in: ofi/verbs is not run"
-  else
-    BACKENDS="verbs ofi/verbs"
-  fi
-fi
 . scripts/vm-tools.sh
+[ -n "$BACKENDS" ] || { vm_rdma_specs "$B" fault-matrix-vm; BACKENDS=$RDMA_SPECS; }
 stage_vm_tools "$B"
 # The VM sees the build folder only.
 cp scripts/fault-matrix.sh "$VMT/"

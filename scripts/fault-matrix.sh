@@ -164,26 +164,24 @@ wait_removal_begun() {
   done
   echo "rdma link delete did not reach the device's users within 5 s" >"$2"
 }
-# After a device fault: the device back and its port active for the next run.
-# `rdma link delete` returns only once every user of the device has let go:
-# it was started in the background (pid $1), and waited for here.
+# After a device fault: a fresh rxe0 with its port active for the next run.
+# rdma-link-delete: the `rdma link delete` started in the background (pid
+# $2) returns once every user of the device has let go.  link-down: the
+# link comes back up, and the device is made anew, because rxe in Linux 6.1
+# takes no new connection once a link that went down under a live
+# connection is back (every later rdma_cm connect times out; seen 6 of 6
+# tries over 30 s; docs/faults.md).
 restore_device() {
   local fault=$1 pid=$2 i
   if [ "$fault" = rdma-link-delete ]; then
     for i in $(seq 200); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
     kill -0 "$pid" 2>/dev/null && { echo "rdma link delete still waiting 10 s after both ends exited"; return 1; }
-    wait "$pid" 2>/dev/null
-    [ -e "/sys/class/infiniband/$RXE" ] && { echo "$RXE still there after rdma link delete"; return 1; }
-    rdma link add "$RXE" type rxe netdev "$NETDEV" || { echo "rdma link add $RXE failed"; return 1; }
   else
     ipr link set "$NETDEV" up || { echo "ip link set $NETDEV up failed"; return 1; }
-    # rxe in Linux 6.1: a link that went down under a live connection
-    # leaves the device taking no new connection once the link is back
-    # (every later rdma_cm connect times out; seen 6 of 6 tries over 30 s):
-    # a fresh device for the next run (docs/faults.md).
-    rdma link delete "$RXE" && rdma link add "$RXE" type rxe netdev "$NETDEV" ||
-      { echo "could not recreate $RXE after the link came back"; return 1; }
+    rdma link delete "$RXE" || { echo "rdma link delete $RXE failed after the link came back"; return 1; }
   fi
+  [ -e "/sys/class/infiniband/$RXE" ] && { echo "$RXE still there after rdma link delete"; return 1; }
+  rdma link add "$RXE" type rxe netdev "$NETDEV" || { echo "rdma link add $RXE failed"; return 1; }
   for i in $(seq 300); do dev_active && return 0; sleep 0.05; done
   echo "$RXE port not active 15 s after the fault was undone"; return 1
 }

@@ -36,12 +36,9 @@ fail() { echo "softroce-ci: FAILED: $*" >&2; exit 1; }
 [ -x "$BUILD/tools/rdmamig" ] || fail "$BUILD/tools/rdmamig is not built"
 
 # ofi/verbs runs only where the ofi backend is compiled in; said, not hidden.
-SPECS="verbs"
-if "$BUILD/tools/rdmamig" backends 2>/dev/null | grep -q '^ofi/verbs .*not compiled in'; then
-  echo "softroce-ci: the ofi backend is not compiled in: ofi/verbs is not run"
-else
-  SPECS="verbs ofi/verbs"
-fi
+. scripts/vm-tools.sh
+vm_rdma_specs "$(realpath "$BUILD")" softroce-ci
+SPECS=$RDMA_SPECS
 
 # In the guest (busybox sh): run the suite, keep its output, print the line.
 GUEST_FN='

@@ -28,3 +28,15 @@ stage_vm_tools() {
        lib-dynload/_test*)
   fi
 }
+
+# The RDMA backends the VM stages run, from BUILD_ABS's rdmamig: verbs, and
+# ofi/verbs where the ofi backend is compiled in (said when it is not, by
+# the caller named in $2).  Sets RDMA_SPECS.
+vm_rdma_specs() {
+  RDMA_SPECS=verbs
+  if "$1/tools/rdmamig" backends 2>/dev/null | grep -q '^ofi/verbs .*not compiled in'; then
+    echo "$2: the ofi backend is not compiled in: ofi/verbs is not run"
+  else
+    RDMA_SPECS="verbs ofi/verbs"
+  fi
+}

@@ -9,6 +9,7 @@
 #define _GNU_SOURCE
 #include "hygiene.h"
 #include <rdmamig/rdmamig.h>
+#include "../common/median.h"
 
 #include <dirent.h>
 #include <malloc.h>
@@ -59,12 +60,6 @@ void hygiene_sample(unsigned at, struct hygiene_sample *s)
 	s->mrs_live = rmig_mr_live();
 }
 
-static int cmp_long(const void *a, const void *b)
-{
-	long x = *(const long *)a, y = *(const long *)b;
-	return x < y ? -1 : x > y;
-}
-
 /*
  * libfabric's shm provider, when both endpoints live in one process, has
  * each use the other's region in place rather than map it; the first to
@@ -103,8 +98,7 @@ int hygiene_run(const struct host_opts *o, unsigned count, const unsigned *marks
 			rss[marks[m] - i] = out[m].rss_kib;
 		}
 		if (m < nmarks && marks[m] == i) {
-			qsort(rss, HYGIENE_RSS_RUNS, sizeof(rss[0]), cmp_long);
-			out[m++].rss_kib = rss[HYGIENE_RSS_RUNS / 2];
+			out[m++].rss_kib = rmig_median_long(rss, HYGIENE_RSS_RUNS);
 		}
 	}
 	return 0;

@@ -30,6 +30,7 @@
 #include <unistd.h>
 
 #include "../../common/clock.h"
+#include "../../common/median.h"
 
 #if defined(__SANITIZE_ADDRESS__)
 #define RMIG_UNDER_ASAN 1
@@ -521,18 +522,6 @@ static size_t heap_in_use(void)
  */
 #define RSS_SAMPLES 5
 
-static int cmp_long(const void *a, const void *b)
-{
-	long x = *(const long *)a, y = *(const long *)b;
-	return (x > y) - (x < y);
-}
-
-static long rss_median(long *v)
-{
-	qsort(v, RSS_SAMPLES, sizeof(*v), cmp_long);
-	return v[RSS_SAMPLES / 2];
-}
-
 /* Connect and close many times: no growth in fds, heap or RSS. */
 static void test_connect_close_cycles(void)
 {
@@ -571,8 +560,8 @@ static void test_connect_close_cycles(void)
 		}
 	}
 	int fds = rmig_test_count_fds();
-	rss0 = rss_median(rss_w);
-	long rss = rss_median(rss_e);
+	rss0 = rmig_median_long(rss_w, RSS_SAMPLES);
+	long rss = rmig_median_long(rss_e, RSS_SAMPLES);
 	size_t heap = heap_in_use();
 	fprintf(stderr, "  (%d cycles: fds %d -> %d, rss %ld -> %ld KiB, heap %zu -> %zu B)\n",
 		cycles, fds0, fds, rss0, rss, heap0, heap);
