@@ -136,6 +136,7 @@ struct rmig_mig {
 	int shut, shut_claimed;
 	char shut_why[128];
 	int accepting;        /* inside accept: the listener's shutdown counts too */
+	struct mig_pump *pump; /* stream_fd's receiver (pump.c); NULL until asked */
 
 	struct mig_block *blocks;
 	uint32_t nblocks;
@@ -268,6 +269,16 @@ int mig_take_fences(struct rmig_mig *s, const struct wire_round *r0,
 		    struct wire_round *sum);
 void mig_close_channels(struct rmig_mig *s);
 void mig_chan_hooks(struct rmig_mig *s);
+
+/* pump.c: stream_fd's eventfd and the thread that fills it */
+struct mig_pump;
+int mig_stream_fd(struct rmig_mig *s);
+/* mig_recv's source once the pump runs: one message, or -ETIMEDOUT,
+ * -ECANCELED (shut down) or the pump's receive error. */
+int mig_pump_take(struct rmig_mig *s, void *buf, size_t cap, int timeout_ms);
+void mig_pump_sync(struct rmig_mig *s);  /* the fd's level after a stream_read */
+void mig_pump_raise(struct rmig_mig *s); /* any thread: readable (shutdown) */
+void mig_pump_stop(struct rmig_mig *s);
 
 /* load.c */
 int mig_listen(const struct rmig_plugin_config *cfg, struct rmig_mig_listener **l);

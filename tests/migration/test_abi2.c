@@ -397,6 +397,88 @@ static void test_save_bitmap(void)
 	free(r);
 }
 
+/* --- stream_fd --------------------------------------------------------- */
+
+static int readable(int fd, int ms)
+{
+	struct pollfd pfd = { .fd = fd, .events = POLLIN };
+
+	return poll(&pfd, 1, ms) == 1 && (pfd.revents & POLLIN);
+}
+
+static void *finish_main(void *arg)
+{
+	struct pair *p = arg;
+
+	p->grant_rc = ops->finish(p->src);
+	return NULL;
+}
+
+static void test_stream_fd(void)
+{
+	struct rmig_round_stats rs;
+	uint8_t in[256], out[200];
+	struct pair p;
+	pthread_t t;
+	int fd;
+
+	one_block(&p, "pc.ram", 16 * PAGE);
+	CU_ASSERT_EQUAL_FATAL(pair_setup(&p, 1), 0);
+	fd = ops->stream_fd(p.dst);
+	CU_ASSERT_FATAL(fd >= 0);
+	CU_ASSERT_EQUAL(ops->stream_fd(p.dst), fd); /* the same one each time */
+	/* Nothing sent: not readable, and a non-blocking read says so. */
+	CU_ASSERT_FALSE(readable(fd, 100));
+	CU_ASSERT_EQUAL(ops->stream_read(p.dst, in, sizeof(in), 0), -EAGAIN);
+	CU_ASSERT_FALSE(readable(fd, 0));
+	/* Data: readable, read it all (in two reads), then not readable. */
+	rmig_test_fill(out, sizeof(out), 7, 0);
+	CU_ASSERT_EQUAL_FATAL(ops->stream_write(p.src, out, sizeof(out)), 0);
+	CU_ASSERT_TRUE(readable(fd, 2000));
+	CU_ASSERT_EQUAL(ops->stream_read(p.dst, in, 150, 0), 150);
+	CU_ASSERT_TRUE(readable(fd, 0)); /* 50 bytes still buffered */
+	CU_ASSERT_EQUAL(ops->stream_read(p.dst, in + 150, sizeof(in) - 150, 0), 50);
+	CU_ASSERT_EQUAL(memcmp(in, out, sizeof(out)), 0);
+	CU_ASSERT_FALSE(readable(fd, 0));
+	CU_ASSERT_EQUAL(ops->stream_read(p.dst, in, sizeof(in), 0), -EAGAIN);
+	/* A ROUND alone wakes the fd; reading it finds no stream bytes. */
+	CU_ASSERT_EQUAL_FATAL(ops->round_start(p.src, RMIG_ROUND_FINAL), 0);
+	CU_ASSERT_EQUAL_FATAL(ops->round_end(p.src, &rs), 0);
+	CU_ASSERT_TRUE(readable(fd, 2000));
+	CU_ASSERT_EQUAL(ops->stream_read(p.dst, in, sizeof(in), 0), -EAGAIN);
+	CU_ASSERT_FALSE(readable(fd, 0));
+	/* The end: readable, the read says 0, commit. */
+	CU_ASSERT_EQUAL_FATAL(pthread_create(&t, NULL, finish_main, &p), 0);
+	CU_ASSERT_TRUE(readable(fd, 2000));
+	CU_ASSERT_EQUAL(ops->stream_read(p.dst, in, sizeof(in), 0), 0);
+	CU_ASSERT_TRUE(readable(fd, 0));
+	CU_ASSERT_EQUAL(ops->load_commit(p.dst), 0);
+	pthread_join(t, NULL);
+	CU_ASSERT_EQUAL(p.grant_rc, 0);
+	CU_ASSERT_EQUAL(ops->state(p.src), RMIG_STATE_COMMIT);
+	pair_free(&p);
+}
+
+/* shutdown makes the fd readable, and the read says why. */
+static void test_stream_fd_shutdown(void)
+{
+	struct pair p;
+	char c;
+	int fd;
+
+	one_block(&p, "pc.ram", 16 * PAGE);
+	CU_ASSERT_EQUAL_FATAL(pair_setup(&p, 1), 0);
+	fd = ops->stream_fd(p.dst);
+	CU_ASSERT_FATAL(fd >= 0);
+	CU_ASSERT_FALSE(readable(fd, 50));
+	ops->shutdown(p.dst, "yank");
+	CU_ASSERT_TRUE(readable(fd, 0));
+	CU_ASSERT_EQUAL(ops->stream_read(p.dst, &c, 1, 0), -ECANCELED);
+	CU_ASSERT_PTR_NOT_NULL(strstr(ops->error(p.dst), "yank"));
+	CU_ASSERT_TRUE(readable(fd, 0));
+	pair_free(&p);
+}
+
 int main(void)
 {
 	static const CU_TestInfo tests[] = {
@@ -406,6 +488,8 @@ int main(void)
 		{ "255-byte names, page size and flags round-trip", test_long_names },
 		{ "add_ram_block2 refuses what it cannot take", test_bad_blocks },
 		{ "save_bitmap moves exactly the bitmap's pages", test_save_bitmap },
+		{ "stream_fd is readable exactly when a read has something", test_stream_fd },
+		{ "stream_fd after shutdown", test_stream_fd_shutdown },
 		CU_TEST_INFO_NULL,
 	};
 
