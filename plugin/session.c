@@ -327,20 +327,23 @@ int mig_stream_write(struct rmig_mig *s, const void *buf, size_t len)
 		return mig_err(s, -ECANCELED, "the session has ended: %s", s->err);
 	if (!s->ep)
 		return mig_err(s, -ENOTCONN, "stream_write before setup");
-	if (s->in_round && s->nch > 1)
-		return mig_err(s, -EBUSY,
-			       "stream_write inside a round with %u channels: channel 0's worker owns the connection until round_end",
-			       s->nch);
 	while (len) {
 		size_t n = len < WIRE_STREAM_MAX ? len : WIRE_STREAM_MAX;
-		int m = wire_stream_encode(s->msg, sizeof(s->msg), p, n);
 
 		if (mig_shut(s))
 			return mig_fail(s, -ECANCELED, "shut down: %s", shut_why(s));
-		rc = rmig_send(s->ep, s->msg, (size_t)m);
-		if (rc)
-			return mig_fail(s, rc, "lost the peer sending the stream: %s",
-					rmig_ep_error(s->ep));
+		/* Inside a round channel 0's worker owns the connection: it
+		 * sends the bytes among its writes.  Bytes written after
+		 * round_end follow that round's fences (docs/plugin-abi.md). */
+		if (s->in_round && s->nch > 1) {
+			if ((rc = mig_chan_stream(s, p, n)))
+				return rc;
+		} else {
+			int m = wire_stream_encode(s->msg, sizeof(s->msg), p, n);
+			if ((rc = rmig_send(s->ep, s->msg, (size_t)m)))
+				return mig_fail(s, rc, "lost the peer sending the stream: %s",
+						rmig_ep_error(s->ep));
+		}
 		p += n;
 		len -= n;
 		s->st.stream_bytes += n;
@@ -508,6 +511,7 @@ void mig_close(struct rmig_mig *s)
 		free(s->ch[i].mrs);
 		free(s->ch[i].rkeys);
 		free(s->ch[i].chunks);
+		free(s->ch[i].smsg);
 	}
 	free(s->blocks);
 	explicit_bzero(s->psk, sizeof(s->psk));
