@@ -143,6 +143,8 @@ class Guest:
                 "-chardev", f"socket,id=s0,path={self.ser_path},server=on,wait=off",
                 "-serial", "chardev:s0",
                 "-qmp", f"unix:{self.qmp_path},server=on,wait=off"]
+        if a.firmware:  # a QEMU staged away from its data folder (the Soft-RoCE VM)
+            argv += ["-L", a.firmware]
         if incoming:
             argv += ["-incoming", incoming]
         self.err = open(self.err_path, "w")
@@ -151,8 +153,8 @@ class Guest:
         self.lines = []  # (monotonic time, text)
         self.lock = threading.Lock()
         try:
-            self.qmp = QMP(self.qmp_path)
-            self.ser = connect_unix(self.ser_path, 10)
+            self.qmp = QMP(self.qmp_path, a.start_timeout)
+            self.ser = connect_unix(self.ser_path, a.start_timeout)
         except Fail:
             self.kill()
             raise Fail(f"{name}: QEMU did not start: {self.stderr_text()}")
@@ -813,6 +815,8 @@ def main():
     p.add_argument("--downtime-ms", type=int, default=300)
     p.add_argument("--stream-timeout-ms", type=int, default=5000)
     p.add_argument("--migrate-timeout", type=int, default=120)
+    p.add_argument("--start-timeout", type=int, default=10,
+                   help="seconds QEMU may take to answer on QMP after it starts")
     p.add_argument("--boot-timeout", type=int, default=120)
     p.add_argument("--check", choices=("all", "last"), default="all",
                    help="run the guest's page check after every migration or the last only")
@@ -827,6 +831,7 @@ def main():
                         "made in the work dir, mode 600)")
     p.add_argument("--send-args", default="", help="more options for rdmamig send")
     p.add_argument("--recv-args", default="", help="more options for rdmamig recv")
+    p.add_argument("--firmware", help="folder of the firmware QEMU opens (-L), e.g. kvmvapic.bin")
     p.add_argument("--table", action="store_true")
     p.add_argument("--json")
     a = p.parse_args()
