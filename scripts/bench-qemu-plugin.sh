@@ -67,7 +67,7 @@ bw() { # ib_write_bw on rxe0, 1 MiB x the guest size, MiB/s
   echo "SOFTROCE-BENCH tool=ib_write_bw when=$1 mib_s=${m:-0}" | tee -a '"$OUT"'/ib.txt
 }
 bw before
-guard bench 2400 '"$PY $VMD/qemu_migrate.py $COMMON"' --host $RMIG_VM_IP --workdir /tmp/qm \
+guard bench 2400 '"$PY $VMD/qemu_migrate.py $COMMON"' --accel tcg --host $RMIG_VM_IP --workdir /tmp/qm \
   --methods plugin:verbs,qemu-rdma,qemu-tcp,rdmamig:verbs --runs '"$RUNS"' --check last \
   --json '"$OUT"'/one.json --table; st=$?
 bw after

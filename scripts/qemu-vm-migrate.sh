@@ -93,7 +93,7 @@ bash scripts/softroce-vm.sh --build "$BUILD" --mem 2048 --timeout 900 run \
    $VMT/bin/python3 -S $VMD/qemu_migrate.py --accel tcg --host \$RMIG_VM_IP \
    --rdmamig $B/tools/rdmamig --guest $B/guest/rdmamig-guest.bin --workdir /tmp/qm $PLUGIN_ARGS \
    --methods $METHODS --runs $RUNS --rate 0 --guest-mib $GUEST_MIB --ram-mib 128 $FAILURES \
-   --boot-timeout 300 --start-timeout 60 --migrate-timeout 300 --stream-timeout-ms $STREAM_MS --table ${EXTRA[*]} ||
+   --boot-timeout 300 --start-timeout 60 --interrupt-timeout 120 --migrate-timeout 300 --stream-timeout-ms $STREAM_MS --table ${EXTRA[*]} ||
    { st=\$?; for f in /tmp/qm/*.stderr /tmp/qm/*.console; do echo \"--- \$f\"; tail -4 \$f; done; exit \$st; }" \
   >"$LOG" 2>&1 || rc=$?
 # The harness's lines and the table; the whole console is in $LOG.

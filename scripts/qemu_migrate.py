@@ -534,7 +534,7 @@ def scenario_cancel(src, method, a, n):
     """migrate_cancel mid-stream: the source keeps running, nothing hangs."""
     dst, t0 = start_migration(src, f"cancel{n}", method, a, a.slow_bandwidth)
     try:
-        wait_bytes(src, 2 << 20, 20)
+        wait_bytes(src, 2 << 20, a.interrupt_timeout)
         src.qmp.cmd("migrate_cancel")
         info = wait_status(src, ("cancelled", "failed", "completed"), 15)
         if info["status"] != "cancelled":
@@ -575,7 +575,7 @@ def scenario_kill(src, method, a, n):
     """The receiving rdmamig dies mid-stream: migration fails, the source runs on."""
     dst, t0 = start_migration(src, f"kill{n}", method, a, a.slow_bandwidth)
     try:
-        wait_bytes(src, 2 << 20, 20)
+        wait_bytes(src, 2 << 20, a.interrupt_timeout)
         victims = [p for p in descendants(dst.proc.pid) if " recv " in cmdline_of(p)]
         if not victims:
             raise Fail("cannot find the destination's rdmamig recv process")
@@ -596,7 +596,7 @@ def scenario_proxy_kill(src, method, a, n, which):
     what = f"proxy-{which} killed over {method}"
     dst, t0 = start_migration(src, f"pkill{n}", method, a, a.slow_bandwidth)
     try:
-        wait_bytes(src, 2 << 20, 20)
+        wait_bytes(src, 2 << 20, a.interrupt_timeout)
         pair = a.proxies[backend]
         os.kill((pair.pin if which == "in" else pair.pout).pid, 9)
         wait_failed(src, what, a)
@@ -815,6 +815,8 @@ def main():
     p.add_argument("--downtime-ms", type=int, default=300)
     p.add_argument("--stream-timeout-ms", type=int, default=5000)
     p.add_argument("--migrate-timeout", type=int, default=120)
+    p.add_argument("--interrupt-timeout", type=int, default=20,
+                   help="seconds a migration to be cancelled or killed may take to move 2 MiB")
     p.add_argument("--start-timeout", type=int, default=10,
                    help="seconds QEMU may take to answer on QMP after it starts")
     p.add_argument("--boot-timeout", type=int, default=120)
