@@ -35,9 +35,14 @@
 #include <time.h>
 #include <unistd.h>
 
-/* Test hooks (docs/architecture.md): read once per session. */
+/* Test hooks (docs/architecture.md): read once per session, and only in
+ * a build with RMIG_TEST_HOOKS (the test build; a shipped library has
+ * none). */
 void mig_chan_hooks(struct rmig_mig *s)
 {
+#ifndef RMIG_TEST_HOOKS
+	(void)s;
+#else
 	const char *v;
 	unsigned c, n;
 
@@ -52,6 +57,7 @@ void mig_chan_hooks(struct rmig_mig *s)
 		s->drop_channel = (int)c;
 		s->drop_round = (int)n;
 	}
+#endif
 }
 
 static void wait_ms(pthread_cond_t *cv, pthread_mutex_t *m, unsigned ms)

@@ -563,9 +563,50 @@ static void test_stream_in_rounds(void)
 	free(r);
 }
 
+/* --- versions -------------------------------------------------------------- */
+
+static void test_entry_versions(void)
+{
+	/* v1 and v2 frameworks get the same table (a v1 one reads its first
+	 * bytes); 0 and later ABIs get NULL. */
+	CU_ASSERT_PTR_NULL(rmig_plugin_entry(0));
+	CU_ASSERT_PTR_EQUAL(rmig_plugin_entry(1), ops);
+	CU_ASSERT_PTR_EQUAL(rmig_plugin_entry(2), ops);
+	CU_ASSERT_PTR_NULL(rmig_plugin_entry(3));
+	CU_ASSERT_EQUAL(ops->abi_version, 2);
+	CU_ASSERT_EQUAL(ops->size, sizeof(*ops));
+	/* Every ABI 2 hook is implemented. */
+	CU_ASSERT(ops->shutdown && ops->listen_shutdown && ops->stream_fd && ops->add_ram_block2 &&
+		  ops->load_block2 && ops->save_bitmap && ops->set_log && ops->memlock_raise);
+}
+
+/* set_log: the library's messages reach the host's callback. */
+static int logged;
+static void count_log(void *opaque, int level, const char *msg)
+{
+	(void)opaque;
+	if (level == RMIG_LOG_DEBUG && strstr(msg, "->"))
+		logged++;
+}
+
+static void test_set_log(void)
+{
+	struct rmig_plugin_config cfg = { .size = sizeof(cfg), .addr = "127.0.0.1:1",
+					  .timeout_ms = 200, RMIG_TEST_PSK };
+	struct rmig_mig *s;
+
+	ops->set_log(count_log, NULL);
+	CU_ASSERT_EQUAL_FATAL(ops->open(&cfg, &s), 0);
+	ops->close(s); /* reserve -> rolled back: one state transition logged */
+	ops->set_log(NULL, NULL);
+	CU_ASSERT(logged >= 1);
+}
+
 int main(void)
 {
 	static const CU_TestInfo tests[] = {
+		{ "entry: ABI 1 and 2 get the table, 0 and 3 NULL", test_entry_versions },
+		{ "set_log receives the library's messages", test_set_log },
 		{ "listen_shutdown wakes a blocked accept", test_shutdown_accept },
 		{ "shutdown wakes a blocked stream_read", test_shutdown_stream_read },
 		{ "shutdown wakes a blocked finish", test_shutdown_finish },
