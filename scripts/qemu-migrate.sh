@@ -12,7 +12,8 @@
 # --proxy: QEMU's own unix: migration through rdmamig proxy-out/proxy-in
 # instead, with 0, 2 and 4 multifd channels over each backend; then
 # migrate_cancel, proxy-in and proxy-out killed mid-migration, and two
-# migrations at once through one proxy pair (over tcp, 2 channels).
+# migrations at once through one proxy pair (over tcp, 2 channels); QEMU is
+# driven by the QMP sequence libvirt sends (return path on).
 # Exits 77 (a skip to ctest) where QEMU is not installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -49,7 +50,9 @@ SCENARIOS=(--cancel "$BACKENDS" --kill "$BACKENDS")
 if ((PROXY)); then
   METHODS=""
   for b in ${BACKENDS//,/ }; do METHODS+="${METHODS:+,}proxy:$b"; done
-  SCENARIOS=(--cancel proxy:tcp:2 --proxy-kill proxy:tcp:2 --concurrent proxy:tcp:2 --max-stream-lines 2)
+  # As libvirt drives QEMU: -incoming defer, migrate-incoming, its capabilities (return path on).
+  SCENARIOS=(--cancel proxy:tcp:2 --proxy-kill proxy:tcp:2 --concurrent proxy:tcp:2 --max-stream-lines 2
+             --libvirt-caps)
 fi
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/rdmamig-qemu.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT

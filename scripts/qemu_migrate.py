@@ -409,9 +409,16 @@ def proxy_pair(a, backend):
     return pair
 
 
-def set_multifd(g, n):
-    g.qmp.cmd("migrate-set-capabilities", capabilities=[
-        {"capability": "multifd", "state": n > 0}])
+def set_caps(g, n, a, source):
+    """multifd with n channels (0: off); with --libvirt-caps also what libvirt
+    (9.x, non-tunnelled) turns on: return-path both ends, pause-before-switchover
+    on the source (then migrate-continue), late-block-activate on the destination."""
+    caps = [{"capability": "multifd", "state": n > 0}]
+    if a.libvirt_caps:
+        caps += [{"capability": "return-path", "state": True},
+                 {"capability": "pause-before-switchover" if source else "late-block-activate",
+                  "state": True}]
+    g.qmp.cmd("migrate-set-capabilities", capabilities=caps)
     if n:
         g.qmp.cmd("migrate-set-parameters", **{"multifd-channels": n})
 
@@ -424,8 +431,8 @@ def start_proxy_migration(src, dst_name, method, a, slot):
     src.proxy_marks = pair.marks()
     dst = Guest(dst_name, a, incoming="defer")
     try:
-        for g in (src, dst):
-            set_multifd(g, n)
+        set_caps(src, n, a, source=True)
+        set_caps(dst, n, a, source=False)
         dst.qmp.cmd("migrate-incoming", uri=f"unix:{pair.path('dst', slot)}")
     except Exception:
         dst.kill()
@@ -457,6 +464,8 @@ def wait_status(src, want, timeout):
         st = info.get("status")
         if st in want:
             return info
+        if st == "pre-switchover":  # pause-before-switchover: libvirt's next step
+            src.qmp.cmd("migrate-continue", state="pre-switchover")
         if time.monotonic() > deadline:
             raise Fail(f"migration still '{st}' after {timeout} s")
         time.sleep(0.02)
@@ -800,6 +809,9 @@ def main():
                         "mid-migration over")
     p.add_argument("--concurrent", default="",
                    help="proxy methods to run two migrations at once through one proxy pair over")
+    p.add_argument("--libvirt-caps", action="store_true",
+                   help="proxy methods: the capabilities libvirt sets (return-path, "
+                        "pause-before-switchover + migrate-continue, late-block-activate)")
     p.add_argument("--max-stream-lines", type=int, default=4,
                    help="most rdmamig/proxy lines shown per migration")
     p.add_argument("--runs", type=int, default=1)
