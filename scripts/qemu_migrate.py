@@ -338,7 +338,7 @@ class ProxyPair:
 
     def start(self):
         a = self.a
-        common = ["--backend", self.backend, "--timeout", str(a.stream_timeout_ms),
+        common = ["--backend", self.backend, "--timeout", str(a.proxy_timeout_ms),
                   "--key-file", a.key_file, "-v"]
         addr_file = os.path.join(self.dir, f"proxy-{self.tag}.addr")
         if os.path.exists(addr_file):
@@ -809,6 +809,9 @@ def main():
                         "mid-migration over")
     p.add_argument("--concurrent", default="",
                    help="proxy methods to run two migrations at once through one proxy pair over")
+    p.add_argument("--proxy-timeout-ms", type=int, default=10000,
+                   help="the proxies' --timeout (connect, handshake, a silent peer); a "
+                        "loaded 2-core machine sets up ofi/shm connections slowly")
     p.add_argument("--libvirt-caps", action="store_true",
                    help="proxy methods: the capabilities libvirt sets (return-path, "
                         "pause-before-switchover + migrate-continue, late-block-activate)")

@@ -27,7 +27,8 @@
  * QEMU socket down, so both QEMUs see the connection die: the source fails
  * the migration and its guest runs on.  The reverse stream mirrors the
  * destination QEMU closing its socket (its end of file) onto the source's
- * socket; its own failure ends only itself (the forward stream decides).
+ * socket; losing it resets the source's socket (QEMU would wait for it
+ * forever), see conn_end.
  */
 #define _GNU_SOURCE
 #include "proxy.h"
@@ -93,6 +94,7 @@ struct conn {
 	int reverse;               /* carries the destination QEMU's bytes back */
 	int main_channel;          /* proxy-out: found its route idle (gets a reverse one) */
 	int eof_to_qemu;           /* a clean end shuts QEMU's socket for writing */
+	int keep_on_fail;          /* a failure leaves QEMU's socket to the other thread */
 	uint64_t peer_conn, peer_instance; /* proxy-in: proxy-out's names for it */
 	struct conn *next;         /* proxy-in: registry link, guarded by registry_lock */
 	int registered;            /* proxy-in: in the registry (forward thread only) */
@@ -369,8 +371,12 @@ static int registry_dup(uint64_t inst, uint64_t conn)
 /*
  * Say how it ended and free everything.  A forward failure resets QEMU's
  * socket (both ways: QEMU sees it die); a clean end of a stream that writes
- * into QEMU shuts that socket for writing (QEMU reads end of file); a
- * reverse failure only closes its own descriptor.
+ * into QEMU shuts that socket for writing (QEMU reads end of file).  A
+ * reverse failure on proxy-out that is not the source QEMU's own socket
+ * refusing the bytes (it closed: the migration is over) is a lost return
+ * path: QEMU would wait for it forever, so its socket is reset too.  On
+ * proxy-in a reverse failure only closes its descriptor: the forward
+ * stream may still be delivering the migration's tail.
  */
 static void conn_end(struct conn *k, int rc)
 {
@@ -394,7 +400,7 @@ static void conn_end(struct conn *k, int rc)
 	}
 	if (!rc && k->eof_to_qemu && k->fd >= 0)
 		shutdown(k->fd, SHUT_WR);
-	reset_qemu_socket(k->fd, rc != 0 && !k->reverse);
+	reset_qemu_socket(k->fd, rc != 0 && !k->keep_on_fail && !(k->reverse && k->st.fd_failed));
 	conn_free(k);
 }
 
@@ -641,16 +647,29 @@ static void in_refuse(struct conn *k, const char *why)
 	rmig_send(k->ep, raw, stream_msg_encode(&m, raw));
 }
 
+/*
+ * The longest a route's connections take to all be set up: each earlier one
+ * may take a connect and a READY wait (turn_wait's bound) and this one its
+ * own.  Until then QEMU may leave a connected one unread (QEMU 7.2's
+ * destination starts reading once every multifd channel arrived).
+ */
+static int setup_ms(const struct proxy_cfg *c)
+{
+	return 3 * c->o.timeout_ms + 2000;
+}
+
 /* Read proxy-out's hello and pick the route; 0, or -errno with err set. */
 static int in_route(struct conn *k, char *err, size_t errlen)
 {
 	uint8_t raw[PROXY_MSG_MAX];
 	struct proxy_msg h;
-	int n = rmig_recv(k->ep, raw, sizeof(raw), k->c->o.timeout_ms);
+	/* proxy-out may hold it back while the route's earlier ones connect (turn_wait). */
+	int wait_ms = setup_ms(k->c);
+	int n = rmig_recv(k->ep, raw, sizeof(raw), wait_ms);
 
 	if (n < 0) {
 		snprintf(err, errlen, "no route message from proxy-out within %d ms: %s",
-			 k->c->o.timeout_ms, rmig_ep_error(k->ep));
+			 wait_ms, rmig_ep_error(k->ep));
 		return n;
 	}
 	n = proxy_msg_decode(raw, (size_t)n, &h);
@@ -694,6 +713,7 @@ static int in_reverse(struct conn *k)
 {
 	int rc;
 
+	k->keep_on_fail = 1;
 	k->fd = registry_dup(k->peer_instance, k->peer_conn);
 	if (k->fd < 0) {
 		snprintf(k->err, sizeof(k->err), "its connection already ended");
@@ -726,6 +746,7 @@ static int in_forward(struct conn *k, int cpu)
 		     rmig_ep_backend(k->ep), cpu);
 	k->eof_to_qemu = 1;
 	k->o.fd_name = "the destination QEMU's socket";
+	k->o.stall_ms = setup_ms(c);
 	return stream_recv(k->ep, k->fd, &k->o, &k->st, k->err, sizeof(k->err));
 }
 

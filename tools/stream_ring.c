@@ -319,6 +319,7 @@ static ssize_t fill(struct sender *x, int fd, size_t off, size_t len)
 		} else if (errno == EAGAIN) {
 			break;
 		} else if (errno != EINTR) {
+			x->s.st->fd_failed = 1;
 			return fail(&x->s, -errno, "cannot read the stream from %s: %s",
 				    x->s.o->fd_name ? x->s.o->fd_name : "stdin", strerror(errno));
 		}
@@ -482,6 +483,7 @@ static int write_out(struct receiver *r, int fd, const uint8_t *p, size_t len)
 {
 	uint64_t progress = rmig_now_ms();
 	struct pollfd pfd = { .fd = fd, .events = POLLOUT };
+	int stall_ms = r->s.o->stall_ms ? r->s.o->stall_ms : r->s.o->timeout_ms;
 
 	while (len) {
 		ssize_t n = write(fd, p, len);
@@ -493,14 +495,14 @@ static int write_out(struct receiver *r, int fd, const uint8_t *p, size_t len)
 		}
 		if (n < 0 && errno == EINTR)
 			continue;
-		if (n < 0 && errno != EAGAIN)
+		if (n < 0 && errno != EAGAIN && (r->s.st->fd_failed = 1))
 			return fail(&r->s, -errno, "cannot write the stream to %s: %s%s",
 				    out_name(r), strerror(errno),
 				    errno == EPIPE ? " (the reading side closed it)" : "");
-		if (rmig_now_ms() - progress > (uint64_t)r->s.o->timeout_ms)
+		if (rmig_now_ms() - progress > (uint64_t)stall_ms && (r->s.st->fd_failed = 1))
 			return fail(&r->s, -ETIMEDOUT,
 				    "%s took nothing for %d ms: the reading side is stuck",
-				    out_name(r), r->s.o->timeout_ms);
+				    out_name(r), stall_ms);
 		poll(&pfd, 1, IDLE_WAIT_MS);
 		int rc = ping_if_idle(&r->s);
 		if (rc)

@@ -18,6 +18,12 @@ struct stream_opts {
 	int timeout_ms; /* the peer silent this long (or the local reader stuck): give up */
 	/* The local fd in messages ("QEMU's socket"); NULL: "stdin" / "stdout". */
 	const char *fd_name;
+	/*
+	 * Receiver: how long out_fd may take nothing before the stream fails;
+	 * 0: timeout_ms.  (QEMU leaves a multifd channel unread while it waits
+	 * for a slower one to connect.)
+	 */
+	int stall_ms;
 };
 
 struct stream_stats {
@@ -26,6 +32,7 @@ struct stream_stats {
 	uint64_t credits;/* CREDIT messages */
 	uint64_t ns;     /* from the first message to the end */
 	size_t ring;     /* ring size in use */
+	int fd_failed;   /* the failure was the local fd's (read, write, stuck), not the peer's */
 };
 
 /*
