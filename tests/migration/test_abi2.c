@@ -132,9 +132,13 @@ static int pair_setup(struct pair *p, unsigned channels)
 /* Destination: the stream to its end (expecting want bytes), then commit. */
 struct reader {
 	struct pair *p;
-	uint8_t buf[1 << 16];
+	uint8_t buf[2 << 20];
 	size_t got;
 	int rc;
+	/* With mark set: on reaching byte mark of the stream, mark_ok says
+	 * whether block 0 at the destination equals the source's (1) or not. */
+	size_t mark;
+	int mark_ok;
 };
 
 static void *read_commit_main(void *arg)
@@ -142,30 +146,42 @@ static void *read_commit_main(void *arg)
 	struct reader *r = arg;
 	long n;
 
-	while ((n = ops->stream_read(r->p->dst, r->buf + r->got, sizeof(r->buf) - r->got,
-				     5000)) > 0)
+	for (;;) {
+		size_t cap = sizeof(r->buf) - r->got;
+		if (r->mark && r->got < r->mark && cap > r->mark - r->got)
+			cap = r->mark - r->got;
+		if ((n = ops->stream_read(r->p->dst, r->buf + r->got, cap, 5000)) <= 0)
+			break;
 		r->got += (size_t)n;
+		if (r->mark && r->got == r->mark && !r->mark_ok)
+			r->mark_ok = memcmp(r->p->smem[0], r->p->dmem[0], r->p->len[0]) ? -1 : 1;
+	}
 	r->rc = n < 0 ? (int)n : ops->load_commit(r->p->dst);
 	return NULL;
 }
 
-/* Source: finish while a thread reads the stream and commits. */
-static int finish_both(struct pair *p, struct reader *r)
+/* Source: finish while a thread reads the stream and commits (started
+ * already if t is given). */
+static int finish_started(struct pair *p, struct reader *r, pthread_t t)
 {
-	pthread_t t;
-	int rc;
-
-	r->p = p;
-	r->got = 0;
-	if (pthread_create(&t, NULL, read_commit_main, r))
-		return -EAGAIN;
-	rc = ops->finish(p->src);
+	int rc = ops->finish(p->src);
 	if (rc)
 		fprintf(stderr, "\n    finish: %s", ops->error(p->src));
 	pthread_join(t, NULL);
 	if (r->rc)
 		fprintf(stderr, "\n    destination: %s", ops->error(p->dst));
 	return rc ? rc : r->rc;
+}
+
+static int finish_both(struct pair *p, struct reader *r)
+{
+	pthread_t t;
+
+	r->p = p;
+	r->got = 0;
+	if (pthread_create(&t, NULL, read_commit_main, r))
+		return -EAGAIN;
+	return finish_started(p, r, t);
 }
 
 static void one_block(struct pair *p, const char *name, uint64_t len)
@@ -397,6 +413,156 @@ static void test_save_bitmap(void)
 	free(r);
 }
 
+/* --- stream_fd --------------------------------------------------------- */
+
+static int readable(int fd, int ms)
+{
+	struct pollfd pfd = { .fd = fd, .events = POLLIN };
+
+	return poll(&pfd, 1, ms) == 1 && (pfd.revents & POLLIN);
+}
+
+static void *finish_main(void *arg)
+{
+	struct pair *p = arg;
+
+	p->grant_rc = ops->finish(p->src);
+	return NULL;
+}
+
+static void test_stream_fd(void)
+{
+	struct rmig_round_stats rs;
+	uint8_t in[256], out[200];
+	struct pair p;
+	pthread_t t;
+	int fd;
+
+	one_block(&p, "pc.ram", 16 * PAGE);
+	CU_ASSERT_EQUAL_FATAL(pair_setup(&p, 1), 0);
+	fd = ops->stream_fd(p.dst);
+	CU_ASSERT_FATAL(fd >= 0);
+	CU_ASSERT_EQUAL(ops->stream_fd(p.dst), fd); /* the same one each time */
+	/* Nothing sent: not readable, and a non-blocking read says so. */
+	CU_ASSERT_FALSE(readable(fd, 100));
+	CU_ASSERT_EQUAL(ops->stream_read(p.dst, in, sizeof(in), 0), -EAGAIN);
+	CU_ASSERT_FALSE(readable(fd, 0));
+	/* Data: readable, read it all (in two reads), then not readable. */
+	rmig_test_fill(out, sizeof(out), 7, 0);
+	CU_ASSERT_EQUAL_FATAL(ops->stream_write(p.src, out, sizeof(out)), 0);
+	CU_ASSERT_TRUE(readable(fd, 2000));
+	CU_ASSERT_EQUAL(ops->stream_read(p.dst, in, 150, 0), 150);
+	CU_ASSERT_TRUE(readable(fd, 0)); /* 50 bytes still buffered */
+	CU_ASSERT_EQUAL(ops->stream_read(p.dst, in + 150, sizeof(in) - 150, 0), 50);
+	CU_ASSERT_EQUAL(memcmp(in, out, sizeof(out)), 0);
+	CU_ASSERT_FALSE(readable(fd, 0));
+	CU_ASSERT_EQUAL(ops->stream_read(p.dst, in, sizeof(in), 0), -EAGAIN);
+	/* A ROUND alone wakes the fd; reading it finds no stream bytes. */
+	CU_ASSERT_EQUAL_FATAL(ops->round_start(p.src, RMIG_ROUND_FINAL), 0);
+	CU_ASSERT_EQUAL_FATAL(ops->round_end(p.src, &rs), 0);
+	CU_ASSERT_TRUE(readable(fd, 2000));
+	CU_ASSERT_EQUAL(ops->stream_read(p.dst, in, sizeof(in), 0), -EAGAIN);
+	CU_ASSERT_FALSE(readable(fd, 0));
+	/* The end: readable, the read says 0, commit. */
+	CU_ASSERT_EQUAL_FATAL(pthread_create(&t, NULL, finish_main, &p), 0);
+	CU_ASSERT_TRUE(readable(fd, 2000));
+	CU_ASSERT_EQUAL(ops->stream_read(p.dst, in, sizeof(in), 0), 0);
+	CU_ASSERT_TRUE(readable(fd, 0));
+	CU_ASSERT_EQUAL(ops->load_commit(p.dst), 0);
+	pthread_join(t, NULL);
+	CU_ASSERT_EQUAL(p.grant_rc, 0);
+	CU_ASSERT_EQUAL(ops->state(p.src), RMIG_STATE_COMMIT);
+	pair_free(&p);
+}
+
+/* shutdown makes the fd readable, and the read says why. */
+static void test_stream_fd_shutdown(void)
+{
+	struct pair p;
+	char c;
+	int fd;
+
+	one_block(&p, "pc.ram", 16 * PAGE);
+	CU_ASSERT_EQUAL_FATAL(pair_setup(&p, 1), 0);
+	fd = ops->stream_fd(p.dst);
+	CU_ASSERT_FATAL(fd >= 0);
+	CU_ASSERT_FALSE(readable(fd, 50));
+	ops->shutdown(p.dst, "yank");
+	CU_ASSERT_TRUE(readable(fd, 0));
+	CU_ASSERT_EQUAL(ops->stream_read(p.dst, &c, 1, 0), -ECANCELED);
+	CU_ASSERT_PTR_NOT_NULL(strstr(ops->error(p.dst), "yank"));
+	CU_ASSERT_TRUE(readable(fd, 0));
+	pair_free(&p);
+}
+
+/* --- device state inside rounds, 4 channels ------------------------------ */
+
+/* Stream pieces of every size up to past one message, pages between them. */
+static int write_pieces(struct pair *p, const uint8_t *out, size_t *off, size_t end,
+			uint64_t *page)
+{
+	static const size_t sizes[] = { 1, 7, 4096, 65519, 65520, 65521, 200000, 333 };
+	int rc = 0;
+
+	for (unsigned i = 0; *off < end && !rc; i++) {
+		size_t n = sizes[i % 8] < end - *off ? sizes[i % 8] : end - *off;
+		struct rmig_page_range r = { .block = 0, .offset = *page % (p->len[0] / PAGE) * PAGE,
+					     .len = 64 * PAGE };
+		if (r.offset + r.len > p->len[0])
+			r.offset = 0;
+		*page += 64;
+		if ((rc = ops->save_pages(p->src, &r, 1)) || (rc = ops->stream_write(p->src, out + *off, n)))
+			break;
+		*off += n;
+	}
+	return rc;
+}
+
+static void test_stream_in_rounds(void)
+{
+	enum { LEN = 1 << 20 };
+	struct reader *r = calloc(1, sizeof(*r));
+	uint8_t *out = malloc(LEN);
+	struct rmig_round_stats rs;
+	size_t off = 0, mark = 300000;
+	uint64_t page = 0;
+	struct pair p;
+	pthread_t t;
+
+	CU_ASSERT_FATAL(r && out);
+	rmig_test_fill(out, LEN, 99, 0);
+	one_block(&p, "pc.ram", 16u << 20);
+	CU_ASSERT_EQUAL_FATAL(pair_setup(&p, 4), 0);
+	r->p = &p;
+	r->mark = mark + 1; /* once the first byte written after round_end is read */
+	CU_ASSERT_EQUAL_FATAL(pthread_create(&t, NULL, read_commit_main, r), 0);
+	/* Round 0: every page, stream bytes in between. */
+	struct rmig_page_range all = { .block = 0, .len = p.len[0] };
+	CU_ASSERT_EQUAL(ops->round_start(p.src, 0), 0);
+	CU_ASSERT_EQUAL(write_pieces(&p, out, &off, mark / 2, &page), 0);
+	CU_ASSERT_EQUAL(ops->save_pages(p.src, &all, 1), 0);
+	CU_ASSERT_EQUAL(write_pieces(&p, out, &off, mark, &page), 0);
+	CU_ASSERT_EQUAL(ops->round_end(p.src, &rs), 0);
+	/* After round_end: the reader reaches these bytes only once round
+	 * 0's pages (all of them) are in place. */
+	CU_ASSERT_EQUAL(ops->stream_write(p.src, out + off, 1000), 0);
+	off += 1000;
+	CU_ASSERT_EQUAL(ops->round_start(p.src, RMIG_ROUND_FINAL), 0);
+	CU_ASSERT_EQUAL(write_pieces(&p, out, &off, LEN, &page), 0);
+	CU_ASSERT_EQUAL(ops->round_end(p.src, &rs), 0);
+	CU_ASSERT_EQUAL(finish_started(&p, r, t), 0);
+	fprintf(stderr, "\n    %zu stream bytes read of %zu written, in order: %s; pages before the mark: %s",
+		r->got, off, r->got == off && !memcmp(r->buf, out, off) ? "yes" : "no",
+		r->mark_ok == 1 ? "all there" : "missing");
+	CU_ASSERT_EQUAL(r->got, LEN);
+	CU_ASSERT_EQUAL(memcmp(r->buf, out, LEN), 0);
+	CU_ASSERT_EQUAL(r->mark_ok, 1);
+	CU_ASSERT_EQUAL(memcmp(p.smem[0], p.dmem[0], p.len[0]), 0);
+	pair_free(&p);
+	free(out);
+	free(r);
+}
+
 int main(void)
 {
 	static const CU_TestInfo tests[] = {
@@ -406,6 +572,9 @@ int main(void)
 		{ "255-byte names, page size and flags round-trip", test_long_names },
 		{ "add_ram_block2 refuses what it cannot take", test_bad_blocks },
 		{ "save_bitmap moves exactly the bitmap's pages", test_save_bitmap },
+		{ "stream_fd is readable exactly when a read has something", test_stream_fd },
+		{ "stream_fd after shutdown", test_stream_fd_shutdown },
+		{ "stream_write inside rounds with 4 channels, in order", test_stream_in_rounds },
 		CU_TEST_INFO_NULL,
 	};
 
