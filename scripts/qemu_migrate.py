@@ -409,12 +409,12 @@ def proxy_pair(a, backend):
     return pair
 
 
-def set_caps(g, n, a, source):
+def set_caps(g, n, libvirt, source):
     """multifd with n channels (0: off); with --libvirt-caps also what libvirt
     (9.x, non-tunnelled) turns on: return-path both ends, pause-before-switchover
     on the source (then migrate-continue), late-block-activate on the destination."""
     caps = [{"capability": "multifd", "state": n > 0}]
-    if a.libvirt_caps:
+    if libvirt:
         caps += [{"capability": "return-path", "state": True},
                  {"capability": "pause-before-switchover" if source else "late-block-activate",
                   "state": True}]
@@ -431,8 +431,9 @@ def start_proxy_migration(src, dst_name, method, a, slot):
     src.proxy_marks = pair.marks()
     dst = Guest(dst_name, a, incoming="defer")
     try:
-        set_caps(src, n, a, source=True)
-        set_caps(dst, n, a, source=False)
+        libvirt = a.libvirt_caps == "all" or backend in a.libvirt_caps.split(",")
+        set_caps(src, n, libvirt, source=True)
+        set_caps(dst, n, libvirt, source=False)
         dst.qmp.cmd("migrate-incoming", uri=f"unix:{pair.path('dst', slot)}")
     except Exception:
         dst.kill()
@@ -812,9 +813,10 @@ def main():
     p.add_argument("--proxy-timeout-ms", type=int, default=10000,
                    help="the proxies' --timeout (connect, handshake, a silent peer); a "
                         "loaded 2-core machine sets up ofi/shm connections slowly")
-    p.add_argument("--libvirt-caps", action="store_true",
-                   help="proxy methods: the capabilities libvirt sets (return-path, "
-                        "pause-before-switchover + migrate-continue, late-block-activate)")
+    p.add_argument("--libvirt-caps", nargs="?", const="all", default="",
+                   help="proxy methods over these backends (comma list; no value: all): the "
+                        "capabilities libvirt sets (return-path, pause-before-switchover + "
+                        "migrate-continue, late-block-activate)")
     p.add_argument("--max-stream-lines", type=int, default=4,
                    help="most rdmamig/proxy lines shown per migration")
     p.add_argument("--runs", type=int, default=1)

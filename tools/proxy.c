@@ -428,18 +428,26 @@ static int conn_admit(const struct proxy_cfg *c)
 
 /* ---- proxy-out --------------------------------------------------------------- */
 
-/* Wait until the connections accepted before this one were introduced (bounded). */
+/*
+ * Wait until the connections accepted before this one on its route were set
+ * up.  Bounded: each earlier one takes at most a connect and a READY wait,
+ * so the wait gives up when the turn has not moved for that long.
+ */
 static void turn_wait(struct conn *k)
 {
 	struct timespec until;
+	uint64_t seen = UINT64_MAX;
 	int rc = 0;
 
-	clock_gettime(CLOCK_REALTIME, &until);
-	/* Each earlier one takes at most a connect and a READY wait. */
-	until.tv_sec += 2 * (k->c->o.timeout_ms / 1000 + 1);
 	pthread_mutex_lock(&k->order->lock);
-	while (k->order->turn < k->seq && rc != ETIMEDOUT)
+	while (k->order->turn < k->seq && rc != ETIMEDOUT) {
+		if (k->order->turn != seen) { /* progress: a fresh bound */
+			seen = k->order->turn;
+			clock_gettime(CLOCK_REALTIME, &until);
+			until.tv_sec += 2 * (k->c->o.timeout_ms / 1000 + 1);
+		}
 		rc = pthread_cond_timedwait(&k->order->turn_cv, &k->order->lock, &until);
+	}
 	pthread_mutex_unlock(&k->order->lock);
 }
 
@@ -537,9 +545,15 @@ static void *out_conn_main(void *arg)
 	struct conn *k = arg;
 	const struct proxy_cfg *c = k->c;
 	int cpu = place_self(k->id);
-	int rc = out_connect(k);
+	int rc;
 
+	/*
+	 * One at a time per route, connect included: proxy-in accepts (and
+	 * authenticates) one connection at a time, and a burst of handshakes
+	 * behind each other timed out over ofi/shm on a loaded machine.
+	 */
 	turn_wait(k);
+	rc = out_connect(k);
 	if (!rc)
 		rc = out_introduce(k, k->err, sizeof(k->err));
 	turn_next(k);
