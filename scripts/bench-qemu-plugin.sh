@@ -14,7 +14,9 @@
 # tables with the ratios.
 #
 #   scripts/bench-qemu-plugin.sh [--runs N] [--guest-mib M] [--ram-mib R]
-#                                [--one-only | --pair-only]
+#                                [--one-only | --pair-only | --report]
+#
+# --report prints the tables of the last run again (from DIR/qemu10-vm/bench).
 #
 # Defaults: 5 runs, an idle guest (QEMU is TCG in the VM) with 64 MiB of
 # pattern in 128 MiB.  The binary: $RMIG_QEMU, else build-qemu.sh --cached.
@@ -33,6 +35,7 @@ while (($#)); do
     --ram-mib) RMIB=$2; shift 2 ;;
     --one-only) PAIR=0; shift ;;
     --pair-only) ONE=0; shift ;;
+    --report) ONE=0; PAIR=0; shift ;;
     *) echo "usage: $0 [--runs N] [--guest-mib M] [--ram-mib R] [--one-only|--pair-only]" >&2; exit 2 ;;
   esac
 done
@@ -40,6 +43,8 @@ fail() { echo "bench-qemu-plugin: $*" >&2; exit 1; }
 B=$(realpath "$BUILD")
 [ -x "$B/tools/rdmamig" ] && [ -e "$B/guest/rdmamig-guest.bin" ] && [ -e "$B/librdmamig.so.0" ] ||
   fail "build first (bash scripts/setup.sh)"
+OUT=$B/qemu10-vm/bench
+if ((ONE || PAIR)); then
 QBIN=${RMIG_QEMU:-}
 [ -n "$QBIN" ] || QBIN=$(bash scripts/build-qemu.sh --cached 2>/dev/null) ||
   fail "the patched QEMU is not built (bash scripts/build-qemu.sh, or set RMIG_QEMU)"
@@ -50,11 +55,12 @@ VMD=$B/qemu10-vm
 stage_vm_qemu "$QBIN" "$VMD" || fail "cannot stage $QBIN for the VM"
 cp scripts/qemu_migrate.py scripts/qemu_migrate_pair.py "$VMD/"
 LIB=$(readlink -f "$B/librdmamig.so.0")
-OUT=$VMD/bench
-rm -rf "$OUT"; mkdir -p "$OUT"
+mkdir -p "$OUT"
+((ONE == 0)) || rm -f "$OUT"/one.* "$OUT"/ib.txt
+((PAIR == 0)) || rm -f "$OUT"/pair.log "$OUT"/results-*.json
 PY="env $VM_QEMU_ENV PYTHONHOME=$VMT/py $VMT/bin/python3 -S"
 COMMON="--rdmamig $B/tools/rdmamig --guest $B/guest/rdmamig-guest.bin --library $LIB \
-  --firmware $VMD/firmware --guest-mib $GMIB --ram-mib $RMIB --rate 0 --stream-timeout-ms 20000 \
+  --firmware $VMD/firmware --guest-mib $GMIB --ram-mib $RMIB --rate 0 --stream-timeout-ms 60000 \
   --migrate-timeout 300 --boot-timeout 300 --start-timeout 60"
 
 if ((ONE)); then
@@ -85,6 +91,7 @@ if ((PAIR)); then
   bash scripts/softroce-vm.sh -q --mem 1024 --timeout 2700 pair "$(pair a)" "$(pair b)" >"$OUT/pair.log" 2>&1 ||
     { tail -40 "$OUT/pair.log" >&2; fail "the two-VM run failed (log $OUT/pair.log)"; }
   grep -a 'qemu-migrate:' "$OUT/pair.log" >&2 || true
+fi
 fi
 
 python3 - "$OUT" "$RUNS" "$GMIB" "$RMIB" <<'EOF'
@@ -126,7 +133,7 @@ if os.path.exists(p):
           f"ib_write_bw (1 MiB writes) {ib.get('before', 0):.1f} MiB/s before, {ib.get('after', 0):.1f} after\n")
     meds = table(rows, ["qemu-rdma", "qemu-tcp"])
     if ib.get("before") and "plugin:verbs" in meds and meds["plugin:verbs"]["total_ms"]:
-        ideal = gmib / statistics.mean([v for v in ib.values() if v > 0]) * 1000
+        ideal = int(gmib) / statistics.mean([v for v in ib.values() if v > 0]) * 1000
         print(f"\nguest size / ib_write_bw = {ideal:.0f} ms; rdmamig: total / that = "
               f"{meds['plugin:verbs']['total_ms'] / ideal:.2f}")
 rows = []

@@ -52,7 +52,11 @@ vm_rdma_specs() {
 stage_vm_qemu() {
   local bin=$1 dir=$2 mod fw f
   mkdir -p "$dir/bin" "$dir/firmware"
-  cp -uL "$bin" "$dir/bin/qemu-system-x86_64"
+  # A new file renamed over the old one: a VM still running the old binary
+  # (another stage or benchmark on this build folder) keeps its own.
+  if ! cmp -s "$bin" "$dir/bin/qemu-system-x86_64"; then
+    cp -L "$bin" "$dir/bin/.qemu-system-x86_64.$$" && mv -f "$dir/bin/.qemu-system-x86_64.$$" "$dir/bin/qemu-system-x86_64"
+  fi
   VM_QEMU=$dir/bin/qemu-system-x86_64
   VM_QEMU_ENV="QEMU=$VM_QEMU"
   mod=/usr/lib/x86_64-linux-gnu/qemu/accel-tcg-x86_64.so
