@@ -94,7 +94,7 @@ static int take_hello(struct rmig_mig *s, const struct wire_hdr *h, struct wire_
 	}
 	if (hello.channels > s->ch_max) {
 		snprintf(why, sizeof(why),
-			 "the source asks for %u channels, this destination takes at most %u (serve --channels)",
+			 "the source asks for %u channels, this destination takes at most %u (channels in its config)",
 			 hello.channels, s->ch_max);
 		mig_load_refuse(s, -EINVAL, why);
 		return mig_err(s, -EINVAL, "%s", why);

@@ -12,6 +12,7 @@
 #define _GNU_SOURCE
 #include "session.h"
 #include "../common/clock.h"
+#include "../common/log.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -36,8 +37,8 @@ const char *mig_state_name(enum rmig_mig_state st)
 
 void mig_set_state(struct rmig_mig *s, enum rmig_mig_state st)
 {
-	if (getenv("RMIG_TRACE"))
-		fprintf(stderr, "rdmamig: %.3f s %s: %s -> %s\n",
+	if (rmig_log_enabled())
+		rmig_log(RMIG_LOG_DEBUG, "%.3f s %s: %s -> %s",
 			(double)(rmig_now_ns() - s->t0) / 1e9,
 			s->role == MIG_SOURCE ? "source" : "destination",
 			mig_state_name(s->state), mig_state_name(st));

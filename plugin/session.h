@@ -38,6 +38,8 @@ struct mig_block {
 	char name[WIRE_NAME_MAX];
 	uint8_t *host;
 	uint64_t len;
+	uint32_t page_size;   /* the block's own (>= the session's) */
+	uint32_t flags;       /* RMIG_BLOCK_* */
 	int live;             /* 0 once removed */
 	/* source: page bitmap, 1 = peer may hold nonzero data.  Byte i is
 	 * written only by the channel owning the stripe of pages 8i..8i+7. */
@@ -200,6 +202,7 @@ int chan_err(struct mig_chan *c, int rc, const char *fmt, ...)
 
 /* blocks.c: the RAM block table and registration */
 int mig_add_block(struct rmig_mig *s, const char *name, void *host, uint64_t len);
+int mig_add_block2(struct rmig_mig *s, const struct rmig_block_desc *d);
 int mig_remove_block(struct rmig_mig *s, uint32_t block);
 /* Per channel: whole blocks (or the chunk cache) on the channel's ep. */
 int mig_register_source(struct rmig_mig *s, struct mig_chan *c);

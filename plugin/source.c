@@ -227,7 +227,8 @@ static int add_page(struct mig_chan *c, uint32_t block, uint64_t off, int skip_z
 int chan_send_range(struct mig_chan *c, const struct mig_work *w)
 {
 	struct rmig_mig *s = c->s;
-	int skip_zero = s->dest_zeroed && (s->caps & WIRE_CAP_ZERO_SKIP);
+	int skip_zero = (s->dest_zeroed || (s->blocks[w->block].flags & RMIG_BLOCK_DEST_ZEROED)) &&
+			(s->caps & WIRE_CAP_ZERO_SKIP);
 	int rc;
 
 	for (uint64_t off = w->off; off < w->off + w->len; off += s->page_size)

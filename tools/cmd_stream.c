@@ -7,6 +7,7 @@
  */
 #define _GNU_SOURCE
 #include "commands.h"
+#include "host.h"
 #include "stream_ring.h"
 #include "../common/clock.h"
 #include <rdmamig/rdmamig.h>
@@ -231,9 +232,9 @@ int cmd_send(int argc, char **argv)
 	rc = connect_retry(&a, &ep);
 	explicit_bzero(&a.key, sizeof(a.key)); /* the library keeps its own copy */
 	if (rc) {
-		fprintf(stderr, rc == -EACCES ? "rdmamig send: no authenticated connection to the receiver at %s: %s\n"
-					      : "rdmamig send: cannot reach the receiver at %s: %s\n", a.addr,
-			rmig_last_error());
+		fprintf(stderr, rc == -EACCES ? "rdmamig send: no authenticated connection to the receiver at %s: %s%s\n"
+					      : "rdmamig send: cannot reach the receiver at %s: %s%s\n", a.addr,
+			rmig_last_error(), host_key_hint(rmig_last_error()));
 		return 1;
 	}
 	t0 = rmig_now_ns() - t0;
@@ -277,7 +278,8 @@ static int accept_authenticated(struct rmig_ep *l, int accept_ms, struct rmig_ep
 		rc = rmig_accept(l, rmig_left_ms(deadline), ep);
 		if ((rc != -EACCES && rc != -EPROTO) || !rmig_left_ms(deadline))
 			return rc;
-		fprintf(stderr, "rdmamig recv: refused a peer: %s\n", rmig_ep_error(l));
+		fprintf(stderr, "rdmamig recv: refused a peer: %s%s\n", rmig_ep_error(l),
+			host_key_hint(rmig_ep_error(l)));
 	}
 }
 
