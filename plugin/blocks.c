@@ -118,6 +118,7 @@ static int reg(struct rmig_mig *s, struct rmig_ep *ep, void *addr, uint64_t len,
 		__atomic_add_fetch(&s->st.regs, 1, __ATOMIC_RELAXED);
 		if (access != RMIG_ACCESS_LOCAL)
 			__atomic_add_fetch(&s->st.regs_remote, 1, __ATOMIC_RELAXED);
+		__atomic_add_fetch(&s->st.pinned_bytes, len, __ATOMIC_RELAXED);
 		__atomic_add_fetch(&s->st.mrs_live, 1, __ATOMIC_RELAXED);
 	}
 	return rc;
@@ -132,16 +133,33 @@ static void dereg(struct rmig_mig *s, struct rmig_ep *ep, struct rmig_mr **mr)
 	__atomic_sub_fetch(&s->st.mrs_live, 1, __ATOMIC_RELAXED);
 }
 
+/* The guest's registration on channel 0 serves channel c too (one domain). */
+static void share_whole(struct rmig_mig *s, struct mig_chan *c)
+{
+	for (uint32_t i = 0; i < s->nblocks; i++)
+		c->mrs[i] = s->ch[0].mrs[i];
+	c->mrs_shared = 1;
+}
+
 /*
- * Every channel registers the blocks on its own endpoint (a region and its
- * key belong to one connection's protection domain on verbs and libfabric),
- * so the budget counts the guest once per channel.
+ * With a shared domain (s->dom) the blocks are registered once, on channel
+ * 0, and every channel writes from that registration; chunks are
+ * registered by the channel that writes them (each chunk is one stripe,
+ * owned by one channel), so none is registered twice either.  Without
+ * one, every channel registers the blocks on its own endpoint (a region
+ * and its key belong to one connection's protection domain) and the
+ * budget counts the guest once per channel.
  */
 int mig_register_source(struct rmig_mig *s, struct mig_chan *c)
 {
-	uint64_t total = mig_total_bytes(s) * s->nch, budget = memlock_budget(s);
+	uint64_t total = mig_total_bytes(s) * (s->dom ? 1 : s->nch),
+		 budget = memlock_budget(s);
 	int rc;
 
+	if (c->idx && s->dom && !s->chunked) {
+		share_whole(s, c);
+		return 0;
+	}
 	if (c->idx == 0)
 		s->chunked = s->cfg.reg_mode == RMIG_REG_CHUNKED ||
 			     (s->cfg.reg_mode == RMIG_REG_AUTO && total > budget);
@@ -161,6 +179,7 @@ int mig_register_source(struct rmig_mig *s, struct mig_chan *c)
 		}
 	}
 	if (s->chunked) {
+		/* Channels share the budget: each caches its own stripes. */
 		uint64_t n = budget / MIG_CHUNK_SIZE / s->nch;
 		c->chunks_max = n < 2 ? 2 : n > 1024 ? 1024 : (unsigned)n;
 		c->chunks = calloc(c->chunks_max, sizeof(*c->chunks));
@@ -247,7 +266,11 @@ int mig_register_dest(struct rmig_mig *s, struct mig_chan *c)
 			       "the destination's memlock budget of %llu MiB is below the %llu MiB guest; raise ulimit -l",
 			       (unsigned long long)(budget >> 20),
 			       (unsigned long long)(total >> 20));
-	if (total * s->nch > budget)
+	if (c->idx && s->dom) {
+		share_whole(s, c);
+		return 0;
+	}
+	if (!s->dom && total * s->nch > budget)
 		return mig_err(s, -ENOMEM,
 			       "the destination's memlock budget of %llu MiB is below the %llu MiB guest times %u channels; raise ulimit -l",
 			       (unsigned long long)(budget >> 20),
@@ -269,8 +292,12 @@ void mig_deregister_chan(struct mig_chan *c)
 {
 	if (!c->ep)
 		return;
-	for (uint32_t i = 0; c->mrs && i < c->s->nblocks; i++)
-		dereg(c->s, c->ep, &c->mrs[i]);
+	for (uint32_t i = 0; c->mrs && i < c->s->nblocks; i++) {
+		if (c->mrs_shared)
+			c->mrs[i] = NULL; /* channel 0's: deregistered there */
+		else
+			dereg(c->s, c->ep, &c->mrs[i]);
+	}
 	for (unsigned i = 0; i < c->nchunks; i++)
 		dereg(c->s, c->ep, &c->chunks[i].mr);
 	c->nchunks = 0;

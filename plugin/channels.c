@@ -103,8 +103,10 @@ static int join_one(struct rmig_mig *s, struct mig_chan *c, struct rmig_rkey *ke
 	char why[128];
 	int rc, len, n;
 
-	/* The control connection's options: the same key authenticates it. */
+	/* The control connection's options: the same key authenticates it;
+	 * on its domain, so the guest's one registration serves here too. */
 	mig_ep_opts(&s->cfg, &o);
+	o.domain = s->dom;
 	rc = rmig_connect(s->cfg.backend, s->cfg.addr, &o, &c->ep);
 	if (rc) {
 		c->ep = NULL;
@@ -550,7 +552,7 @@ int mig_accept_channels(struct rmig_mig *s)
 		 * whole time left, not slices: verbs gives a connection it has
 		 * begun to accept only what is left of the call's deadline to be
 		 * established, and under emulation that takes long. */
-		rc = mig_accept_peer(s->listener->ep, left, &ep);
+		rc = mig_accept_peer(s->listener->ep, s->dom, left, &ep);
 		if (rc == -ETIMEDOUT)
 			continue;
 		if (rc)

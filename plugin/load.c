@@ -134,7 +134,7 @@ int mig_accept(struct rmig_mig_listener *l, int timeout_ms, struct rmig_mig **ou
 		return rmig_set_error(NULL, -ENOMEM, "out of memory for a session");
 	s->ch_max = l->ch_max;
 	s->listener = l;
-	rc = mig_accept_peer(l->ep, timeout_ms, &s->ep);
+	rc = mig_accept_peer(l->ep, NULL, timeout_ms, &s->ep);
 	s->ch[0].ep = s->ep;
 	if (rc) {
 		s->ep = s->ch[0].ep = NULL;
@@ -142,6 +142,7 @@ int mig_accept(struct rmig_mig_listener *l, int timeout_ms, struct rmig_mig **ou
 		goto free_session;
 	}
 	snprintf(s->addr, sizeof(s->addr), "%s", "accepted");
+	s->dom = rmig_ep_domain(s->ep);
 	struct wire_block *wb = calloc(WIRE_BLOCKS_MAX, sizeof(*wb));
 	if (!wb) {
 		rc = mig_err(s, -ENOMEM, "out of memory for the offer");

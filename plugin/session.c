@@ -138,14 +138,15 @@ void mig_ep_opts(const struct rmig_plugin_config *cfg, struct rmig_ep_opts *o)
 				    .flags = cfg->flags & RMIG_CFG_INSECURE ? RMIG_EP_INSECURE : 0 };
 }
 
-int mig_accept_peer(struct rmig_ep *listener, int timeout_ms, struct rmig_ep **ep)
+int mig_accept_peer(struct rmig_ep *listener, struct rmig_domain *dom, int timeout_ms,
+		    struct rmig_ep **ep)
 {
 	uint64_t deadline = rmig_deadline(timeout_ms);
 	char refused[RMIG_ERR_MAX] = "";
 	int rc;
 
 	for (;;) {
-		rc = rmig_accept(listener, rmig_left_ms(deadline), ep);
+		rc = rmig_accept_on(listener, dom, rmig_left_ms(deadline), ep);
 		if (rc != -EACCES && rc != -EPROTO)
 			break;
 		snprintf(refused, sizeof(refused), "%s", rmig_ep_error(listener));

@@ -74,6 +74,7 @@ struct mig_chan {
 	unsigned idx;
 	struct rmig_ep *ep;   /* channel 0: the control connection, s->ep */
 	struct rmig_mr **mrs; /* per block: whole-block region on this ep */
+	int mrs_shared;       /* mrs are channel 0's (one domain): not ours to deregister */
 	struct rmig_rkey *rkeys; /* source: the destination's key per block here */
 	char err[RMIG_ERR_MAX];  /* the first failure of this channel */
 	int rc;
@@ -123,6 +124,10 @@ struct rmig_mig {
 	char addr[128];
 	uint32_t page_size;
 	struct rmig_ep *ep;
+	/* The control connection's domain when the backend shares domains
+	 * (NULL: it does not).  Every channel is made on it, so the guest is
+	 * registered once per side and its keys are valid on every channel. */
+	struct rmig_domain *dom;
 	char err[RMIG_ERR_MAX];
 	int peer_gone;        /* no point telling the peer anything */
 
@@ -184,7 +189,8 @@ void mig_copy_config(struct rmig_plugin_config *dst, const struct rmig_plugin_co
  * a wrong key must not end a destination waiting for its source) until
  * timeout_ms; the listener keeps the last refusal's phrase.
  */
-int mig_accept_peer(struct rmig_ep *listener, int timeout_ms, struct rmig_ep **ep);
+int mig_accept_peer(struct rmig_ep *listener, struct rmig_domain *dom, int timeout_ms,
+		    struct rmig_ep **ep);
 /* Transport options of every connection of a session (key, deadline). */
 void mig_ep_opts(const struct rmig_plugin_config *cfg, struct rmig_ep_opts *o);
 int mig_recv(struct rmig_mig *s, struct wire_hdr *h, int timeout_ms);
