@@ -118,7 +118,7 @@ static int join_one(struct rmig_mig *s, struct mig_chan *c, struct rmig_rkey *ke
 	if ((rc = rmig_send(c->ep, s->msg, (size_t)len)))
 		return mig_fail(s, rc, "lost channel %u while joining: %s", c->idx,
 				rmig_ep_error(c->ep));
-	n = rmig_recv(c->ep, s->rxmsg, sizeof(s->rxmsg), s->cfg.timeout_ms);
+	n = mig_ep_recv(s, c->ep, s->rxmsg, sizeof(s->rxmsg), s->cfg.timeout_ms);
 	if (n < 0)
 		return mig_fail(s, n, "the destination did not answer channel %u's JOIN: %s",
 				c->idx, rmig_ep_error(c->ep));
@@ -467,7 +467,7 @@ static int take_join(struct rmig_mig *s, struct rmig_ep *ep, int timeout_ms)
 	struct wire_hdr h;
 	struct mig_chan *c;
 	char why[128];
-	int n = rmig_recv(ep, m, sizeof(m), timeout_ms), rc, len;
+	int n = mig_ep_recv(s, ep, m, sizeof(m), timeout_ms), rc, len;
 
 	if (n < 0 || wire_hdr_decode(m, (size_t)n, &h) || h.type != WIRE_JOIN ||
 	    wire_join_decode(m + WIRE_HDR_SIZE, h.len, &j, why, sizeof(why))) {
@@ -552,7 +552,7 @@ int mig_accept_channels(struct rmig_mig *s)
 		 * whole time left, not slices: verbs gives a connection it has
 		 * begun to accept only what is left of the call's deadline to be
 		 * established, and under emulation that takes long. */
-		rc = mig_accept_peer(s->listener->ep, s->dom, left, &ep);
+		rc = mig_accept_peer(s, s->listener->ep, left, &ep);
 		if (rc == -ETIMEDOUT)
 			continue;
 		if (rc)
@@ -579,7 +579,7 @@ int mig_take_fences(struct rmig_mig *s, const struct wire_round *r0, struct wire
 		if (!c->ep)
 			return mig_fail(s, -ECONNRESET, "channel %u is gone before round %u's fence",
 					i, r0->round);
-		n = rmig_recv(c->ep, m, sizeof(m), s->cfg.timeout_ms);
+		n = mig_ep_recv(s, c->ep, m, sizeof(m), s->cfg.timeout_ms);
 		if (n == -ETIMEDOUT)
 			return mig_fail(s, n, "channel %u sent no ROUND %u within %d ms", i,
 					r0->round, s->cfg.timeout_ms);

@@ -206,8 +206,8 @@ static const struct rmig_plugin_ops ops = {
 	.load_grant = mig_load_grant,
 	.load_commit = mig_load_commit,
 	/* ABI 2 */
-	.shutdown = NULL,        /* not yet */
-	.listen_shutdown = NULL, /* not yet */
+	.shutdown = mig_shutdown,
+	.listen_shutdown = mig_listen_shutdown,
 	.stream_fd = NULL,       /* not yet */
 	.add_ram_block2 = h_add_ram_block2,
 	.load_block2 = h_load_block2,

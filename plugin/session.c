@@ -138,7 +138,83 @@ void mig_ep_opts(const struct rmig_plugin_config *cfg, struct rmig_ep_opts *o)
 				    .flags = cfg->flags & RMIG_CFG_INSECURE ? RMIG_EP_INSECURE : 0 };
 }
 
-int mig_accept_peer(struct rmig_ep *listener, struct rmig_domain *dom, int timeout_ms,
+int mig_shut(const struct rmig_mig *s)
+{
+	if (__atomic_load_n(&s->shut, __ATOMIC_ACQUIRE))
+		return 1;
+	return s->accepting && s->listener &&
+	       __atomic_load_n(&s->listener->shut, __ATOMIC_ACQUIRE);
+}
+
+static const char *shut_why(const struct rmig_mig *s)
+{
+	return __atomic_load_n(&s->shut, __ATOMIC_ACQUIRE) ? s->shut_why
+							    : "the listener was shut down";
+}
+
+/* Any thread.  Only the flag: the driving thread sees it within a slice
+ * and fails the session itself (mig_recv, the workers' polls). */
+int mig_shutdown(struct rmig_mig *s, const char *why)
+{
+	if (__atomic_exchange_n(&s->shut_claimed, 1, __ATOMIC_ACQ_REL))
+		return 0;
+	snprintf(s->shut_why, sizeof(s->shut_why), "%s", why && *why ? why : "by the host");
+	__atomic_store_n(&s->shut, 1, __ATOMIC_RELEASE);
+	return 0;
+}
+
+void mig_listen_shutdown(struct rmig_mig_listener *l)
+{
+	if (l)
+		__atomic_store_n(&l->shut, 1, __ATOMIC_RELEASE);
+}
+
+static int slice(uint64_t deadline)
+{
+	int left = rmig_left_ms(deadline);
+
+	return left < 0 || left > MIG_SLICE_MS ? MIG_SLICE_MS : left;
+}
+
+int mig_ep_recv(struct rmig_mig *s, struct rmig_ep *ep, void *buf, size_t cap, int timeout_ms)
+{
+	uint64_t deadline = rmig_deadline(timeout_ms);
+	int n;
+
+	if (timeout_ms >= 0 && timeout_ms <= MIG_SLICE_MS) /* one slice: one call */
+		return mig_shut(s) ? rmig_set_error(ep, -ECANCELED, "shut down: %s", shut_why(s))
+				   : rmig_recv(ep, buf, cap, timeout_ms);
+	for (;;) {
+		if (mig_shut(s))
+			return rmig_set_error(ep, -ECANCELED, "shut down: %s", shut_why(s));
+		n = rmig_recv(ep, buf, cap, slice(deadline));
+		if (n != -ETIMEDOUT)
+			return n;
+		if (!rmig_left_ms(deadline))
+			return rmig_set_error(ep, n, "no message from the peer within %d ms",
+					      timeout_ms);
+	}
+}
+
+int mig_ep_poll(struct rmig_mig *s, struct rmig_ep *ep, struct rmig_completion *c,
+		unsigned max, int timeout_ms)
+{
+	uint64_t deadline = rmig_deadline(timeout_ms);
+	int n;
+
+	if (timeout_ms >= 0 && timeout_ms <= MIG_SLICE_MS)
+		return mig_shut(s) ? rmig_set_error(ep, -ECANCELED, "shut down: %s", shut_why(s))
+				   : rmig_poll(ep, c, max, timeout_ms);
+	for (;;) {
+		if (mig_shut(s))
+			return rmig_set_error(ep, -ECANCELED, "shut down: %s", shut_why(s));
+		n = rmig_poll(ep, c, max, slice(deadline));
+		if (n || !rmig_left_ms(deadline))
+			return n;
+	}
+}
+
+int mig_accept_peer(struct rmig_mig *s, struct rmig_ep *listener, int timeout_ms,
 		    struct rmig_ep **ep)
 {
 	uint64_t deadline = rmig_deadline(timeout_ms);
@@ -146,7 +222,12 @@ int mig_accept_peer(struct rmig_ep *listener, struct rmig_domain *dom, int timeo
 	int rc;
 
 	for (;;) {
-		rc = rmig_accept_on(listener, dom, rmig_left_ms(deadline), ep);
+		if (mig_shut(s))
+			return rmig_set_error(listener, -ECANCELED, "shut down: %s", shut_why(s));
+		/* Channel 0 on a new domain (s->dom not yet set), 1.. on the session's. */
+		rc = rmig_accept_on(listener, s->dom, slice(deadline), ep);
+		if (rc == -ETIMEDOUT && rmig_left_ms(deadline))
+			continue;
 		if (rc != -EACCES && rc != -EPROTO)
 			break;
 		snprintf(refused, sizeof(refused), "%s", rmig_ep_error(listener));
@@ -157,6 +238,8 @@ int mig_accept_peer(struct rmig_ep *listener, struct rmig_domain *dom, int timeo
 	if (rc == -ETIMEDOUT && refused[0])
 		rmig_set_error(listener, rc, "no authenticated peer within %d ms (refused one: %s)",
 			       timeout_ms, refused);
+	else if (rc == -ETIMEDOUT)
+		rmig_set_error(listener, rc, "no peer connected within %d ms", timeout_ms);
 	return rc;
 }
 
@@ -204,7 +287,11 @@ int mig_recv(struct rmig_mig *s, struct wire_hdr *h, int timeout_ms)
 
 	if (!s->ep)
 		return mig_err(s, -ENOTCONN, "the session has no connection");
-	n = rmig_recv(s->ep, s->rxmsg, sizeof(s->rxmsg), timeout_ms);
+	n = mig_ep_recv(s, s->ep, s->rxmsg, sizeof(s->rxmsg), timeout_ms);
+	if (n == -ECANCELED && mig_shut(s))
+		return mig_fail(s, n, "shut down: %s", shut_why(s));
+	if (n == -ETIMEDOUT && !timeout_ms)
+		return -EAGAIN; /* a non-blocking look found nothing */
 	if (n == -ETIMEDOUT)
 		return mig_fail(s, n, "the peer sent nothing within %d ms", timeout_ms);
 	if (n < 0) {
@@ -247,6 +334,8 @@ int mig_stream_write(struct rmig_mig *s, const void *buf, size_t len)
 		size_t n = len < WIRE_STREAM_MAX ? len : WIRE_STREAM_MAX;
 		int m = wire_stream_encode(s->msg, sizeof(s->msg), p, n);
 
+		if (mig_shut(s))
+			return mig_fail(s, -ECANCELED, "shut down: %s", shut_why(s));
 		rc = rmig_send(s->ep, s->msg, (size_t)m);
 		if (rc)
 			return mig_fail(s, rc, "lost the peer sending the stream: %s",

@@ -32,6 +32,12 @@
 /* Page ranges queued per channel before save_pages waits for the worker. */
 #define MIG_RING 4096
 
+/*
+ * Waits on the peer are cut in slices this long so that a shutdown from
+ * another thread (rmig_plugin_ops.shutdown) is seen within one slice.
+ */
+#define MIG_SLICE_MS 10
+
 enum mig_role { MIG_SOURCE, MIG_DEST };
 
 struct mig_block {
@@ -130,6 +136,11 @@ struct rmig_mig {
 	struct rmig_domain *dom;
 	char err[RMIG_ERR_MAX];
 	int peer_gone;        /* no point telling the peer anything */
+	/* shutdown from any thread: shut is set (atomically, release) after
+	 * shut_why is written, once (shut_claimed); readers load shut first. */
+	int shut, shut_claimed;
+	char shut_why[128];
+	int accepting;        /* inside accept: the listener's shutdown counts too */
 
 	struct mig_block *blocks;
 	uint32_t nblocks;
@@ -171,6 +182,7 @@ struct rmig_mig_listener {
 	uint8_t psk[RMIG_PSK_MAX]; /* cfg.psk points here */
 	char backend_spec[32];
 	struct rmig_ep *ep;
+	int shut;             /* listen_shutdown, from any thread (atomic) */
 };
 
 /* session.c */
@@ -189,8 +201,17 @@ void mig_copy_config(struct rmig_plugin_config *dst, const struct rmig_plugin_co
  * a wrong key must not end a destination waiting for its source) until
  * timeout_ms; the listener keeps the last refusal's phrase.
  */
-int mig_accept_peer(struct rmig_ep *listener, struct rmig_domain *dom, int timeout_ms,
+int mig_accept_peer(struct rmig_mig *s, struct rmig_ep *listener, int timeout_ms,
 		    struct rmig_ep **ep);
+/* 1 once shutdown was called (or, inside accept, listen_shutdown). */
+int mig_shut(const struct rmig_mig *s);
+int mig_shutdown(struct rmig_mig *s, const char *why);
+void mig_listen_shutdown(struct rmig_mig_listener *l);
+/* rmig_recv / rmig_poll in MIG_SLICE_MS slices until timeout_ms (< 0:
+ * none); -ECANCELED (and the ep's phrase) once the session is shut down. */
+int mig_ep_recv(struct rmig_mig *s, struct rmig_ep *ep, void *buf, size_t cap, int timeout_ms);
+int mig_ep_poll(struct rmig_mig *s, struct rmig_ep *ep, struct rmig_completion *c,
+		unsigned max, int timeout_ms);
 /* Transport options of every connection of a session (key, deadline). */
 void mig_ep_opts(const struct rmig_plugin_config *cfg, struct rmig_ep_opts *o);
 int mig_recv(struct rmig_mig *s, struct wire_hdr *h, int timeout_ms);

@@ -38,7 +38,8 @@ static int reap(struct mig_chan *c, int wait)
 {
 	struct rmig_mig *s = c->s;
 	struct rmig_completion cq[MIG_WINDOW];
-	int n = rmig_poll(c->ep, cq, MIG_WINDOW, wait ? s->cfg.timeout_ms : 0);
+	int n = wait ? mig_ep_poll(s, c->ep, cq, MIG_WINDOW, s->cfg.timeout_ms)
+		     : rmig_poll(c->ep, cq, MIG_WINDOW, 0);
 
 	if (n < 0)
 		return n;
@@ -396,6 +397,8 @@ static int offer(struct rmig_mig *s, struct wire_block *wb)
 			continue;
 		memcpy(wb[n].name, s->blocks[i].name, WIRE_NAME_MAX);
 		wb[n].len = s->blocks[i].len;
+		wb[n].page_size = s->blocks[i].page_size;
+		wb[n].flags = s->blocks[i].flags;
 		wb[n].pad = 0;
 		h.total += wb[n].len;
 		n++;

@@ -23,6 +23,8 @@ static const struct command commands[] = {
 	{ "topo", cmd_topo, "where transfer workers and buffers would be placed, and why" },
 #endif
 	{ "send", cmd_send, "carry stdin to a 'rdmamig recv' (QEMU: migrate \"exec:rdmamig send ...\")" },
+	{ "proxy-out", cmd_proxy_out, "source: carry QEMU's unix: migration (multifd too) to a 'proxy-in'" },
+	{ "proxy-in", cmd_proxy_in, "destination: deliver a 'proxy-out's connections to QEMU's -incoming unix:" },
 	{ "recv", cmd_recv, "write a 'rdmamig send' stream to stdout (QEMU: -incoming \"exec:rdmamig recv ...\")" },
 };
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))

@@ -306,7 +306,9 @@ static int tcp_accept_on(struct rmig_ep *listener, struct rmig_domain *dom, int 
 	rc = rmig_sock_accept(TCP(listener)->fd, timeout_ms, &fd, err, sizeof(err));
 	if (rc)
 		return rmig_set_error(listener, rc, "%s", err);
-	rc = tcp_start(fd, dom, timeout_ms, ep);
+	/* timeout_ms bounds the wait for a peer (callers wait in slices); the
+	 * handshake of one that arrived gets the listener's whole deadline. */
+	rc = tcp_start(fd, dom, listener->timeout_ms, ep);
 	if (rc)
 		close(fd);
 	return rc;
