@@ -221,7 +221,8 @@ int mig_load_grant(struct rmig_mig *s)
 		return mig_fail(s, rc, "lost the source answering its offer: %s",
 				rmig_ep_error(s->ep));
 	}
-	if ((rc = mig_accept_channels(s)))
+	/* Granted: allocate the RAM while the channels join and round 0 runs. */
+	if ((rc = mig_populate_start(s)) || (rc = mig_accept_channels(s)))
 		return rc;
 	mig_set_state(s, RMIG_STATE_PRECOPY);
 	return 0;

@@ -19,6 +19,8 @@
 
 /* A write never spans more than this: keeps batches pipelined. */
 #define MIG_WRITE_MAX (1u << 20)
+/* The destination allocates its RAM in pieces of this size (populate). */
+#define MIG_POP_STEP (64u << 20)
 /* Chunk size of on-demand registration. */
 #define MIG_CHUNK_SIZE (2u << 20)
 /* Batches in flight before the engine polls. */
@@ -160,6 +162,13 @@ struct rmig_mig {
 	/* registration (source) */
 	int chunked;
 
+	/* Destination: the thread that allocates the granted RAM ahead of the
+	 * source's writes (blocks.c).  pop_stop is atomic; the rest is the
+	 * thread's until it is joined. */
+	pthread_t pop_thread;
+	int pop_started, pop_stop;
+	uint64_t pop_ns;       /* how long it took (0: not finished) */
+
 	/* rounds and statistics */
 	int in_round;
 	uint64_t round_t0;
@@ -235,6 +244,11 @@ int mig_remove_block(struct rmig_mig *s, uint32_t block);
 int mig_register_source(struct rmig_mig *s, struct mig_chan *c);
 int mig_register_dest(struct rmig_mig *s, struct mig_chan *c);
 void mig_deregister_all(struct rmig_mig *s);
+/* Destination: allocate (populate) the blocks in the background, in
+ * MIG_POP_STEP pieces from offset 0, while the source writes; stop joins
+ * it (idempotent; mig_deregister_all stops it first). */
+int mig_populate_start(struct rmig_mig *s);
+void mig_populate_stop(struct rmig_mig *s);
 void mig_deregister_chan(struct mig_chan *c);
 /* The local region covering [off, off+len) of block b, len within one chunk. */
 int mig_local_mr(struct mig_chan *c, uint32_t b, uint64_t off,

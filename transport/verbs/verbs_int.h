@@ -52,6 +52,7 @@ struct verbs_batch {
 struct verbs_region {
 	struct rmig_mr base;
 	struct ibv_mr *mr;
+	int odp;    /* registered on demand: nothing pinned, no memlock counted */
 	struct verbs_region *next, *prev;
 };
 
@@ -64,6 +65,9 @@ struct verbs_dom {
 	struct rmig_domain base;
 	struct ibv_context *ctx;
 	struct ibv_pd *pd;
+	/* The device pages RC writes in on demand (ibv_query_device_ex
+	 * odp_caps): guest RAM is registered IBV_ACCESS_ON_DEMAND, unpinned. */
+	int odp;
 	pthread_mutex_t lock;
 	struct verbs_region *regions; /* still registered, freed with the domain */
 };

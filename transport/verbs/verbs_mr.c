@@ -56,7 +56,18 @@ int verbs_reg_mr(struct rmig_ep *ep, void *addr, size_t len, unsigned access,
 	r = calloc(1, sizeof(*r));
 	if (!r)
 		return rmig_set_error(ep, -ENOMEM, "out of memory for a region");
-	rc = verbs_reg_buf(v, addr, len, verbs_access(access), &r->mr);
+	if (d->odp) {
+		/* Nothing is pinned: no memlock to count, registering costs no
+		 * page walk; the device faults pages in as it reaches them. */
+		r->mr = ibv_reg_mr(v->pd, addr, len, verbs_access(access) | IBV_ACCESS_ON_DEMAND);
+		rc = r->mr ? 0 : rmig_set_error(ep, errno ? -errno : -ENOMEM,
+						"cannot register %zu bytes on demand with %s: %s",
+						len, ibv_get_device_name(v->pd->context->device),
+						strerror(errno ? errno : ENOMEM));
+		r->odp = 1;
+	} else {
+		rc = verbs_reg_buf(v, addr, len, verbs_access(access), &r->mr);
+	}
 	if (rc) {
 		free(r);
 		return rc;
@@ -79,7 +90,8 @@ static int verbs_region_free(struct rmig_ep *ep, struct verbs_region *r)
 {
 	int rc = ibv_dereg_mr(r->mr); /* positive errno */
 
-	rmig_memlock_release(r->base.len);
+	if (!r->odp)
+		rmig_memlock_release(r->base.len);
 	free(r);
 	return rc ? rmig_set_error(ep, -rc, "cannot deregister a region: %s", strerror(rc)) : 0;
 }

@@ -69,6 +69,23 @@ static int verbs_bufs_setup(struct verbs_ep *v)
  * Make the QP on id (resolved or just requested) and everything it needs.
  * On failure the caller runs verbs_qp_teardown.
  */
+/*
+ * On-demand paging for RC writes, both as their source and their target
+ * (mlx5 reports it; rxe from Linux 6.14, not the 6.1 of the Soft-RoCE VM).
+ * RMIG_VERBS_NO_ODP=1 turns it off (pinned registrations, as without it).
+ */
+static int verbs_has_odp(struct ibv_context *ctx)
+{
+	struct ibv_device_attr_ex a;
+	const uint32_t need = IBV_ODP_SUPPORT_SEND | IBV_ODP_SUPPORT_WRITE;
+	const char *off = getenv("RMIG_VERBS_NO_ODP");
+
+	if ((off && *off && strcmp(off, "0")) || ibv_query_device_ex(ctx, NULL, &a))
+		return 0;
+	return (a.odp_caps.general_caps & IBV_ODP_SUPPORT) &&
+	       (a.odp_caps.per_transport_caps.rc_odp_caps & need) == need;
+}
+
 /* A new domain: a PD on the device id resolved to. */
 static int dom_new(struct verbs_ep *v, struct ibv_context *ctx, const char *dev)
 {
@@ -79,6 +96,7 @@ static int dom_new(struct verbs_ep *v, struct ibv_context *ctx, const char *dev)
 	d->base.ops = &rmig_verbs_ops;
 	d->ctx = ctx;
 	pthread_mutex_init(&d->lock, NULL);
+	d->odp = verbs_has_odp(ctx);
 	d->pd = ibv_alloc_pd(ctx);
 	if (!d->pd) {
 		int rc = errno ? -errno : -ENOMEM;
