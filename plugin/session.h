@@ -19,8 +19,10 @@
 
 /* A write never spans more than this: keeps batches pipelined. */
 #define MIG_WRITE_MAX (1u << 20)
-/* The destination allocates its RAM in pieces of this size (populate). */
-#define MIG_POP_STEP (64u << 20)
+/* The destination allocates its RAM in pieces of this size (populate):
+ * small enough that stopping the allocation at commit waits only for one
+ * piece (a few ms), which the source sees as downtime. */
+#define MIG_POP_STEP (16u << 20)
 /* Chunk size of on-demand registration. */
 #define MIG_CHUNK_SIZE (2u << 20)
 /* Batches in flight before the engine polls. */
