@@ -35,9 +35,14 @@
 #include <time.h>
 #include <unistd.h>
 
-/* Test hooks (docs/architecture.md): read once per session. */
+/* Test hooks (docs/architecture.md): read once per session, and only in
+ * a build with RMIG_TEST_HOOKS (the test build; a shipped library has
+ * none). */
 void mig_chan_hooks(struct rmig_mig *s)
 {
+#ifndef RMIG_TEST_HOOKS
+	(void)s;
+#else
 	const char *v;
 	unsigned c, n;
 
@@ -52,6 +57,7 @@ void mig_chan_hooks(struct rmig_mig *s)
 		s->drop_channel = (int)c;
 		s->drop_round = (int)n;
 	}
+#endif
 }
 
 static void wait_ms(pthread_cond_t *cv, pthread_mutex_t *m, unsigned ms)
@@ -154,6 +160,25 @@ int mig_join_channels(struct rmig_mig *s)
 
 /* ---- the workers ------------------------------------------------------ */
 
+/* Channel 0's worker: one STREAM message of the framework's bytes. */
+static int chan_send_stream(struct mig_chan *c, const struct mig_work *w)
+{
+	int m, rc;
+
+	if (!c->smsg && !(c->smsg = malloc(RMIG_MSG_MAX)))
+		return chan_err(c, -ENOMEM, "out of memory for a stream message");
+	m = wire_stream_encode(c->smsg, RMIG_MSG_MAX, (const void *)(uintptr_t)w->off,
+			       (size_t)w->len);
+	if (m < 0)
+		return chan_err(c, m, "stream piece of %llu bytes does not fit a message",
+				(unsigned long long)w->len);
+	if ((rc = rmig_send(c->ep, c->smsg, (size_t)m))) {
+		c->peer_gone = 1;
+		return chan_err(c, rc, "lost the peer sending the stream: %s", rmig_ep_error(c->ep));
+	}
+	return 0;
+}
+
 static void *worker(void *arg)
 {
 	struct mig_chan *c = arg;
@@ -179,7 +204,8 @@ static void *worker(void *arg)
 			struct mig_work w = c->ring[c->tail % MIG_RING];
 			int failed = c->failed;
 			pthread_mutex_unlock(&c->lock);
-			rc = failed ? 0 : chan_send_range(c, &w);
+			rc = failed ? 0 : w.block == MIG_WORK_STREAM ? chan_send_stream(c, &w)
+								     : chan_send_range(c, &w);
 			pthread_mutex_lock(&c->lock);
 			c->failed |= rc != 0;
 			c->tail++;
@@ -189,8 +215,10 @@ static void *worker(void *arg)
 		if (c->end_req) {
 			int failed = c->failed;
 			pthread_mutex_unlock(&c->lock);
-			if (!failed && c->delay_ms)
-				sleep_ms(c->delay_ms);
+			/* The test hook's delay, cut short by a shutdown. */
+			for (unsigned ms = 0; !failed && ms < c->delay_ms && !mig_shut(c->s);
+			     ms += MIG_SLICE_MS)
+				sleep_ms(MIG_SLICE_MS);
 			rc = failed ? 0 : chan_end_round(c);
 			pthread_mutex_lock(&c->lock);
 			c->failed |= rc != 0;
@@ -368,12 +396,13 @@ int mig_chan_enqueue(struct rmig_mig *s, const struct mig_work *w)
 
 	pthread_mutex_lock(&c->lock);
 	while (!(failed = chan_failed(c)) && (full = c->head - c->tail >= MIG_RING) &&
-	       rmig_left_ms(deadline))
-		wait_ms(&c->done_cv, &c->lock, 100);
+	       !mig_shut(s) && rmig_left_ms(deadline))
+		wait_ms(&c->done_cv, &c->lock, MIG_SLICE_MS);
 	if (!failed && !full) {
 		struct mig_work *last = &c->ring[(c->head - 1) % MIG_RING];
 		/* Extend the last piece if the worker has not taken it yet. */
 		if (c->head - c->tail >= 2 && last->block == w->block &&
+		    w->block != MIG_WORK_STREAM &&
 		    last->off + last->len == w->off && w->off % MIG_STRIPE)
 			last->len += w->len;
 		else
@@ -385,10 +414,52 @@ int mig_chan_enqueue(struct rmig_mig *s, const struct mig_work *w)
 		return mig_chan_fail(s, c);
 	if (full) {
 		mig_stop_workers(s);
+		if (mig_shut(s))
+			return mig_fail(s, -ECANCELED, "shut down: %s", s->shut_why);
 		return mig_fail(s, -ETIMEDOUT, "channel %u took no pages for %d ms", ci,
 				s->cfg.timeout_ms);
 	}
 	return 0;
+}
+
+int mig_chan_stream(struct rmig_mig *s, const void *buf, size_t len)
+{
+	struct mig_chan *c = &s->ch[0];
+	struct mig_work w = { .block = MIG_WORK_STREAM, .off = (uintptr_t)buf, .len = len };
+	uint64_t deadline = rmig_deadline(s->cfg.timeout_ms), mine = 0, seen;
+	int failed, done = 0;
+
+	pthread_mutex_lock(&c->lock);
+	/* Room in the queue, then the item, then the worker past it; the
+	 * deadline runs from the worker's last progress. */
+	seen = c->tail;
+	while (!(failed = chan_failed(c)) && !mig_shut(s) && rmig_left_ms(deadline)) {
+		if (!mine && c->head - c->tail < MIG_RING) {
+			c->ring[c->head++ % MIG_RING] = w;
+			mine = c->head;
+			pthread_cond_signal(&c->work_cv);
+		}
+		if (mine && c->tail >= mine) {
+			done = 1;
+			break;
+		}
+		wait_ms(&c->done_cv, &c->lock, MIG_SLICE_MS);
+		if (c->tail != seen) {
+			seen = c->tail;
+			deadline = rmig_deadline(s->cfg.timeout_ms);
+		}
+	}
+	pthread_mutex_unlock(&c->lock);
+	if (done)
+		return 0;
+	if (failed)
+		return mig_chan_fail(s, c);
+	/* The worker may still hold the caller's buffer: stop it first. */
+	mig_stop_workers(s);
+	if (mig_shut(s))
+		return mig_fail(s, -ECANCELED, "shut down: %s", s->shut_why);
+	return mig_fail(s, -ETIMEDOUT, "channel 0 sent no stream bytes for %d ms",
+			s->cfg.timeout_ms);
 }
 
 /* Every worker: finish the queue, drain, send its fence.  The deadline
@@ -411,8 +482,8 @@ int mig_chans_end_round(struct rmig_mig *s)
 
 		pthread_mutex_lock(&c->lock);
 		seen = c->tail;
-		while (!(done = c->round_done) && rmig_left_ms(deadline)) {
-			wait_ms(&c->done_cv, &c->lock, 100);
+		while (!(done = c->round_done) && !mig_shut(s) && rmig_left_ms(deadline)) {
+			wait_ms(&c->done_cv, &c->lock, MIG_SLICE_MS);
 			if (c->tail != seen) {
 				seen = c->tail;
 				deadline = rmig_deadline(limit);
@@ -422,6 +493,8 @@ int mig_chans_end_round(struct rmig_mig *s)
 		pthread_mutex_unlock(&c->lock);
 		if (!done) {
 			mig_stop_workers(s);
+			if (mig_shut(s))
+				return mig_fail(s, -ECANCELED, "shut down: %s", s->shut_why);
 			return mig_fail(s, -ETIMEDOUT, "channel %u did not finish round %u within %d ms",
 					i, s->round.round, limit);
 		}

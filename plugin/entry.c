@@ -214,7 +214,7 @@ static const struct rmig_plugin_ops ops = {
 	/* ABI 2 */
 	.shutdown = mig_shutdown,
 	.listen_shutdown = mig_listen_shutdown,
-	.stream_fd = NULL,       /* not yet */
+	.stream_fd = mig_stream_fd,
 	.add_ram_block2 = h_add_ram_block2,
 	.load_block2 = h_load_block2,
 	.save_bitmap = h_save_bitmap,

@@ -160,6 +160,7 @@ int mig_shutdown(struct rmig_mig *s, const char *why)
 		return 0;
 	snprintf(s->shut_why, sizeof(s->shut_why), "%s", why && *why ? why : "by the host");
 	__atomic_store_n(&s->shut, 1, __ATOMIC_RELEASE);
+	mig_pump_raise(s);
 	return 0;
 }
 
@@ -287,7 +288,8 @@ int mig_recv(struct rmig_mig *s, struct wire_hdr *h, int timeout_ms)
 
 	if (!s->ep)
 		return mig_err(s, -ENOTCONN, "the session has no connection");
-	n = mig_ep_recv(s, s->ep, s->rxmsg, sizeof(s->rxmsg), timeout_ms);
+	n = s->pump ? mig_pump_take(s, s->rxmsg, sizeof(s->rxmsg), timeout_ms)
+		    : mig_ep_recv(s, s->ep, s->rxmsg, sizeof(s->rxmsg), timeout_ms);
 	if (n == -ECANCELED && mig_shut(s))
 		return mig_fail(s, n, "shut down: %s", shut_why(s));
 	if (n == -ETIMEDOUT && !timeout_ms)
@@ -326,20 +328,23 @@ int mig_stream_write(struct rmig_mig *s, const void *buf, size_t len)
 		return mig_err(s, -ECANCELED, "the session has ended: %s", s->err);
 	if (!s->ep)
 		return mig_err(s, -ENOTCONN, "stream_write before setup");
-	if (s->in_round && s->nch > 1)
-		return mig_err(s, -EBUSY,
-			       "stream_write inside a round with %u channels: channel 0's worker owns the connection until round_end",
-			       s->nch);
 	while (len) {
 		size_t n = len < WIRE_STREAM_MAX ? len : WIRE_STREAM_MAX;
-		int m = wire_stream_encode(s->msg, sizeof(s->msg), p, n);
 
 		if (mig_shut(s))
 			return mig_fail(s, -ECANCELED, "shut down: %s", shut_why(s));
-		rc = rmig_send(s->ep, s->msg, (size_t)m);
-		if (rc)
-			return mig_fail(s, rc, "lost the peer sending the stream: %s",
-					rmig_ep_error(s->ep));
+		/* Inside a round channel 0's worker owns the connection: it
+		 * sends the bytes among its writes.  Bytes written after
+		 * round_end follow that round's fences (docs/plugin-abi.md). */
+		if (s->in_round && s->nch > 1) {
+			if ((rc = mig_chan_stream(s, p, n)))
+				return rc;
+		} else {
+			int m = wire_stream_encode(s->msg, sizeof(s->msg), p, n);
+			if ((rc = rmig_send(s->ep, s->msg, (size_t)m)))
+				return mig_fail(s, rc, "lost the peer sending the stream: %s",
+						rmig_ep_error(s->ep));
+		}
 		p += n;
 		len -= n;
 		s->st.stream_bytes += n;
@@ -402,7 +407,18 @@ static int take_end(struct rmig_mig *s, const struct wire_hdr *h)
  * are handled here; 0 means the source sent END and all its stream bytes
  * have been read.
  */
+static long stream_read(struct rmig_mig *s, void *buf, size_t cap, int timeout_ms);
+
+/* With stream_fd, the fd's level follows what the next read would find. */
 long mig_stream_read(struct rmig_mig *s, void *buf, size_t cap, int timeout_ms)
+{
+	long n = stream_read(s, buf, cap, timeout_ms);
+
+	mig_pump_sync(s);
+	return n;
+}
+
+static long stream_read(struct rmig_mig *s, void *buf, size_t cap, int timeout_ms)
 {
 	struct wire_hdr h;
 	int rc;
@@ -487,6 +503,7 @@ void mig_close(struct rmig_mig *s)
 	mig_drain(s);
 	mig_deregister_all(s);
 	mig_close_channels(s);
+	mig_pump_stop(s);
 	if (s->ep)
 		rmig_close(s->ep);
 	for (uint32_t i = 0; i < s->nblocks; i++)
@@ -495,6 +512,7 @@ void mig_close(struct rmig_mig *s)
 		free(s->ch[i].mrs);
 		free(s->ch[i].rkeys);
 		free(s->ch[i].chunks);
+		free(s->ch[i].smsg);
 	}
 	free(s->blocks);
 	explicit_bzero(s->psk, sizeof(s->psk));

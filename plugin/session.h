@@ -77,6 +77,9 @@ struct mig_work {
 	uint32_t block;
 	uint64_t off, len;
 };
+/* block of a stream item (channel 0 only): off is the framework's buffer
+ * (valid until the item is done), len its bytes (<= WIRE_STREAM_MAX). */
+#define MIG_WORK_STREAM UINT32_MAX
 
 /* One connection and everything that writes over it. */
 struct mig_chan {
@@ -119,6 +122,7 @@ struct mig_chan {
 	uint64_t head, tail;      /* queued / taken counts */
 	int end_req, round_done, quit, failed;
 	int32_t planned_cpu, worker_cpu;
+	uint8_t *smsg;            /* channel 0's worker: a STREAM message being sent */
 	unsigned delay_ms;        /* test hook: RMIG_TEST_DELAY_CHANNEL */
 	int skip_fence;           /* test hook: RMIG_TEST_SKIP_FENCE */
 };
@@ -145,6 +149,7 @@ struct rmig_mig {
 	int shut, shut_claimed;
 	char shut_why[128];
 	int accepting;        /* inside accept: the listener's shutdown counts too */
+	struct mig_pump *pump; /* stream_fd's receiver (pump.c); NULL until asked */
 
 	struct mig_block *blocks;
 	uint32_t nblocks;
@@ -282,6 +287,9 @@ void mig_stop_workers(struct rmig_mig *s);       /* idempotent */
 /* A channel failed: stop the workers, roll back with the channel's reason. */
 int mig_chan_fail(struct rmig_mig *s, struct mig_chan *c);
 int mig_chan_enqueue(struct rmig_mig *s, const struct mig_work *w);
+/* Inside a round with workers: channel 0's worker sends these stream bytes
+ * (one STREAM message) among its writes; returns once it has. */
+int mig_chan_stream(struct rmig_mig *s, const void *buf, size_t len);
 int mig_chans_end_round(struct rmig_mig *s);     /* all workers: fences sent */
 int mig_accept_channels(struct rmig_mig *s);     /* destination, in load_grant */
 /* Destination: the fences of round r from channels 1.. after channel 0's. */
@@ -289,6 +297,16 @@ int mig_take_fences(struct rmig_mig *s, const struct wire_round *r0,
 		    struct wire_round *sum);
 void mig_close_channels(struct rmig_mig *s);
 void mig_chan_hooks(struct rmig_mig *s);
+
+/* pump.c: stream_fd's eventfd and the thread that fills it */
+struct mig_pump;
+int mig_stream_fd(struct rmig_mig *s);
+/* mig_recv's source once the pump runs: one message, or -ETIMEDOUT,
+ * -ECANCELED (shut down) or the pump's receive error. */
+int mig_pump_take(struct rmig_mig *s, void *buf, size_t cap, int timeout_ms);
+void mig_pump_sync(struct rmig_mig *s);  /* the fd's level after a stream_read */
+void mig_pump_raise(struct rmig_mig *s); /* any thread: readable (shutdown) */
+void mig_pump_stop(struct rmig_mig *s);
 
 /* load.c */
 int mig_listen(const struct rmig_plugin_config *cfg, struct rmig_mig_listener **l);

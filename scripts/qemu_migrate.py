@@ -11,7 +11,12 @@ starts a destination QEMU, migrates to it, and the destination becomes the
 next source.  A migration passes when QEMU says completed, the guest's
 heartbeat advances on the destination and the guest finds 0 wrong pages.
 Failure scenarios (cancel, receiver killed) pass when the source guest keeps
-running with intact pages.
+running with intact pages; a killed source passes when the destination exits
+without ever running the guest.
+
+Methods: qemu-tcp and qemu-rdma (QEMU's own), rdmamig:BACKEND (exec: through
+rdmamig send/recv, any QEMU), plugin:BACKEND (the patched QEMU's own
+rdmamig: transport, integrations/qemu/, loading librdmamig.so).
 """
 import argparse
 import json
@@ -255,6 +260,10 @@ def channel(method, a, port):
     if method in ("qemu-tcp", "qemu-rdma"):
         uri = f"{method[5:]}:{a.host}:{port}"
         return uri, uri
+    if method.startswith("plugin:"):
+        uri = (f"rdmamig:{a.host}:{port}?backend={method.split(':', 1)[1]}"
+               f"&key-file={a.key_file}&library={a.library}")
+        return uri, uri
     backend = method.split(":", 1)[1]
     common = f"--backend {backend} --timeout {a.stream_timeout_ms} -v --key-file {a.key_file}"
     return (f"exec:{a.rdmamig} recv --listen {a.host}:{port} {common} {a.recv_args}".strip(),
@@ -338,7 +347,7 @@ class ProxyPair:
 
     def start(self):
         a = self.a
-        common = ["--backend", self.backend, "--timeout", str(a.stream_timeout_ms),
+        common = ["--backend", self.backend, "--timeout", str(a.proxy_timeout_ms),
                   "--key-file", a.key_file, "-v"]
         addr_file = os.path.join(self.dir, f"proxy-{self.tag}.addr")
         if os.path.exists(addr_file):
@@ -409,9 +418,16 @@ def proxy_pair(a, backend):
     return pair
 
 
-def set_multifd(g, n):
-    g.qmp.cmd("migrate-set-capabilities", capabilities=[
-        {"capability": "multifd", "state": n > 0}])
+def set_caps(g, n, libvirt, source):
+    """multifd with n channels (0: off); with --libvirt-caps also what libvirt
+    (9.x, non-tunnelled) turns on: return-path both ends, pause-before-switchover
+    on the source (then migrate-continue), late-block-activate on the destination."""
+    caps = [{"capability": "multifd", "state": n > 0}]
+    if libvirt:
+        caps += [{"capability": "return-path", "state": True},
+                 {"capability": "pause-before-switchover" if source else "late-block-activate",
+                  "state": True}]
+    g.qmp.cmd("migrate-set-capabilities", capabilities=caps)
     if n:
         g.qmp.cmd("migrate-set-parameters", **{"multifd-channels": n})
 
@@ -424,8 +440,9 @@ def start_proxy_migration(src, dst_name, method, a, slot):
     src.proxy_marks = pair.marks()
     dst = Guest(dst_name, a, incoming="defer")
     try:
-        for g in (src, dst):
-            set_multifd(g, n)
+        libvirt = a.libvirt_caps == "all" or backend in a.libvirt_caps.split(",")
+        set_caps(src, n, libvirt, source=True)
+        set_caps(dst, n, libvirt, source=False)
         dst.qmp.cmd("migrate-incoming", uri=f"unix:{pair.path('dst', slot)}")
     except Exception:
         dst.kill()
@@ -457,6 +474,8 @@ def wait_status(src, want, timeout):
         st = info.get("status")
         if st in want:
             return info
+        if st == "pre-switchover":  # pause-before-switchover: libvirt's next step
+            src.qmp.cmd("migrate-continue", state="pre-switchover")
         if time.monotonic() > deadline:
             raise Fail(f"migration still '{st}' after {timeout} s")
         time.sleep(0.02)
@@ -570,19 +589,52 @@ def wait_failed(src, what, a):
 
 
 def scenario_kill(src, method, a, n):
-    """The receiving rdmamig dies mid-stream: migration fails, the source runs on."""
+    """The receiving rdmamig dies mid-stream: migration fails, the source runs on.
+    With the plugin the receiver is the destination QEMU itself."""
     dst, t0 = start_migration(src, f"kill{n}", method, a, a.slow_bandwidth)
     try:
         wait_bytes(src, 2 << 20, 20)
-        victims = [p for p in descendants(dst.proc.pid) if " recv " in cmdline_of(p)]
+        if method.startswith("plugin:"):
+            victims = [dst.proc.pid]
+        else:
+            victims = [p for p in descendants(dst.proc.pid) if " recv " in cmdline_of(p)]
         if not victims:
             raise Fail("cannot find the destination's rdmamig recv process")
         for p in victims:
             os.kill(p, 9)
-        wait_failed(src, f"receiver killed over {method}", a)
+        wait_failed(src, f"{'destination QEMU' if method.startswith('plugin:') else 'receiver'} "
+                         f"killed over {method}", a)
         for line in stream_lines(src, src.err_mark):
             log(f"  {line}")
         source_survives(src, f"receiver killed over {method}")
+    finally:
+        dst.kill()
+
+
+def scenario_kill_source(src, method, a, n):
+    """The source QEMU dies mid-migration: the destination never runs the guest."""
+    dst, t0 = start_migration(src, f"killsrc{n}", method, a, a.slow_bandwidth)
+    try:
+        wait_bytes(src, 2 << 20, 20)
+        os.kill(src.proc.pid, 9)
+        t_kill = time.monotonic()
+        try:
+            dst.proc.wait(a.stream_timeout_ms / 1000 + 15)
+        except subprocess.TimeoutExpired:
+            raise Fail(f"source killed over {method}: the destination still runs "
+                       f"{time.monotonic() - t_kill:.0f} s later")
+        try:
+            dst.qmp.event("RESUME", 0.5)  # collects what QEMU said before it exited
+        except Fail:
+            pass
+        if any(e["event"] == "RESUME" for e in dst.qmp.events):
+            raise Fail(f"source killed over {method}: the destination started the guest")
+        if any("HB n=" in t for _, t in dst.lines):
+            raise Fail(f"source killed over {method}: the guest ran on the destination")
+        last = dst.stderr_text().split(" | ")[-1]
+        log(f"source killed over {method}: destination exited (status {dst.proc.returncode}) "
+            f"{(time.monotonic() - t_kill) * 1000:.0f} ms later without starting the guest "
+            f"({last})")
     finally:
         dst.kill()
 
@@ -692,6 +744,8 @@ def expand(specs, backends, channels=(0,)):
     for s in specs.split(","):
         if s in ("auto", "rdmamig:auto"):
             out += [f"rdmamig:{b}" for b in backends]
+        elif s == "plugin:auto":
+            out += [f"plugin:{b}" for b in backends]
         elif s == "proxy:auto":
             out += [f"proxy:{b}:{n}" for b in backends for n in channels]
         elif re.fullmatch(r"proxy:[a-z/]+", s):
@@ -699,7 +753,7 @@ def expand(specs, backends, channels=(0,)):
         elif s.startswith("proxy:"):
             out.append(s)
         elif s:
-            out.append(s if s.startswith(("rdmamig:", "qemu-")) else f"rdmamig:{s}")
+            out.append(s if s.startswith(("rdmamig:", "qemu-", "plugin:")) else f"rdmamig:{s}")
     return out
 
 
@@ -749,6 +803,10 @@ def run(a):
         for method in a.concurrent:
             n += 1
             src = scenario_proxy_concurrent(src, method, a, n)
+        # Last: it kills the guest.
+        for method in a.kill_source:
+            n += 1
+            scenario_kill_source(src, method, a, n)
     finally:
         src.quit()
         for pair in a.proxies.values():
@@ -777,6 +835,8 @@ def print_table(a, results):
 def label(method):
     if method.startswith("qemu-"):
         return f"QEMU {method[5:]}:"
+    if method.startswith("plugin:"):
+        return f"rdmamig: (QEMU loads the plugin) over {method.split(':', 1)[1]}"
     if method.startswith("proxy:"):
         backend, n = proxy_parts(method)
         return f"unix: via rdmamig proxy over {backend}, {n} multifd channels"
@@ -793,6 +853,10 @@ def main():
                         "is every backend that runs here")
     p.add_argument("--cancel", default="", help="backends (or auto) to test migrate_cancel over")
     p.add_argument("--kill", default="", help="backends (or auto) to test a killed receiver over")
+    p.add_argument("--kill-source", default="",
+                   help="methods to test a killed source over (last: it ends the guest)")
+    p.add_argument("--library", default="librdmamig.so.0",
+                   help="librdmamig.so for plugin: methods (the patched QEMU loads it)")
     p.add_argument("--proxy-channels", default="0,2,4",
                    help="multifd channel counts proxy:auto stands for")
     p.add_argument("--proxy-kill", default="",
@@ -800,6 +864,13 @@ def main():
                         "mid-migration over")
     p.add_argument("--concurrent", default="",
                    help="proxy methods to run two migrations at once through one proxy pair over")
+    p.add_argument("--proxy-timeout-ms", type=int, default=10000,
+                   help="the proxies' --timeout (connect, handshake, a silent peer); a "
+                        "loaded 2-core machine sets up ofi/shm connections slowly")
+    p.add_argument("--libvirt-caps", nargs="?", const="all", default="",
+                   help="proxy methods over these backends (comma list; no value: all): the "
+                        "capabilities libvirt sets (return-path, pause-before-switchover + "
+                        "migrate-continue, late-block-activate)")
     p.add_argument("--max-stream-lines", type=int, default=4,
                    help="most rdmamig/proxy lines shown per migration")
     p.add_argument("--runs", type=int, default=1)
@@ -830,20 +901,21 @@ def main():
     p.add_argument("--table", action="store_true")
     p.add_argument("--json")
     a = p.parse_args()
-    specs = (a.methods, a.cancel, a.kill, a.proxy_kill, a.concurrent)
+    specs = (a.methods, a.cancel, a.kill, a.kill_source, a.proxy_kill, a.concurrent)
     backends = available_backends(a.rdmamig) if any("auto" in x for x in specs) else []
     channels = [int(x) for x in a.proxy_channels.split(",") if x]
-    a.methods, a.cancel, a.kill, a.proxy_kill, a.concurrent = (
+    a.methods, a.cancel, a.kill, a.kill_source, a.proxy_kill, a.concurrent = (
         expand(x, backends, channels) for x in specs)
     a.proxies = {}
-    for m in a.methods + a.cancel + a.kill + a.proxy_kill + a.concurrent:
-        if m not in ("qemu-tcp", "qemu-rdma") and not m.startswith(("rdmamig:", "proxy:")):
+    os.environ.setdefault("RMIG_TIMEOUT_MS", str(a.stream_timeout_ms))
+    for m in a.methods + a.cancel + a.kill + a.kill_source + a.proxy_kill + a.concurrent:
+        if m not in ("qemu-tcp", "qemu-rdma") and not m.startswith(("rdmamig:", "proxy:", "plugin:")):
             p.error(f"unknown method {m}")
         if m.startswith("proxy:") and not re.fullmatch(r"proxy:[a-z/]+:\d+", m):
             p.error(f"method {m}: proxy:BACKEND:CHANNELS (e.g. proxy:tcp:2)")
     for m in a.kill:
-        if not m.startswith("rdmamig:"):
-            p.error(f"--kill {m}: only rdmamig:BACKEND (proxies: --proxy-kill)")
+        if not m.startswith(("rdmamig:", "plugin:")):
+            p.error(f"--kill {m}: only rdmamig:BACKEND or plugin:BACKEND (proxies: --proxy-kill)")
     try:
         run(a)
     except Fail as e:

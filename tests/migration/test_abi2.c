@@ -98,9 +98,8 @@ static int pair_setup(struct pair *p, unsigned channels)
 					      .addr = "127.0.0.1:0", .timeout_ms = 5000,
 					      .channels = channels, RMIG_TEST_PSK };
 	for (unsigned i = 0; i < p->nb; i++) {
-		p->smem[i] = aligned_alloc(1u << 16, p->len[i]);
-		p->dmem[i] = aligned_alloc(1u << 16, p->len[i]);
-		if (!p->smem[i] || !p->dmem[i])
+		if (posix_memalign((void **)&p->smem[i], 1u << 16, p->len[i]) ||
+		    posix_memalign((void **)&p->dmem[i], 1u << 16, p->len[i]))
 			return -ENOMEM;
 		rmig_test_fill(p->smem[i], p->len[i], i + 1, 0);
 		memset(p->dmem[i], FILL, p->len[i]);
@@ -132,9 +131,13 @@ static int pair_setup(struct pair *p, unsigned channels)
 /* Destination: the stream to its end (expecting want bytes), then commit. */
 struct reader {
 	struct pair *p;
-	uint8_t buf[1 << 16];
+	uint8_t buf[2 << 20];
 	size_t got;
 	int rc;
+	/* With mark set: on reaching byte mark of the stream, mark_ok says
+	 * whether block 0 at the destination equals the source's (1) or not. */
+	size_t mark;
+	int mark_ok;
 };
 
 static void *read_commit_main(void *arg)
@@ -142,30 +145,42 @@ static void *read_commit_main(void *arg)
 	struct reader *r = arg;
 	long n;
 
-	while ((n = ops->stream_read(r->p->dst, r->buf + r->got, sizeof(r->buf) - r->got,
-				     5000)) > 0)
+	for (;;) {
+		size_t cap = sizeof(r->buf) - r->got;
+		if (r->mark && r->got < r->mark && cap > r->mark - r->got)
+			cap = r->mark - r->got;
+		if ((n = ops->stream_read(r->p->dst, r->buf + r->got, cap, 5000)) <= 0)
+			break;
 		r->got += (size_t)n;
+		if (r->mark && r->got == r->mark && !r->mark_ok)
+			r->mark_ok = memcmp(r->p->smem[0], r->p->dmem[0], r->p->len[0]) ? -1 : 1;
+	}
 	r->rc = n < 0 ? (int)n : ops->load_commit(r->p->dst);
 	return NULL;
 }
 
-/* Source: finish while a thread reads the stream and commits. */
-static int finish_both(struct pair *p, struct reader *r)
+/* Source: finish while a thread reads the stream and commits (started
+ * already if t is given). */
+static int finish_started(struct pair *p, struct reader *r, pthread_t t)
 {
-	pthread_t t;
-	int rc;
-
-	r->p = p;
-	r->got = 0;
-	if (pthread_create(&t, NULL, read_commit_main, r))
-		return -EAGAIN;
-	rc = ops->finish(p->src);
+	int rc = ops->finish(p->src);
 	if (rc)
 		fprintf(stderr, "\n    finish: %s", ops->error(p->src));
 	pthread_join(t, NULL);
 	if (r->rc)
 		fprintf(stderr, "\n    destination: %s", ops->error(p->dst));
 	return rc ? rc : r->rc;
+}
+
+static int finish_both(struct pair *p, struct reader *r)
+{
+	pthread_t t;
+
+	r->p = p;
+	r->got = 0;
+	if (pthread_create(&t, NULL, read_commit_main, r))
+		return -EAGAIN;
+	return finish_started(p, r, t);
 }
 
 static void one_block(struct pair *p, const char *name, uint64_t len)
@@ -180,7 +195,7 @@ static void one_block(struct pair *p, const char *name, uint64_t len)
 
 struct blocked {
 	struct pair *p;
-	int which; /* 0 accept, 1 stream_read, 2 finish */
+	int which; /* 0 accept, 1 stream_read, 2 finish, 3 round_end */
 	long rc;
 	uint64_t returned_ms;
 	char err[RMIG_ERR_MAX];
@@ -201,9 +216,15 @@ static void *blocked_main(void *arg)
 		b->rc = ops->stream_read(b->p->dst, &c, 1, 10000);
 		snprintf(b->err, sizeof(b->err), "%s", ops->error(b->p->dst));
 		break;
-	default:
+	case 2:
 		b->rc = ops->finish(b->p->src);
 		snprintf(b->err, sizeof(b->err), "%s", ops->error(b->p->src));
+		break;
+	default: {
+		struct rmig_round_stats rs;
+		b->rc = ops->round_end(b->p->src, &rs);
+		snprintf(b->err, sizeof(b->err), "%s", ops->error(b->p->src));
+	}
 	}
 	b->returned_ms = now_ms();
 	if (s)
@@ -276,6 +297,27 @@ static void test_shutdown_finish(void)
 	CU_ASSERT_EQUAL(ops->state(p.src), RMIG_STATE_ROLLED_BACK);
 	pair_free(&p);
 }
+
+#ifdef RMIG_TEST_HOOKS
+/* Channel 1 holds its fence back 5 s (the test hook): round_end waits. */
+static void test_shutdown_round_end(void)
+{
+	struct pair p;
+	struct blocked b = { .p = &p, .which = 3 };
+
+	one_block(&p, "pc.ram", 8u << 20);
+	setenv("RMIG_TEST_DELAY_CHANNEL", "1:5000", 1);
+	int rc = pair_setup(&p, 2);
+	unsetenv("RMIG_TEST_DELAY_CHANNEL");
+	CU_ASSERT_EQUAL_FATAL(rc, 0);
+	struct rmig_page_range all = { .block = 0, .len = p.len[0] };
+	CU_ASSERT_EQUAL_FATAL(ops->round_start(p.src, 0), 0);
+	CU_ASSERT_EQUAL_FATAL(ops->save_pages(p.src, &all, 1), 0);
+	shut_and_time(&b, "round_end, 2 channels");
+	CU_ASSERT_EQUAL(ops->state(p.src), RMIG_STATE_ROLLED_BACK);
+	pair_free(&p);
+}
+#endif
 
 /* --- block names, page sizes, flags ---------------------------------------- */
 
@@ -397,15 +439,212 @@ static void test_save_bitmap(void)
 	free(r);
 }
 
+/* --- stream_fd --------------------------------------------------------- */
+
+static int readable(int fd, int ms)
+{
+	struct pollfd pfd = { .fd = fd, .events = POLLIN };
+
+	return poll(&pfd, 1, ms) == 1 && (pfd.revents & POLLIN);
+}
+
+static void *finish_main(void *arg)
+{
+	struct pair *p = arg;
+
+	p->grant_rc = ops->finish(p->src);
+	return NULL;
+}
+
+static void test_stream_fd(void)
+{
+	struct rmig_round_stats rs;
+	uint8_t in[256], out[200];
+	struct pair p;
+	pthread_t t;
+	int fd;
+
+	one_block(&p, "pc.ram", 16 * PAGE);
+	CU_ASSERT_EQUAL_FATAL(pair_setup(&p, 1), 0);
+	fd = ops->stream_fd(p.dst);
+	CU_ASSERT_FATAL(fd >= 0);
+	CU_ASSERT_EQUAL(ops->stream_fd(p.dst), fd); /* the same one each time */
+	/* Nothing sent: not readable, and a non-blocking read says so. */
+	CU_ASSERT_FALSE(readable(fd, 100));
+	CU_ASSERT_EQUAL(ops->stream_read(p.dst, in, sizeof(in), 0), -EAGAIN);
+	CU_ASSERT_FALSE(readable(fd, 0));
+	/* Data: readable, read it all (in two reads), then not readable. */
+	rmig_test_fill(out, sizeof(out), 7, 0);
+	CU_ASSERT_EQUAL_FATAL(ops->stream_write(p.src, out, sizeof(out)), 0);
+	CU_ASSERT_TRUE(readable(fd, 2000));
+	CU_ASSERT_EQUAL(ops->stream_read(p.dst, in, 150, 0), 150);
+	CU_ASSERT_TRUE(readable(fd, 0)); /* 50 bytes still buffered */
+	CU_ASSERT_EQUAL(ops->stream_read(p.dst, in + 150, sizeof(in) - 150, 0), 50);
+	CU_ASSERT_EQUAL(memcmp(in, out, sizeof(out)), 0);
+	CU_ASSERT_FALSE(readable(fd, 0));
+	CU_ASSERT_EQUAL(ops->stream_read(p.dst, in, sizeof(in), 0), -EAGAIN);
+	/* A ROUND alone wakes the fd; reading it finds no stream bytes. */
+	CU_ASSERT_EQUAL_FATAL(ops->round_start(p.src, RMIG_ROUND_FINAL), 0);
+	CU_ASSERT_EQUAL_FATAL(ops->round_end(p.src, &rs), 0);
+	CU_ASSERT_TRUE(readable(fd, 2000));
+	CU_ASSERT_EQUAL(ops->stream_read(p.dst, in, sizeof(in), 0), -EAGAIN);
+	CU_ASSERT_FALSE(readable(fd, 0));
+	/* The end: readable, the read says 0, commit. */
+	CU_ASSERT_EQUAL_FATAL(pthread_create(&t, NULL, finish_main, &p), 0);
+	CU_ASSERT_TRUE(readable(fd, 2000));
+	CU_ASSERT_EQUAL(ops->stream_read(p.dst, in, sizeof(in), 0), 0);
+	CU_ASSERT_TRUE(readable(fd, 0));
+	CU_ASSERT_EQUAL(ops->load_commit(p.dst), 0);
+	pthread_join(t, NULL);
+	CU_ASSERT_EQUAL(p.grant_rc, 0);
+	CU_ASSERT_EQUAL(ops->state(p.src), RMIG_STATE_COMMIT);
+	pair_free(&p);
+}
+
+/* shutdown makes the fd readable, and the read says why. */
+static void test_stream_fd_shutdown(void)
+{
+	struct pair p;
+	char c;
+	int fd;
+
+	one_block(&p, "pc.ram", 16 * PAGE);
+	CU_ASSERT_EQUAL_FATAL(pair_setup(&p, 1), 0);
+	fd = ops->stream_fd(p.dst);
+	CU_ASSERT_FATAL(fd >= 0);
+	CU_ASSERT_FALSE(readable(fd, 50));
+	ops->shutdown(p.dst, "yank");
+	CU_ASSERT_TRUE(readable(fd, 0));
+	CU_ASSERT_EQUAL(ops->stream_read(p.dst, &c, 1, 0), -ECANCELED);
+	CU_ASSERT_PTR_NOT_NULL(strstr(ops->error(p.dst), "yank"));
+	CU_ASSERT_TRUE(readable(fd, 0));
+	pair_free(&p);
+}
+
+/* --- device state inside rounds, 4 channels ------------------------------ */
+
+/* Stream pieces of every size up to past one message, pages between them. */
+static int write_pieces(struct pair *p, const uint8_t *out, size_t *off, size_t end,
+			uint64_t *page)
+{
+	static const size_t sizes[] = { 1, 7, 4096, 65519, 65520, 65521, 200000, 333 };
+	int rc = 0;
+
+	for (unsigned i = 0; *off < end && !rc; i++) {
+		size_t n = sizes[i % 8] < end - *off ? sizes[i % 8] : end - *off;
+		struct rmig_page_range r = { .block = 0, .offset = *page % (p->len[0] / PAGE) * PAGE,
+					     .len = 64 * PAGE };
+		if (r.offset + r.len > p->len[0])
+			r.offset = 0;
+		*page += 64;
+		if ((rc = ops->save_pages(p->src, &r, 1)) || (rc = ops->stream_write(p->src, out + *off, n)))
+			break;
+		*off += n;
+	}
+	return rc;
+}
+
+static void test_stream_in_rounds(void)
+{
+	enum { LEN = 1 << 20 };
+	struct reader *r = calloc(1, sizeof(*r));
+	uint8_t *out = malloc(LEN);
+	struct rmig_round_stats rs;
+	size_t off = 0, mark = 300000;
+	uint64_t page = 0;
+	struct pair p;
+	pthread_t t;
+
+	CU_ASSERT_FATAL(r && out);
+	rmig_test_fill(out, LEN, 99, 0);
+	one_block(&p, "pc.ram", 16u << 20);
+	CU_ASSERT_EQUAL_FATAL(pair_setup(&p, 4), 0);
+	r->p = &p;
+	r->mark = mark + 1; /* once the first byte written after round_end is read */
+	CU_ASSERT_EQUAL_FATAL(pthread_create(&t, NULL, read_commit_main, r), 0);
+	/* Round 0: every page, stream bytes in between. */
+	struct rmig_page_range all = { .block = 0, .len = p.len[0] };
+	CU_ASSERT_EQUAL(ops->round_start(p.src, 0), 0);
+	CU_ASSERT_EQUAL(write_pieces(&p, out, &off, mark / 2, &page), 0);
+	CU_ASSERT_EQUAL(ops->save_pages(p.src, &all, 1), 0);
+	CU_ASSERT_EQUAL(write_pieces(&p, out, &off, mark, &page), 0);
+	CU_ASSERT_EQUAL(ops->round_end(p.src, &rs), 0);
+	/* After round_end: the reader reaches these bytes only once round
+	 * 0's pages (all of them) are in place. */
+	CU_ASSERT_EQUAL(ops->stream_write(p.src, out + off, 1000), 0);
+	off += 1000;
+	CU_ASSERT_EQUAL(ops->round_start(p.src, RMIG_ROUND_FINAL), 0);
+	CU_ASSERT_EQUAL(write_pieces(&p, out, &off, LEN, &page), 0);
+	CU_ASSERT_EQUAL(ops->round_end(p.src, &rs), 0);
+	CU_ASSERT_EQUAL(finish_started(&p, r, t), 0);
+	fprintf(stderr, "\n    %zu stream bytes read of %zu written, in order: %s; pages before the mark: %s",
+		r->got, off, r->got == off && !memcmp(r->buf, out, off) ? "yes" : "no",
+		r->mark_ok == 1 ? "all there" : "missing");
+	CU_ASSERT_EQUAL(r->got, LEN);
+	CU_ASSERT_EQUAL(memcmp(r->buf, out, LEN), 0);
+	CU_ASSERT_EQUAL(r->mark_ok, 1);
+	CU_ASSERT_EQUAL(memcmp(p.smem[0], p.dmem[0], p.len[0]), 0);
+	pair_free(&p);
+	free(out);
+	free(r);
+}
+
+/* --- versions -------------------------------------------------------------- */
+
+static void test_entry_versions(void)
+{
+	/* v1 and v2 frameworks get the same table (a v1 one reads its first
+	 * bytes); 0 and later ABIs get NULL. */
+	CU_ASSERT_PTR_NULL(rmig_plugin_entry(0));
+	CU_ASSERT_PTR_EQUAL(rmig_plugin_entry(1), ops);
+	CU_ASSERT_PTR_EQUAL(rmig_plugin_entry(2), ops);
+	CU_ASSERT_PTR_NULL(rmig_plugin_entry(3));
+	CU_ASSERT_EQUAL(ops->abi_version, 2);
+	CU_ASSERT_EQUAL(ops->size, sizeof(*ops));
+	/* Every ABI 2 hook is implemented. */
+	CU_ASSERT(ops->shutdown && ops->listen_shutdown && ops->stream_fd && ops->add_ram_block2 &&
+		  ops->load_block2 && ops->save_bitmap && ops->set_log && ops->memlock_raise);
+}
+
+/* set_log: the library's messages reach the host's callback. */
+static int logged;
+static void count_log(void *opaque, int level, const char *msg)
+{
+	(void)opaque;
+	if (level == RMIG_LOG_DEBUG && strstr(msg, "->"))
+		logged++;
+}
+
+static void test_set_log(void)
+{
+	struct rmig_plugin_config cfg = { .size = sizeof(cfg), .addr = "127.0.0.1:1",
+					  .timeout_ms = 200, RMIG_TEST_PSK };
+	struct rmig_mig *s;
+
+	ops->set_log(count_log, NULL);
+	CU_ASSERT_EQUAL_FATAL(ops->open(&cfg, &s), 0);
+	ops->close(s); /* reserve -> rolled back: one state transition logged */
+	ops->set_log(NULL, NULL);
+	CU_ASSERT(logged >= 1);
+}
+
 int main(void)
 {
 	static const CU_TestInfo tests[] = {
+		{ "entry: ABI 1 and 2 get the table, 0 and 3 NULL", test_entry_versions },
+		{ "set_log receives the library's messages", test_set_log },
 		{ "listen_shutdown wakes a blocked accept", test_shutdown_accept },
 		{ "shutdown wakes a blocked stream_read", test_shutdown_stream_read },
 		{ "shutdown wakes a blocked finish", test_shutdown_finish },
+#ifdef RMIG_TEST_HOOKS
+		{ "shutdown wakes a blocked round_end (2 channels)", test_shutdown_round_end },
+#endif
 		{ "255-byte names, page size and flags round-trip", test_long_names },
 		{ "add_ram_block2 refuses what it cannot take", test_bad_blocks },
 		{ "save_bitmap moves exactly the bitmap's pages", test_save_bitmap },
+		{ "stream_fd is readable exactly when a read has something", test_stream_fd },
+		{ "stream_fd after shutdown", test_stream_fd_shutdown },
+		{ "stream_write inside rounds with 4 channels, in order", test_stream_in_rounds },
 		CU_TEST_INFO_NULL,
 	};
 
