@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 
 /* The last hook the host calls must be inside the library's table. */
 #define HOST_NEEDS offsetof(struct rmig_plugin_ops, load_commit) + sizeof(void *)
@@ -123,5 +124,17 @@ void host_fill_stats(const struct rmig_plugin_ops *ops, struct rmig_mig *s,
 			r->worker_cpu[i] = st.worker_cpu[i];
 		}
 	}
+	if (st.size >= offsetof(struct rmig_mig_stats, reserve_ns) + sizeof(st.reserve_ns))
+		r->grant_ns = st.reserve_ns;
 	snprintf(r->backend, sizeof(r->backend), "%s", st.backend);
+}
+
+double host_cpu_s(void)
+{
+	struct rusage ru;
+
+	if (getrusage(RUSAGE_SELF, &ru))
+		return 0;
+	return (double)ru.ru_utime.tv_sec + (double)ru.ru_stime.tv_sec +
+	       ((double)ru.ru_utime.tv_usec + (double)ru.ru_stime.tv_usec) / 1e6;
 }

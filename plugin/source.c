@@ -451,6 +451,7 @@ int mig_source_setup(struct rmig_mig *s)
 {
 	struct rmig_ep_opts o;
 	uint32_t offered = 0;
+	uint64_t t0;
 	int rc;
 
 	if (s->role != MIG_SOURCE || s->state != RMIG_STATE_RESERVE || s->ep)
@@ -466,6 +467,7 @@ int mig_source_setup(struct rmig_mig *s)
 			return mig_err(s, -ENOMEM, "out of memory for the channels");
 	}
 	mig_ep_opts(&s->cfg, &o);
+	t0 = rmig_now_ns();
 	rc = rmig_connect(s->cfg.backend, s->cfg.addr, &o, &s->ep);
 	s->ch[0].ep = s->ep;
 	if (rc) {
@@ -496,6 +498,7 @@ int mig_source_setup(struct rmig_mig *s)
 	free(keys);
 	if (rc)
 		return rc;
+	s->st.reserve_ns = rmig_now_ns() - t0;
 	mig_set_state(s, RMIG_STATE_SETUP);
 	if ((rc = mig_register_source(s, &s->ch[0])) || (rc = mig_join_channels(s)) ||
 	    (rc = mig_start_workers(s)))

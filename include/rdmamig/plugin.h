@@ -147,6 +147,9 @@ struct rmig_mig_stats {
 	int32_t planned_cpu[RMIG_CHANNELS_MAX];
 	int32_t worker_cpu[RMIG_CHANNELS_MAX];
 	uint64_t regs_remote;    /* of regs: with remote access (source: always 0) */
+	/* Source: setup's connect, offer and wait for the destination's
+	 * answer (its allocation and registration), of setup's whole time. */
+	uint64_t reserve_ns;
 };
 
 /* A destination's view of a block the source offers. */
