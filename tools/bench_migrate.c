@@ -25,7 +25,8 @@ struct cell {
 	double total_ms[MAXRUNS], down_ms[MAXRUNS], mibs[MAXRUNS], reg_ms[MAXRUNS],
 		sent_ratio[MAXRUNS], rounds[MAXRUNS], regs[MAXRUNS], res_ms[MAXRUNS],
 		r0_mibs[MAXRUNS], grant_ms[MAXRUNS], setup_ms[MAXRUNS], rounds_ms[MAXRUNS],
-		final_pages[MAXRUNS], src_cpu[MAXRUNS], dst_cpu[MAXRUNS], eff[MAXRUNS];
+		final_pages[MAXRUNS], src_cpu[MAXRUNS], dst_cpu[MAXRUNS], eff[MAXRUNS],
+		r0_ms[MAXRUNS], r0_pages[MAXRUNS];
 	int n, verified, failed;
 	int worker_cpu[HOST_CHANNELS_MAX]; /* of the last good run */
 	char why[256];
@@ -108,6 +109,8 @@ static void add_runs(const struct host_opts *base, struct cell *c, int runs)
 		c->rounds[c->n] = r.rounds;
 		c->res_ms[c->n] = r.reserve_ns / 1e6;
 		c->r0_mibs[c->n] = r.nround_log ? r.round_log[0].mib_s : 0;
+		c->r0_ms[c->n] = r.nround_log ? r.round_log[0].ms : 0;
+		c->r0_pages[c->n] = r.nround_log ? (double)r.round_log[0].pages : 0;
 		c->sent_ratio[c->n] = (double)r.bytes / (double)r.guest_size;
 		c->grant_ms[c->n] = r.grant_ns / 1e6;
 		c->setup_ms[c->n] = r.setup_ns / 1e6;
@@ -221,8 +224,9 @@ static void print_vs_row(const char *backend, const char *guest, struct cell *c,
 	double t = median(tr, ntr), eff = median(c->eff, c->n);
 
 	if (json) {
-		printf("{\"bench\":\"vs-transport\",\"backend\":\"%s\",\"guest\":\"%s\",\"runs\":%d,\"failed\":%d,\"transport_1m_MBps\":%.1f,\"round0_mib_s\":%.1f,\"efficiency\":%.3f,\"efficiencies\":[",
-		       backend, guest, c->n + c->failed, c->failed, t, median(c->r0_mibs, c->n), eff);
+		printf("{\"bench\":\"vs-transport\",\"backend\":\"%s\",\"guest\":\"%s\",\"runs\":%d,\"failed\":%d,\"transport_1m_MBps\":%.1f,\"round0_mib_s\":%.1f,\"efficiency\":%.3f,\"round0_ms\":%.1f,\"round0_pages\":%.0f,\"efficiencies\":[",
+		       backend, guest, c->n + c->failed, c->failed, t, median(c->r0_mibs, c->n), eff,
+		       median(c->r0_ms, c->n), median(c->r0_pages, c->n));
 		for (int i = 0; i < c->n; i++)
 			printf("%s%.3f", i ? "," : "", c->eff[i]);
 		printf("],\"total_ms\":%.1f,\"reservation_ms\":%.1f,\"setup_ms\":%.1f,\"rounds_ms\":%.1f,\"stop_copy_ms\":%.1f,\"final_pages\":%.0f,\"rounds\":%.0f,\"sent_per_guest_byte\":%.3f,\"src_cpu_s_per_gib\":%.3f,\"dst_cpu_s_per_gib\":%.3f,\"verified\":%s}\n",
@@ -234,7 +238,7 @@ static void print_vs_row(const char *backend, const char *guest, struct cell *c,
 		return;
 	}
 	if (!c->n) {
-		printf("| %s | %s | %.0f | failed: %s | | | | | | | | | | | |\n", backend, guest, t,
+		printf("| %s | %s | %.0f | failed: %s | | | | | | | | | | | | |\n", backend, guest, t,
 		       c->why);
 		return;
 	}
@@ -242,8 +246,9 @@ static void print_vs_row(const char *backend, const char *guest, struct cell *c,
 	for (int i = 0; i < c->n; i++)
 		snprintf(per + strlen(per), sizeof(per) - strlen(per), "%s%.2f", i ? " " : "",
 			 c->eff[i]);
-	printf("| %s | %s | %.0f | %.0f | %.2f | %s | %.0f | %.0f | %.0f | %.0f | %.1f | %.0f | %.3f | %.3f | %s%s |\n",
-	       backend, guest, t, median(c->r0_mibs, c->n), eff, per, median(c->total_ms, c->n),
+	printf("| %s | %s | %.0f | %.0f | %.0f | %.2f | %s | %.0f | %.0f | %.1f | %.0f | %.1f | %.0f | %.3f | %.3f | %s%s |\n",
+	       backend, guest, t, median(c->r0_mibs, c->n), median(c->r0_ms, c->n), eff, per,
+	       median(c->total_ms, c->n),
 	       median(c->grant_ms, c->n), median(c->setup_ms, c->n), median(c->rounds_ms, c->n),
 	       median(c->down_ms, c->n), median(c->final_pages, c->n), median(c->src_cpu, c->n),
 	       median(c->dst_cpu, c->n), c->verified ? "yes" : "NO",
@@ -265,8 +270,8 @@ static int bench_vs_transport(const char **backends, int nb, uint64_t size, uint
 	if (!json) {
 		printf("guest %llu MiB, dirtying guest at %llu MiB/s (uniform, 1 vCPU), whole-block registration, 1 channel, downtime limit 300 ms, %d reps, medians; efficiency = round-0 rate / 1 MiB write rate of the same rep\n\n",
 		       (unsigned long long)(size >> 20), (unsigned long long)(rate >> 20), runs);
-		printf("| backend | guest | transport 1 MiB MB/s | round 0 MiB/s | efficiency | per rep | total ms | reservation ms | setup ms | rounds ms | stop-and-copy ms | final pages | source CPU s/GiB | dest CPU s/GiB | verified |\n");
-		printf("| --- | --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n");
+		printf("| backend | guest | transport 1 MiB MB/s | round 0 MiB/s | round 0 ms | efficiency | per rep | total ms | reservation ms | setup ms | rounds ms | stop-and-copy ms | final pages | source CPU s/GiB | dest CPU s/GiB | verified |\n");
+		printf("| --- | --- | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n");
 	}
 	for (int b = 0; b < nb; b++) {
 		static struct cell cells[2];
