@@ -249,7 +249,7 @@ void host_print_result(const struct host_result *r, int json, const char *role)
 	mib(bs, sizeof(bs), (double)r->bytes);
 	printf("%s: %s\n", role, r->outcome[0] ? r->outcome : r->rc ? "failed" : "done");
 	if (r->rc && r->error[0])
-		printf("  reason      %s\n", r->error);
+		printf("  reason      %s%s\n", r->error, host_key_hint(r->error));
 	if (src)
 		printf("  backend     %s (dirty tracking: %s)\n", r->backend[0] ? r->backend : "-",
 		       r->tracker[0] ? r->tracker : "-");

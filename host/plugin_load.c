@@ -11,8 +11,22 @@
 #include <errno.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+
+/* The library prints nothing itself: the host prints what it logs (state
+ * transitions only with RMIG_TRACE set). */
+static void host_log(void *opaque, int level, const char *msg)
+{
+	(void)opaque;
+	if (level < RMIG_LOG_DEBUG || getenv("RMIG_TRACE"))
+		fprintf(stderr, "rdmamig: %s\n", msg);
+}
+
+/* An ABI 2 hook is there if the library's table reaches it and sets it. */
+#define HAS_OP(ops, op) \
+	((ops)->size >= offsetof(struct rmig_plugin_ops, op) + sizeof(void *) && (ops)->op)
 
 /* The last hook the host calls must be inside the library's table. */
 #define HOST_NEEDS offsetof(struct rmig_plugin_ops, load_commit) + sizeof(void *)
@@ -47,6 +61,13 @@ const struct rmig_plugin_ops *host_load_plugin(const char *path, void **handle,
 		snprintf(why, whylen, "%s's hook table is older than this host needs", path);
 		goto close_lib;
 	}
+	if (HAS_OP(ops, set_log))
+		ops->set_log(host_log, NULL);
+	/* The host pins guest RAM: it lifts its own memlock limit as far as
+	 * allowed (the library does not do it behind its back).  A refusal is
+	 * not fatal here: a registration beyond the limit names the shortfall. */
+	if (HAS_OP(ops, memlock_raise))
+		ops->memlock_raise(UINT64_MAX);
 	return ops;
 close_lib:
 	dlclose(*handle);
@@ -137,4 +158,11 @@ double host_cpu_s(void)
 		return 0;
 	return (double)ru.ru_utime.tv_sec + (double)ru.ru_stime.tv_sec +
 	       ((double)ru.ru_utime.tv_usec + (double)ru.ru_stime.tv_usec) / 1e6;
+}
+
+const char *host_key_hint(const char *why)
+{
+	if (!strstr(why, "pre-shared key") && !strstr(why, "without a key"))
+		return "";
+	return " (rdmamig: the same --key-file FILE or RMIG_KEY_FILE on both ends, or --insecure on both)";
 }

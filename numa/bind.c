@@ -6,6 +6,7 @@
  */
 #define _GNU_SOURCE
 #include "placement.h"
+#include "../common/log.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -24,7 +25,7 @@ void place_notice(struct rmig_placement *p, const char *fmt, ...)
 	va_end(ap);
 	atomic_store(&p->notice_ready, true);
 	if (!(p->flags & RMIG_PLACEMENT_QUIET))
-		fprintf(stderr, "rdmamig: %s\n", p->notice);
+		rmig_log(RMIG_LOG_WARN, "%s", p->notice);
 }
 
 const char *rmig_placement_notice(const struct rmig_placement *p)

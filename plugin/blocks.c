@@ -32,17 +32,34 @@ uint64_t mig_total_bytes(const struct rmig_mig *s)
 
 int mig_add_block(struct rmig_mig *s, const char *name, void *host, uint64_t len)
 {
+	struct rmig_block_desc d = { .size = sizeof(d), .name = name, .host = host, .len = len };
+
+	return mig_add_block2(s, &d);
+}
+
+int mig_add_block2(struct rmig_mig *s, const struct rmig_block_desc *d)
+{
 	struct mig_block *grown;
+	const char *name = d->name;
+	uint32_t ps = d->page_size ? d->page_size : s->page_size;
 
 	if (s->role != MIG_SOURCE || s->state != RMIG_STATE_RESERVE)
 		return mig_err(s, -EINVAL, "RAM blocks are added on the source before setup");
-	if (!name || !*name || strlen(name) >= WIRE_NAME_MAX)
-		return mig_err(s, -EINVAL, "a RAM block needs a name of 1 to %d characters",
-			       WIRE_NAME_MAX - 1);
-	if (!host || !len || len % s->page_size || (uintptr_t)host % s->page_size)
+	if (!name || !*name)
+		return mig_err(s, -EINVAL, "a RAM block needs a name");
+	if (strlen(name) >= sizeof(s->blocks[0].name))
+		return mig_err(s, -ENAMETOOLONG, "RAM block name of %zu bytes: at most %zu",
+			       strlen(name), sizeof(s->blocks[0].name) - 1);
+	if (ps < s->page_size || (ps & (ps - 1)))
+		return mig_err(s, -EINVAL,
+			       "RAM block %s: page size %u is not a power-of-two multiple of the session's %u",
+			       name, ps, s->page_size);
+	if (d->flags & ~(uint32_t)RMIG_BLOCK_DEST_ZEROED)
+		return mig_err(s, -EINVAL, "RAM block %s: unknown flags 0x%x", name, d->flags);
+	if (!d->host || !d->len || d->len % ps || (uintptr_t)d->host % ps)
 		return mig_err(s, -EINVAL,
 			       "RAM block %s must be page-aligned and a multiple of %u bytes",
-			       name, s->page_size);
+			       name, ps);
 	if (s->nblocks >= WIRE_BLOCKS_MAX)
 		return mig_err(s, -E2BIG, "more than %zu RAM blocks", (size_t)WIRE_BLOCKS_MAX);
 	for (uint32_t i = 0; i < s->nblocks; i++)
@@ -55,10 +72,12 @@ int mig_add_block(struct rmig_mig *s, const char *name, void *host, uint64_t len
 	struct mig_block *b = &s->blocks[s->nblocks];
 	memset(b, 0, sizeof(*b));
 	snprintf(b->name, sizeof(b->name), "%s", name);
-	b->host = host;
-	b->len = len;
+	b->host = d->host;
+	b->len = d->len;
+	b->page_size = ps;
+	b->flags = d->flags;
 	b->live = 1;
-	b->sent = calloc((len / s->page_size + 7) / 8, 1);
+	b->sent = calloc((d->len / s->page_size + 7) / 8, 1);
 	if (!b->sent)
 		return mig_err(s, -ENOMEM, "out of memory for the block's page bitmap");
 	return (int)s->nblocks++;

@@ -116,7 +116,7 @@ static int join_one(struct rmig_mig *s, struct mig_chan *c, struct rmig_rkey *ke
 	if ((rc = rmig_send(c->ep, s->msg, (size_t)len)))
 		return mig_fail(s, rc, "lost channel %u while joining: %s", c->idx,
 				rmig_ep_error(c->ep));
-	n = rmig_recv(c->ep, s->rxmsg, sizeof(s->rxmsg), s->cfg.timeout_ms);
+	n = mig_ep_recv(s, c->ep, s->rxmsg, sizeof(s->rxmsg), s->cfg.timeout_ms);
 	if (n < 0)
 		return mig_fail(s, n, "the destination did not answer channel %u's JOIN: %s",
 				c->idx, rmig_ep_error(c->ep));
@@ -152,6 +152,25 @@ int mig_join_channels(struct rmig_mig *s)
 
 /* ---- the workers ------------------------------------------------------ */
 
+/* Channel 0's worker: one STREAM message of the framework's bytes. */
+static int chan_send_stream(struct mig_chan *c, const struct mig_work *w)
+{
+	int m, rc;
+
+	if (!c->smsg && !(c->smsg = malloc(RMIG_MSG_MAX)))
+		return chan_err(c, -ENOMEM, "out of memory for a stream message");
+	m = wire_stream_encode(c->smsg, RMIG_MSG_MAX, (const void *)(uintptr_t)w->off,
+			       (size_t)w->len);
+	if (m < 0)
+		return chan_err(c, m, "stream piece of %llu bytes does not fit a message",
+				(unsigned long long)w->len);
+	if ((rc = rmig_send(c->ep, c->smsg, (size_t)m))) {
+		c->peer_gone = 1;
+		return chan_err(c, rc, "lost the peer sending the stream: %s", rmig_ep_error(c->ep));
+	}
+	return 0;
+}
+
 static void *worker(void *arg)
 {
 	struct mig_chan *c = arg;
@@ -177,7 +196,8 @@ static void *worker(void *arg)
 			struct mig_work w = c->ring[c->tail % MIG_RING];
 			int failed = c->failed;
 			pthread_mutex_unlock(&c->lock);
-			rc = failed ? 0 : chan_send_range(c, &w);
+			rc = failed ? 0 : w.block == MIG_WORK_STREAM ? chan_send_stream(c, &w)
+								     : chan_send_range(c, &w);
 			pthread_mutex_lock(&c->lock);
 			c->failed |= rc != 0;
 			c->tail++;
@@ -372,6 +392,7 @@ int mig_chan_enqueue(struct rmig_mig *s, const struct mig_work *w)
 		struct mig_work *last = &c->ring[(c->head - 1) % MIG_RING];
 		/* Extend the last piece if the worker has not taken it yet. */
 		if (c->head - c->tail >= 2 && last->block == w->block &&
+		    w->block != MIG_WORK_STREAM &&
 		    last->off + last->len == w->off && w->off % MIG_STRIPE)
 			last->len += w->len;
 		else
@@ -387,6 +408,46 @@ int mig_chan_enqueue(struct rmig_mig *s, const struct mig_work *w)
 				s->cfg.timeout_ms);
 	}
 	return 0;
+}
+
+int mig_chan_stream(struct rmig_mig *s, const void *buf, size_t len)
+{
+	struct mig_chan *c = &s->ch[0];
+	struct mig_work w = { .block = MIG_WORK_STREAM, .off = (uintptr_t)buf, .len = len };
+	uint64_t deadline = rmig_deadline(s->cfg.timeout_ms), mine = 0, seen;
+	int failed, done = 0;
+
+	pthread_mutex_lock(&c->lock);
+	/* Room in the queue, then the item, then the worker past it; the
+	 * deadline runs from the worker's last progress. */
+	seen = c->tail;
+	while (!(failed = chan_failed(c)) && !mig_shut(s) && rmig_left_ms(deadline)) {
+		if (!mine && c->head - c->tail < MIG_RING) {
+			c->ring[c->head++ % MIG_RING] = w;
+			mine = c->head;
+			pthread_cond_signal(&c->work_cv);
+		}
+		if (mine && c->tail >= mine) {
+			done = 1;
+			break;
+		}
+		wait_ms(&c->done_cv, &c->lock, MIG_SLICE_MS);
+		if (c->tail != seen) {
+			seen = c->tail;
+			deadline = rmig_deadline(s->cfg.timeout_ms);
+		}
+	}
+	pthread_mutex_unlock(&c->lock);
+	if (done)
+		return 0;
+	if (failed)
+		return mig_chan_fail(s, c);
+	/* The worker may still hold the caller's buffer: stop it first. */
+	mig_stop_workers(s);
+	if (mig_shut(s))
+		return mig_fail(s, -ECANCELED, "shut down: %s", s->shut_why);
+	return mig_fail(s, -ETIMEDOUT, "channel 0 sent no stream bytes for %d ms",
+			s->cfg.timeout_ms);
 }
 
 /* Every worker: finish the queue, drain, send its fence.  The deadline
@@ -465,7 +526,7 @@ static int take_join(struct rmig_mig *s, struct rmig_ep *ep, int timeout_ms)
 	struct wire_hdr h;
 	struct mig_chan *c;
 	char why[128];
-	int n = rmig_recv(ep, m, sizeof(m), timeout_ms), rc, len;
+	int n = mig_ep_recv(s, ep, m, sizeof(m), timeout_ms), rc, len;
 
 	if (n < 0 || wire_hdr_decode(m, (size_t)n, &h) || h.type != WIRE_JOIN ||
 	    wire_join_decode(m + WIRE_HDR_SIZE, h.len, &j, why, sizeof(why))) {
@@ -550,7 +611,7 @@ int mig_accept_channels(struct rmig_mig *s)
 		 * whole time left, not slices: verbs gives a connection it has
 		 * begun to accept only what is left of the call's deadline to be
 		 * established, and under emulation that takes long. */
-		rc = mig_accept_peer(s->listener->ep, left, &ep);
+		rc = mig_accept_peer(s, s->listener->ep, left, &ep);
 		if (rc == -ETIMEDOUT)
 			continue;
 		if (rc)
@@ -577,7 +638,7 @@ int mig_take_fences(struct rmig_mig *s, const struct wire_round *r0, struct wire
 		if (!c->ep)
 			return mig_fail(s, -ECONNRESET, "channel %u is gone before round %u's fence",
 					i, r0->round);
-		n = rmig_recv(c->ep, m, sizeof(m), s->cfg.timeout_ms);
+		n = mig_ep_recv(s, c->ep, m, sizeof(m), s->cfg.timeout_ms);
 		if (n == -ETIMEDOUT)
 			return mig_fail(s, n, "channel %u sent no ROUND %u within %d ms", i,
 					r0->round, s->cfg.timeout_ms);

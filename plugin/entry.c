@@ -4,6 +4,7 @@
 #include "session.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -15,7 +16,7 @@ static int h_open(const struct rmig_plugin_config *cfg, struct rmig_mig **out)
 		return rmig_set_error(NULL, -EINVAL, "the source needs the destination's address");
 	if (cfg->channels > RMIG_CHANNELS_MAX)
 		return rmig_set_error(NULL, -EINVAL,
-				      "%u channels asked; a session opens at most %d (--channels 1 to %d)",
+				      "%u channels asked; a session opens at most %d (channels in the config: 1 to %d)",
 				      cfg->channels, RMIG_CHANNELS_MAX, RMIG_CHANNELS_MAX);
 	s = mig_new(cfg, MIG_SOURCE);
 	if (!s)
@@ -29,7 +30,7 @@ static int h_open(const struct rmig_plugin_config *cfg, struct rmig_mig **out)
 	if (!s->cfg.psk && !(s->cfg.flags & RMIG_CFG_INSECURE)) {
 		free(s);
 		return rmig_set_error(NULL, -EACCES,
-				      "no pre-shared key: give one (--key-file FILE or RMIG_KEY_FILE; psk in the config) or allow unauthenticated peers explicitly (--insecure, RMIG_CFG_INSECURE)");
+				      "no pre-shared key: set psk in the session config or allow unauthenticated peers explicitly (RMIG_CFG_INSECURE in flags)");
 	}
 	*out = s;
 	return 0;
@@ -63,10 +64,102 @@ static int h_load_block(struct rmig_mig *s, uint32_t i, struct rmig_block_info *
 {
 	if (s->role != MIG_DEST || i >= s->nblocks)
 		return mig_err(s, -ENOENT, "no offered block %u", i);
+	if (strlen(s->blocks[i].name) >= sizeof(info->name))
+		return mig_err(s, -ENAMETOOLONG,
+			       "block %u's name has %zu bytes, more than ABI 1's load_block holds (%zu): use load_block2",
+			       i, strlen(s->blocks[i].name), sizeof(info->name) - 1);
 	memset(info, 0, sizeof(*info));
 	memcpy(info->name, s->blocks[i].name, sizeof(info->name));
 	info->len = s->blocks[i].len;
 	return 0;
+}
+
+static int h_load_block2(struct rmig_mig *s, uint32_t i, struct rmig_block_info2 *info)
+{
+	struct rmig_block_info2 out;
+
+	if (!info || info->size < sizeof(info->size))
+		return mig_err(s, -EINVAL, "load_block2 needs info with size set");
+	if (s->role != MIG_DEST || i >= s->nblocks)
+		return mig_err(s, -ENOENT, "no offered block %u", i);
+	memset(&out, 0, sizeof(out));
+	out.size = info->size < sizeof(out) ? info->size : sizeof(out);
+	snprintf(out.name, sizeof(out.name), "%s", s->blocks[i].name);
+	out.len = s->blocks[i].len;
+	out.page_size = s->blocks[i].page_size;
+	out.flags = s->blocks[i].flags;
+	memcpy(info, &out, out.size);
+	return 0;
+}
+
+static int h_add_ram_block2(struct rmig_mig *s, const struct rmig_block_desc *d)
+{
+	struct rmig_block_desc x = { 0 };
+
+	if (!d || d->size < offsetof(struct rmig_block_desc, len) + sizeof(d->len))
+		return mig_err(s, -EINVAL, "add_ram_block2 needs a descriptor with size set");
+	memcpy(&x, d, d->size < sizeof(x) ? d->size : sizeof(x));
+	return mig_add_block2(s, &x);
+}
+
+/*
+ * The bitmap as ranges: zero words skipped whole, runs of set bits
+ * coalesced across words, handed to save_pages RANGES at a time.
+ */
+#define BITMAP_RANGES 64
+static int h_save_bitmap(struct rmig_mig *s, uint32_t block, uint64_t first_page,
+			 const uint64_t *bitmap, uint64_t npages)
+{
+	struct rmig_page_range r[BITMAP_RANGES];
+	uint64_t ps = s->page_size, run0 = 0, runlen = 0, pages;
+	unsigned n = 0;
+	int rc;
+
+	if (block >= s->nblocks || !s->blocks[block].live)
+		return mig_err(s, -ENOENT, "save_bitmap: no RAM block %u", block);
+	pages = s->blocks[block].len / ps;
+	if (npages && !bitmap)
+		return mig_err(s, -EINVAL, "save_bitmap: no bitmap for %llu pages",
+			       (unsigned long long)npages);
+	if (first_page > pages || npages > pages - first_page)
+		return mig_err(s, -ERANGE,
+			       "save_bitmap: pages %llu..+%llu do not fit RAM block %s (%llu pages)",
+			       (unsigned long long)first_page, (unsigned long long)npages,
+			       s->blocks[block].name, (unsigned long long)pages);
+	for (uint64_t w = 0; w * 64 < npages; w++) {
+		uint64_t bits = bitmap[w];
+
+		if (npages - w * 64 < 64)
+			bits &= (1ull << (npages - w * 64)) - 1;
+		while (bits) {
+			unsigned lo = (unsigned)__builtin_ctzll(bits);
+			uint64_t rest = ~(bits >> lo);
+			unsigned len = rest ? (unsigned)__builtin_ctzll(rest) : 64 - lo;
+			uint64_t p = w * 64 + lo;
+
+			if (runlen && run0 + runlen == p) {
+				runlen += len;
+			} else {
+				if (runlen) {
+					r[n++] = (struct rmig_page_range){
+						.block = block, .offset = (first_page + run0) * ps,
+						.len = runlen * ps };
+					if (n == BITMAP_RANGES) {
+						if ((rc = mig_save_pages(s, r, n)))
+							return rc;
+						n = 0;
+					}
+				}
+				run0 = p;
+				runlen = len;
+			}
+			bits = lo + len < 64 ? bits & ~(((1ull << len) - 1) << lo) : 0;
+		}
+	}
+	if (runlen)
+		r[n++] = (struct rmig_page_range){ .block = block, .offset = (first_page + run0) * ps,
+						   .len = runlen * ps };
+	return n ? mig_save_pages(s, r, n) : 0;
 }
 
 static int h_load_register_block(struct rmig_mig *s, uint32_t i, void *host)
@@ -112,12 +205,22 @@ static const struct rmig_plugin_ops ops = {
 	.load_refuse = mig_load_refuse,
 	.load_grant = mig_load_grant,
 	.load_commit = mig_load_commit,
+	/* ABI 2 */
+	.shutdown = mig_shutdown,
+	.listen_shutdown = mig_listen_shutdown,
+	.stream_fd = mig_stream_fd,
+	.add_ram_block2 = h_add_ram_block2,
+	.load_block2 = h_load_block2,
+	.save_bitmap = h_save_bitmap,
+	.set_log = rmig_set_log,
+	.memlock_raise = rmig_memlock_raise,
 };
 
 const struct rmig_plugin_ops *rmig_plugin_entry(uint32_t abi_version)
 {
-	/* Version 1 is the first ABI; a framework built for a later one
-	 * needs a later library. */
+	/* Versions 1 and 2 get the same table: a v1 framework reads only the
+	 * first sizeof(v1 table) bytes (it knows its own size).  A framework
+	 * built for a later ABI needs a later library. */
 	if (abi_version == 0 || abi_version > RMIG_PLUGIN_ABI_VERSION)
 		return NULL;
 	return &ops;

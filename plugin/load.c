@@ -94,7 +94,7 @@ static int take_hello(struct rmig_mig *s, const struct wire_hdr *h, struct wire_
 	}
 	if (hello.channels > s->ch_max) {
 		snprintf(why, sizeof(why),
-			 "the source asks for %u channels, this destination takes at most %u (serve --channels)",
+			 "the source asks for %u channels, this destination takes at most %u (channels in its config)",
 			 hello.channels, s->ch_max);
 		mig_load_refuse(s, -EINVAL, why);
 		return mig_err(s, -EINVAL, "%s", why);
@@ -109,6 +109,8 @@ static int take_hello(struct rmig_mig *s, const struct wire_hdr *h, struct wire_
 	for (uint32_t i = 0; i < hello.nblocks; i++) {
 		memcpy(s->blocks[i].name, wb[i].name, WIRE_NAME_MAX);
 		s->blocks[i].len = wb[i].len;
+		s->blocks[i].page_size = wb[i].page_size;
+		s->blocks[i].flags = wb[i].flags;
 		s->blocks[i].live = 1;
 	}
 	s->nblocks = hello.nblocks;
@@ -134,7 +136,8 @@ int mig_accept(struct rmig_mig_listener *l, int timeout_ms, struct rmig_mig **ou
 		return rmig_set_error(NULL, -ENOMEM, "out of memory for a session");
 	s->ch_max = l->ch_max;
 	s->listener = l;
-	rc = mig_accept_peer(l->ep, timeout_ms, &s->ep);
+	s->accepting = 1;
+	rc = mig_accept_peer(s, l->ep, timeout_ms, &s->ep);
 	s->ch[0].ep = s->ep;
 	if (rc) {
 		s->ep = s->ch[0].ep = NULL;
@@ -153,6 +156,7 @@ int mig_accept(struct rmig_mig_listener *l, int timeout_ms, struct rmig_mig **ou
 	free(wb);
 	if (rc)
 		goto free_session;
+	s->accepting = 0;
 	*out = s;
 	return 0;
 free_session:

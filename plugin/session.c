@@ -12,6 +12,7 @@
 #define _GNU_SOURCE
 #include "session.h"
 #include "../common/clock.h"
+#include "../common/log.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -36,8 +37,8 @@ const char *mig_state_name(enum rmig_mig_state st)
 
 void mig_set_state(struct rmig_mig *s, enum rmig_mig_state st)
 {
-	if (getenv("RMIG_TRACE"))
-		fprintf(stderr, "rdmamig: %.3f s %s: %s -> %s\n",
+	if (rmig_log_enabled())
+		rmig_log(RMIG_LOG_DEBUG, "%.3f s %s: %s -> %s",
 			(double)(rmig_now_ns() - s->t0) / 1e9,
 			s->role == MIG_SOURCE ? "source" : "destination",
 			mig_state_name(s->state), mig_state_name(st));
@@ -137,14 +138,96 @@ void mig_ep_opts(const struct rmig_plugin_config *cfg, struct rmig_ep_opts *o)
 				    .flags = cfg->flags & RMIG_CFG_INSECURE ? RMIG_EP_INSECURE : 0 };
 }
 
-int mig_accept_peer(struct rmig_ep *listener, int timeout_ms, struct rmig_ep **ep)
+int mig_shut(const struct rmig_mig *s)
+{
+	if (__atomic_load_n(&s->shut, __ATOMIC_ACQUIRE))
+		return 1;
+	return s->accepting && s->listener &&
+	       __atomic_load_n(&s->listener->shut, __ATOMIC_ACQUIRE);
+}
+
+static const char *shut_why(const struct rmig_mig *s)
+{
+	return __atomic_load_n(&s->shut, __ATOMIC_ACQUIRE) ? s->shut_why
+							    : "the listener was shut down";
+}
+
+/* Any thread.  Only the flag: the driving thread sees it within a slice
+ * and fails the session itself (mig_recv, the workers' polls). */
+int mig_shutdown(struct rmig_mig *s, const char *why)
+{
+	if (__atomic_exchange_n(&s->shut_claimed, 1, __ATOMIC_ACQ_REL))
+		return 0;
+	snprintf(s->shut_why, sizeof(s->shut_why), "%s", why && *why ? why : "by the host");
+	__atomic_store_n(&s->shut, 1, __ATOMIC_RELEASE);
+	mig_pump_raise(s);
+	return 0;
+}
+
+void mig_listen_shutdown(struct rmig_mig_listener *l)
+{
+	if (l)
+		__atomic_store_n(&l->shut, 1, __ATOMIC_RELEASE);
+}
+
+static int slice(uint64_t deadline)
+{
+	int left = rmig_left_ms(deadline);
+
+	return left < 0 || left > MIG_SLICE_MS ? MIG_SLICE_MS : left;
+}
+
+int mig_ep_recv(struct rmig_mig *s, struct rmig_ep *ep, void *buf, size_t cap, int timeout_ms)
+{
+	uint64_t deadline = rmig_deadline(timeout_ms);
+	int n;
+
+	if (timeout_ms >= 0 && timeout_ms <= MIG_SLICE_MS) /* one slice: one call */
+		return mig_shut(s) ? rmig_set_error(ep, -ECANCELED, "shut down: %s", shut_why(s))
+				   : rmig_recv(ep, buf, cap, timeout_ms);
+	for (;;) {
+		if (mig_shut(s))
+			return rmig_set_error(ep, -ECANCELED, "shut down: %s", shut_why(s));
+		n = rmig_recv(ep, buf, cap, slice(deadline));
+		if (n != -ETIMEDOUT)
+			return n;
+		if (!rmig_left_ms(deadline))
+			return rmig_set_error(ep, n, "no message from the peer within %d ms",
+					      timeout_ms);
+	}
+}
+
+int mig_ep_poll(struct rmig_mig *s, struct rmig_ep *ep, struct rmig_completion *c,
+		unsigned max, int timeout_ms)
+{
+	uint64_t deadline = rmig_deadline(timeout_ms);
+	int n;
+
+	if (timeout_ms >= 0 && timeout_ms <= MIG_SLICE_MS)
+		return mig_shut(s) ? rmig_set_error(ep, -ECANCELED, "shut down: %s", shut_why(s))
+				   : rmig_poll(ep, c, max, timeout_ms);
+	for (;;) {
+		if (mig_shut(s))
+			return rmig_set_error(ep, -ECANCELED, "shut down: %s", shut_why(s));
+		n = rmig_poll(ep, c, max, slice(deadline));
+		if (n || !rmig_left_ms(deadline))
+			return n;
+	}
+}
+
+int mig_accept_peer(struct rmig_mig *s, struct rmig_ep *listener, int timeout_ms,
+		    struct rmig_ep **ep)
 {
 	uint64_t deadline = rmig_deadline(timeout_ms);
 	char refused[RMIG_ERR_MAX] = "";
 	int rc;
 
 	for (;;) {
-		rc = rmig_accept(listener, rmig_left_ms(deadline), ep);
+		if (mig_shut(s))
+			return rmig_set_error(listener, -ECANCELED, "shut down: %s", shut_why(s));
+		rc = rmig_accept(listener, slice(deadline), ep);
+		if (rc == -ETIMEDOUT && rmig_left_ms(deadline))
+			continue;
 		if (rc != -EACCES && rc != -EPROTO)
 			break;
 		snprintf(refused, sizeof(refused), "%s", rmig_ep_error(listener));
@@ -155,6 +238,8 @@ int mig_accept_peer(struct rmig_ep *listener, int timeout_ms, struct rmig_ep **e
 	if (rc == -ETIMEDOUT && refused[0])
 		rmig_set_error(listener, rc, "no authenticated peer within %d ms (refused one: %s)",
 			       timeout_ms, refused);
+	else if (rc == -ETIMEDOUT)
+		rmig_set_error(listener, rc, "no peer connected within %d ms", timeout_ms);
 	return rc;
 }
 
@@ -202,7 +287,12 @@ int mig_recv(struct rmig_mig *s, struct wire_hdr *h, int timeout_ms)
 
 	if (!s->ep)
 		return mig_err(s, -ENOTCONN, "the session has no connection");
-	n = rmig_recv(s->ep, s->rxmsg, sizeof(s->rxmsg), timeout_ms);
+	n = s->pump ? mig_pump_take(s, s->rxmsg, sizeof(s->rxmsg), timeout_ms)
+		    : mig_ep_recv(s, s->ep, s->rxmsg, sizeof(s->rxmsg), timeout_ms);
+	if (n == -ECANCELED && mig_shut(s))
+		return mig_fail(s, n, "shut down: %s", shut_why(s));
+	if (n == -ETIMEDOUT && !timeout_ms)
+		return -EAGAIN; /* a non-blocking look found nothing */
 	if (n == -ETIMEDOUT)
 		return mig_fail(s, n, "the peer sent nothing within %d ms", timeout_ms);
 	if (n < 0) {
@@ -237,18 +327,23 @@ int mig_stream_write(struct rmig_mig *s, const void *buf, size_t len)
 		return mig_err(s, -ECANCELED, "the session has ended: %s", s->err);
 	if (!s->ep)
 		return mig_err(s, -ENOTCONN, "stream_write before setup");
-	if (s->in_round && s->nch > 1)
-		return mig_err(s, -EBUSY,
-			       "stream_write inside a round with %u channels: channel 0's worker owns the connection until round_end",
-			       s->nch);
 	while (len) {
 		size_t n = len < WIRE_STREAM_MAX ? len : WIRE_STREAM_MAX;
-		int m = wire_stream_encode(s->msg, sizeof(s->msg), p, n);
 
-		rc = rmig_send(s->ep, s->msg, (size_t)m);
-		if (rc)
-			return mig_fail(s, rc, "lost the peer sending the stream: %s",
-					rmig_ep_error(s->ep));
+		if (mig_shut(s))
+			return mig_fail(s, -ECANCELED, "shut down: %s", shut_why(s));
+		/* Inside a round channel 0's worker owns the connection: it
+		 * sends the bytes among its writes.  Bytes written after
+		 * round_end follow that round's fences (docs/plugin-abi.md). */
+		if (s->in_round && s->nch > 1) {
+			if ((rc = mig_chan_stream(s, p, n)))
+				return rc;
+		} else {
+			int m = wire_stream_encode(s->msg, sizeof(s->msg), p, n);
+			if ((rc = rmig_send(s->ep, s->msg, (size_t)m)))
+				return mig_fail(s, rc, "lost the peer sending the stream: %s",
+						rmig_ep_error(s->ep));
+		}
 		p += n;
 		len -= n;
 		s->st.stream_bytes += n;
@@ -311,7 +406,18 @@ static int take_end(struct rmig_mig *s, const struct wire_hdr *h)
  * are handled here; 0 means the source sent END and all its stream bytes
  * have been read.
  */
+static long stream_read(struct rmig_mig *s, void *buf, size_t cap, int timeout_ms);
+
+/* With stream_fd, the fd's level follows what the next read would find. */
 long mig_stream_read(struct rmig_mig *s, void *buf, size_t cap, int timeout_ms)
+{
+	long n = stream_read(s, buf, cap, timeout_ms);
+
+	mig_pump_sync(s);
+	return n;
+}
+
+static long stream_read(struct rmig_mig *s, void *buf, size_t cap, int timeout_ms)
 {
 	struct wire_hdr h;
 	int rc;
@@ -396,6 +502,7 @@ void mig_close(struct rmig_mig *s)
 	mig_drain(s);
 	mig_deregister_all(s);
 	mig_close_channels(s);
+	mig_pump_stop(s);
 	if (s->ep)
 		rmig_close(s->ep);
 	for (uint32_t i = 0; i < s->nblocks; i++)
@@ -404,6 +511,7 @@ void mig_close(struct rmig_mig *s)
 		free(s->ch[i].mrs);
 		free(s->ch[i].rkeys);
 		free(s->ch[i].chunks);
+		free(s->ch[i].smsg);
 	}
 	free(s->blocks);
 	explicit_bzero(s->psk, sizeof(s->psk));

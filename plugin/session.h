@@ -39,12 +39,20 @@
  */
 #define MIG_BATCH_BYTES (8u << 20)
 
+/*
+ * Waits on the peer are cut in slices this long so that a shutdown from
+ * another thread (rmig_plugin_ops.shutdown) is seen within one slice.
+ */
+#define MIG_SLICE_MS 10
+
 enum mig_role { MIG_SOURCE, MIG_DEST };
 
 struct mig_block {
 	char name[WIRE_NAME_MAX];
 	uint8_t *host;
 	uint64_t len;
+	uint32_t page_size;   /* the block's own (>= the session's) */
+	uint32_t flags;       /* RMIG_BLOCK_* */
 	int live;             /* 0 once removed */
 	/* source: page bitmap, 1 = peer may hold nonzero data.  Byte i is
 	 * written only by the channel owning the stripe of pages 8i..8i+7. */
@@ -75,6 +83,9 @@ struct mig_work {
 	uint32_t block;
 	uint64_t off, len;
 };
+/* block of a stream item (channel 0 only): off is the framework's buffer
+ * (valid until the item is done), len its bytes (<= WIRE_STREAM_MAX). */
+#define MIG_WORK_STREAM UINT32_MAX
 
 /* One connection and everything that writes over it. */
 struct mig_chan {
@@ -116,6 +127,7 @@ struct mig_chan {
 	uint64_t head, tail;      /* queued / taken counts */
 	int end_req, round_done, quit, failed;
 	int32_t planned_cpu, worker_cpu;
+	uint8_t *smsg;            /* channel 0's worker: a STREAM message being sent */
 	unsigned delay_ms;        /* test hook: RMIG_TEST_DELAY_CHANNEL */
 	int skip_fence;           /* test hook: RMIG_TEST_SKIP_FENCE */
 };
@@ -133,6 +145,12 @@ struct rmig_mig {
 	struct rmig_ep *ep;
 	char err[RMIG_ERR_MAX];
 	int peer_gone;        /* no point telling the peer anything */
+	/* shutdown from any thread: shut is set (atomically, release) after
+	 * shut_why is written, once (shut_claimed); readers load shut first. */
+	int shut, shut_claimed;
+	char shut_why[128];
+	int accepting;        /* inside accept: the listener's shutdown counts too */
+	struct mig_pump *pump; /* stream_fd's receiver (pump.c); NULL until asked */
 
 	struct mig_block *blocks;
 	uint32_t nblocks;
@@ -183,6 +201,7 @@ struct rmig_mig_listener {
 	uint8_t psk[RMIG_PSK_MAX]; /* cfg.psk points here */
 	char backend_spec[32];
 	struct rmig_ep *ep;
+	int shut;             /* listen_shutdown, from any thread (atomic) */
 };
 
 /* session.c */
@@ -201,7 +220,17 @@ void mig_copy_config(struct rmig_plugin_config *dst, const struct rmig_plugin_co
  * a wrong key must not end a destination waiting for its source) until
  * timeout_ms; the listener keeps the last refusal's phrase.
  */
-int mig_accept_peer(struct rmig_ep *listener, int timeout_ms, struct rmig_ep **ep);
+int mig_accept_peer(struct rmig_mig *s, struct rmig_ep *listener, int timeout_ms,
+		    struct rmig_ep **ep);
+/* 1 once shutdown was called (or, inside accept, listen_shutdown). */
+int mig_shut(const struct rmig_mig *s);
+int mig_shutdown(struct rmig_mig *s, const char *why);
+void mig_listen_shutdown(struct rmig_mig_listener *l);
+/* rmig_recv / rmig_poll in MIG_SLICE_MS slices until timeout_ms (< 0:
+ * none); -ECANCELED (and the ep's phrase) once the session is shut down. */
+int mig_ep_recv(struct rmig_mig *s, struct rmig_ep *ep, void *buf, size_t cap, int timeout_ms);
+int mig_ep_poll(struct rmig_mig *s, struct rmig_ep *ep, struct rmig_completion *c,
+		unsigned max, int timeout_ms);
 /* Transport options of every connection of a session (key, deadline). */
 void mig_ep_opts(const struct rmig_plugin_config *cfg, struct rmig_ep_opts *o);
 int mig_recv(struct rmig_mig *s, struct wire_hdr *h, int timeout_ms);
@@ -219,6 +248,7 @@ int chan_err(struct mig_chan *c, int rc, const char *fmt, ...)
 
 /* blocks.c: the RAM block table and registration */
 int mig_add_block(struct rmig_mig *s, const char *name, void *host, uint64_t len);
+int mig_add_block2(struct rmig_mig *s, const struct rmig_block_desc *d);
 int mig_remove_block(struct rmig_mig *s, uint32_t block);
 /* Per channel: whole blocks (or the chunk cache) on the channel's ep. */
 int mig_register_source(struct rmig_mig *s, struct mig_chan *c);
@@ -255,6 +285,9 @@ void mig_stop_workers(struct rmig_mig *s);       /* idempotent */
 /* A channel failed: stop the workers, roll back with the channel's reason. */
 int mig_chan_fail(struct rmig_mig *s, struct mig_chan *c);
 int mig_chan_enqueue(struct rmig_mig *s, const struct mig_work *w);
+/* Inside a round with workers: channel 0's worker sends these stream bytes
+ * (one STREAM message) among its writes; returns once it has. */
+int mig_chan_stream(struct rmig_mig *s, const void *buf, size_t len);
 int mig_chans_end_round(struct rmig_mig *s);     /* all workers: fences sent */
 int mig_accept_channels(struct rmig_mig *s);     /* destination, in load_grant */
 /* Destination: the fences of round r from channels 1.. after channel 0's. */
@@ -262,6 +295,16 @@ int mig_take_fences(struct rmig_mig *s, const struct wire_round *r0,
 		    struct wire_round *sum);
 void mig_close_channels(struct rmig_mig *s);
 void mig_chan_hooks(struct rmig_mig *s);
+
+/* pump.c: stream_fd's eventfd and the thread that fills it */
+struct mig_pump;
+int mig_stream_fd(struct rmig_mig *s);
+/* mig_recv's source once the pump runs: one message, or -ETIMEDOUT,
+ * -ECANCELED (shut down) or the pump's receive error. */
+int mig_pump_take(struct rmig_mig *s, void *buf, size_t cap, int timeout_ms);
+void mig_pump_sync(struct rmig_mig *s);  /* the fd's level after a stream_read */
+void mig_pump_raise(struct rmig_mig *s); /* any thread: readable (shutdown) */
+void mig_pump_stop(struct rmig_mig *s);
 
 /* load.c */
 int mig_listen(const struct rmig_plugin_config *cfg, struct rmig_mig_listener **l);

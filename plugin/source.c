@@ -38,7 +38,8 @@ static int reap(struct mig_chan *c, int wait)
 {
 	struct rmig_mig *s = c->s;
 	struct rmig_completion cq[MIG_WINDOW];
-	int n = rmig_poll(c->ep, cq, MIG_WINDOW, wait ? s->cfg.timeout_ms : 0);
+	int n = wait ? mig_ep_poll(s, c->ep, cq, MIG_WINDOW, s->cfg.timeout_ms)
+		     : rmig_poll(c->ep, cq, MIG_WINDOW, 0);
 
 	if (n < 0)
 		return n;
@@ -258,7 +259,8 @@ int chan_send_range(struct mig_chan *c, const struct mig_work *w)
 {
 	struct rmig_mig *s = c->s;
 	struct mig_block *b = &s->blocks[w->block];
-	int skip_zero = s->dest_zeroed && (s->caps & WIRE_CAP_ZERO_SKIP);
+	int skip_zero = (s->dest_zeroed || (b->flags & RMIG_BLOCK_DEST_ZEROED)) &&
+			(s->caps & WIRE_CAP_ZERO_SKIP);
 	uint64_t ps = s->page_size, end = w->off + w->len;
 	int rc;
 
@@ -441,6 +443,8 @@ static int offer(struct rmig_mig *s, struct wire_block *wb)
 			continue;
 		memcpy(wb[n].name, s->blocks[i].name, WIRE_NAME_MAX);
 		wb[n].len = s->blocks[i].len;
+		wb[n].page_size = s->blocks[i].page_size;
+		wb[n].flags = s->blocks[i].flags;
 		wb[n].pad = 0;
 		h.total += wb[n].len;
 		n++;

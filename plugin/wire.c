@@ -100,8 +100,10 @@ int wire_hello_encode(uint8_t *out, size_t cap, const struct wire_hello *h,
 	p += WIRE_HELLO_SIZE;
 	for (uint32_t i = 0; i < h->nblocks; i++, p += WIRE_BLOCK_SIZE) {
 		put_str(p, WIRE_NAME_MAX, b[i].name);
-		rmig_put_le64(p + 64, b[i].len);
-		rmig_put_le64(p + 72, 0);
+		rmig_put_le64(p + WIRE_NAME_MAX, b[i].len);
+		rmig_put_le32(p + WIRE_NAME_MAX + 8, b[i].page_size);
+		rmig_put_le32(p + WIRE_NAME_MAX + 12, b[i].flags);
+		rmig_put_le64(p + WIRE_NAME_MAX + 16, 0);
 	}
 	return (int)(WIRE_HDR_SIZE + len);
 }
@@ -135,12 +137,19 @@ int wire_hello_decode(const uint8_t *p, size_t len, struct wire_hello *h,
 		if (!str_ok(p, WIRE_NAME_MAX) || !p[0])
 			return bad(why, whylen, "HELLO block name is empty or not NUL-terminated");
 		memcpy(b[i].name, p, WIRE_NAME_MAX);
-		b[i].len = rmig_get_le64(p + 64);
-		b[i].pad = rmig_get_le64(p + 72);
+		b[i].len = rmig_get_le64(p + WIRE_NAME_MAX);
+		b[i].page_size = rmig_get_le32(p + WIRE_NAME_MAX + 8);
+		b[i].flags = rmig_get_le32(p + WIRE_NAME_MAX + 12);
+		b[i].pad = rmig_get_le64(p + WIRE_NAME_MAX + 16);
 		if (b[i].pad)
 			return bad(why, whylen, "HELLO block has nonzero padding");
-		if (!b[i].len || b[i].len % h->page_size)
-			return bad(why, whylen, "HELLO block length is zero or not a page multiple");
+		if (b[i].flags & ~WIRE_BLOCK_FLAGS_KNOWN)
+			return bad(why, whylen, "HELLO block has unknown flags");
+		if (b[i].page_size < h->page_size || b[i].page_size > (1u << 30) ||
+		    (b[i].page_size & (b[i].page_size - 1)))
+			return bad(why, whylen, "HELLO block page size is not a power of two between the session's and 1 GiB");
+		if (!b[i].len || b[i].len % b[i].page_size)
+			return bad(why, whylen, "HELLO block length is zero or not a multiple of its page size");
 		if (sum + b[i].len < sum)
 			return bad(why, whylen, "HELLO block lengths overflow");
 		sum += b[i].len;

@@ -13,10 +13,11 @@
 #include <stdint.h>
 
 #define WIRE_MAGIC 0x47494d52u /* "RMIG" little-endian */
-/* 2: parallel channels (HELLO channels, RESERVE token, ROUND channel, JOIN/JOINED). */
-#define WIRE_VERSION 2
+/* 2: parallel channels (HELLO channels, RESERVE token, ROUND channel, JOIN/JOINED).
+ * 3: HELLO block entries of 280 bytes: 256-byte names, page size, flags. */
+#define WIRE_VERSION 3
 #define WIRE_HDR_SIZE 16
-#define WIRE_NAME_MAX 64
+#define WIRE_NAME_MAX 256 /* RMIG_BLOCK_NAME_MAX */
 #define WIRE_REASON_MAX 160
 /* Most channels one session may open (RMIG_CHANNELS_MAX). */
 #define WIRE_CHANNELS_MAX 16
@@ -53,7 +54,7 @@ struct wire_hdr {
 
 /* HELLO payload: fixed part then nblocks entries. */
 #define WIRE_HELLO_SIZE 32
-#define WIRE_BLOCK_SIZE 80
+#define WIRE_BLOCK_SIZE 280
 struct wire_hello {
 	uint64_t caps;
 	uint32_t page_size;
@@ -65,8 +66,13 @@ struct wire_hello {
 struct wire_block {
 	char name[WIRE_NAME_MAX]; /* NUL-terminated, NUL-padded */
 	uint64_t len;
+	uint32_t page_size;       /* the block's own: a power of two >= HELLO's, divides len */
+	uint32_t flags;           /* WIRE_BLOCK_* */
 	uint64_t pad;
 };
+/* Block flags (RMIG_BLOCK_*). */
+#define WIRE_BLOCK_DEST_ZEROED (1u << 0)
+#define WIRE_BLOCK_FLAGS_KNOWN WIRE_BLOCK_DEST_ZEROED
 #define WIRE_BLOCKS_MAX ((RMIG_MSG_MAX - WIRE_HDR_SIZE - WIRE_HELLO_SIZE) / WIRE_BLOCK_SIZE)
 
 /* RESERVE payload: fixed part then nblocks rkeys (yes only).  JOINED

@@ -5,19 +5,26 @@
 # mid-stream (the source guest must keep running).  Judged by the guest: the
 # heartbeat advances on the destination and it finds 0 wrong pages.
 #
-#   scripts/qemu-migrate.sh [--build DIR] [--backends tcp,ofi/tcp,...] [ARGS for qemu_migrate.py]
+#   scripts/qemu-migrate.sh [--build DIR] [--backends tcp,ofi/tcp,...] [--proxy] [ARGS for qemu_migrate.py]
 #
 # Default backends (auto): tcp, ofi/tcp, ofi/shm where `rdmamig backends`
 # says they run here (a missing one is named, never skipped silently).
+# --proxy: QEMU's own unix: migration through rdmamig proxy-out/proxy-in
+# instead, with 0, 2 and 4 multifd channels over each backend; then
+# migrate_cancel, proxy-in and proxy-out killed mid-migration, and two
+# migrations at once through one proxy pair (over tcp, 2 channels).
+# Exits 77 (a skip to ctest) where QEMU is not installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
 BACKENDS=auto
+PROXY=0
 EXTRA=()
 while (($#)); do
   case "$1" in
     --build) BUILD=$2; shift 2 ;;
     --backends) BACKENDS=$2; shift 2 ;;
+    --proxy) PROXY=1; shift ;;
     *) EXTRA+=("$1"); shift ;;
   esac
 done
@@ -27,7 +34,7 @@ for f in "$RDMAMIG" "$GUEST"; do
   [ -e "$f" ] || { echo "qemu-migrate: $f is missing: build first (bash scripts/setup.sh)" >&2; exit 1; }
 done
 command -v qemu-system-x86_64 >/dev/null ||
-  { echo "qemu-migrate: qemu-system-x86_64 is not installed (apt-get install qemu-system-x86)" >&2; exit 1; }
+  { echo "qemu-migrate: SKIP: qemu-system-x86_64 is not installed (apt-get install qemu-system-x86)" >&2; exit 77; }
 # Without KVM the guest runs under software emulation, idle: QEMU 7.2's TCG
 # loses pages a guest dirties during migration (docs/qemu.md), so a dirtying
 # guest there would test QEMU, not rdmamig.  Options given later win.
@@ -38,14 +45,23 @@ if [ ! -c /dev/kvm ] || [ ! -r /dev/kvm ] || [ ! -w /dev/kvm ]; then
 fi
 METHODS=qemu-tcp
 for b in ${BACKENDS//,/ }; do METHODS+=",rdmamig:$b"; done
+SCENARIOS=(--cancel "$BACKENDS" --kill "$BACKENDS")
+if ((PROXY)); then
+  METHODS=""
+  for b in ${BACKENDS//,/ }; do METHODS+="${METHODS:+,}proxy:$b"; done
+  SCENARIOS=(--cancel proxy:tcp:2 --proxy-kill proxy:tcp:2 --concurrent proxy:tcp:2 --max-stream-lines 2)
+fi
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/rdmamig-qemu.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
 echo "qemu-migrate: $(qemu-system-x86_64 --version | head -1); work dir $WORK"
 set +e
 python3 scripts/qemu_migrate.py --rdmamig "$RDMAMIG" --guest "$GUEST" --workdir "$WORK" \
-  --methods "$METHODS" --cancel "$BACKENDS" --kill "$BACKENDS" "${ACCEL[@]}" "${EXTRA[@]}"
+  --methods "$METHODS" "${SCENARIOS[@]}" "${ACCEL[@]}" "${EXTRA[@]}"
 rc=$?
 if ((rc)); then
   for f in "$WORK"/*.stderr; do echo "--- $f"; grep -v "host doesn't support" "$f" | tail -5; done
+elif ((PROXY)); then
+  # The proxies' own lines (every carried connection), for the log.
+  for f in "$WORK"/proxy-*.stderr; do echo "--- $(basename "$f"): $(grep -c ' bytes in ' "$f") connections carried, $(grep -c 'reset' "$f") reset"; done
 fi
 exit $rc

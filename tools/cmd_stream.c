@@ -7,6 +7,7 @@
  */
 #define _GNU_SOURCE
 #include "commands.h"
+#include "host.h"
 #include "stream_ring.h"
 #include "../common/clock.h"
 #include <rdmamig/rdmamig.h>
@@ -163,22 +164,29 @@ static void report(const char *cmd, const struct stream_args *a, struct rmig_ep 
 		(unsigned long long)st->credits, st->ring >> 10);
 }
 
-/* Connect, retrying while the receiver is not listening yet, up to the timeout. */
-static int connect_retry(const struct stream_args *a, struct rmig_ep **ep)
+int cli_connect_retry(const char *backend, const char *addr, const struct rmig_ep_opts *opts,
+		      int timeout_ms, struct rmig_ep **ep)
 {
-	struct rmig_ep_opts opts = { .size = sizeof(opts), .timeout_ms = a->o.timeout_ms };
-	uint64_t deadline = rmig_deadline(a->o.timeout_ms);
+	uint64_t deadline = rmig_deadline(timeout_ms);
 	int rc;
 
-	cli_key_opts(&a->key, &opts);
 	for (;;) {
-		rc = rmig_connect(a->backend, a->addr, &opts, ep);
+		rc = rmig_connect(backend, addr, opts, ep);
 		if (!rc || (rc != -ECONNREFUSED && rc != -ECONNRESET && rc != -EAGAIN &&
 			    rc != -ETIMEDOUT && rc != -EHOSTUNREACH) ||
 		    !rmig_left_ms(deadline))
 			return rc;
 		usleep(50000);
 	}
+}
+
+/* Connect, retrying while the receiver is not listening yet, up to the timeout. */
+static int connect_retry(const struct stream_args *a, struct rmig_ep **ep)
+{
+	struct rmig_ep_opts opts = { .size = sizeof(opts), .timeout_ms = a->o.timeout_ms };
+
+	cli_key_opts(&a->key, &opts);
+	return cli_connect_retry(a->backend, a->addr, &opts, a->o.timeout_ms, ep);
 }
 
 /*
@@ -231,9 +239,9 @@ int cmd_send(int argc, char **argv)
 	rc = connect_retry(&a, &ep);
 	explicit_bzero(&a.key, sizeof(a.key)); /* the library keeps its own copy */
 	if (rc) {
-		fprintf(stderr, rc == -EACCES ? "rdmamig send: no authenticated connection to the receiver at %s: %s\n"
-					      : "rdmamig send: cannot reach the receiver at %s: %s\n", a.addr,
-			rmig_last_error());
+		fprintf(stderr, rc == -EACCES ? "rdmamig send: no authenticated connection to the receiver at %s: %s%s\n"
+					      : "rdmamig send: cannot reach the receiver at %s: %s%s\n", a.addr,
+			rmig_last_error(), host_key_hint(rmig_last_error()));
 		return 1;
 	}
 	t0 = rmig_now_ns() - t0;
@@ -246,7 +254,7 @@ int cmd_send(int argc, char **argv)
 	return rc ? 1 : 0;
 }
 
-static int write_addr_file(const char *path, struct rmig_ep *l)
+int cli_write_addr_file(const char *path, struct rmig_ep *l)
 {
 	char addr[128], tmp[4096];
 	FILE *f;
@@ -277,7 +285,8 @@ static int accept_authenticated(struct rmig_ep *l, int accept_ms, struct rmig_ep
 		rc = rmig_accept(l, rmig_left_ms(deadline), ep);
 		if ((rc != -EACCES && rc != -EPROTO) || !rmig_left_ms(deadline))
 			return rc;
-		fprintf(stderr, "rdmamig recv: refused a peer: %s\n", rmig_ep_error(l));
+		fprintf(stderr, "rdmamig recv: refused a peer: %s%s\n", rmig_ep_error(l),
+			host_key_hint(rmig_ep_error(l)));
 	}
 }
 
@@ -312,7 +321,7 @@ int cmd_recv(int argc, char **argv)
 		fprintf(stderr, "rdmamig recv: cannot listen on %s: %s\n", a.addr, rmig_last_error());
 		return 1;
 	}
-	if (a.addr_file && write_addr_file(a.addr_file, l)) {
+	if (a.addr_file && cli_write_addr_file(a.addr_file, l)) {
 		fprintf(stderr, "rdmamig recv: cannot write the address to %s: %s\n", a.addr_file,
 			strerror(errno));
 		rmig_close(l);

@@ -14,6 +14,8 @@ int bench_transport_rate(const char *backend, const char *host, unsigned long lo
 			 double seconds, double *mbps);
 int cmd_send(int argc, char **argv);
 int cmd_recv(int argc, char **argv);
+int cmd_proxy_out(int argc, char **argv);
+int cmd_proxy_in(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
 int cmd_migrate(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
@@ -37,6 +39,16 @@ int cli_key_resolve(const char *cmd, const char *path, int insecure, int may_gen
 struct rmig_ep_opts;
 /* Put the key (or RMIG_EP_INSECURE) into transport options. */
 void cli_key_opts(const struct cli_key *k, struct rmig_ep_opts *o);
+
+struct rmig_ep;
+/*
+ * rmig_connect, retrying while nobody listens yet (refused, reset, timed
+ * out, unreachable) until timeout_ms; 0 or the last -errno (cmd_stream.c).
+ */
+int cli_connect_retry(const char *backend, const char *addr, const struct rmig_ep_opts *opts,
+		      int timeout_ms, struct rmig_ep **ep);
+/* Write a listener's bound HOST:PORT to path (via a renamed temp file); 0 or -1, errno. */
+int cli_write_addr_file(const char *path, struct rmig_ep *l);
 
 /* Parse "4K", "64M", "1G" (binary units) into bytes; 0 on error. */
 unsigned long long parse_size(const char *s);

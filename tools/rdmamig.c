@@ -23,6 +23,8 @@ static const struct command commands[] = {
 	{ "topo", cmd_topo, "where transfer workers and buffers would be placed, and why" },
 #endif
 	{ "send", cmd_send, "carry stdin to a 'rdmamig recv' (QEMU: migrate \"exec:rdmamig send ...\")" },
+	{ "proxy-out", cmd_proxy_out, "source: carry QEMU's unix: migration (multifd too) to a 'proxy-in'" },
+	{ "proxy-in", cmd_proxy_in, "destination: deliver a 'proxy-out's connections to QEMU's -incoming unix:" },
 	{ "recv", cmd_recv, "write a 'rdmamig send' stream to stdout (QEMU: -incoming \"exec:rdmamig recv ...\")" },
 };
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
@@ -86,8 +88,22 @@ int cmd_bench(int argc, char **argv)
 	return argc > 1 && !strcmp(argv[1], "--help") ? 0 : 2;
 }
 
+/* The library prints nothing itself: the CLI prints what it logs
+ * (state transitions only with RMIG_TRACE set, as before). */
+static void cli_log(void *opaque, int level, const char *msg)
+{
+	(void)opaque;
+	if (level < RMIG_LOG_DEBUG || getenv("RMIG_TRACE"))
+		fprintf(stderr, "rdmamig: %s\n", msg);
+}
+
 int main(int argc, char **argv)
 {
+	rmig_set_log(cli_log, NULL);
+	/* The CLI pins guest-sized memory: it lifts its own limit as far as
+	 * allowed (the library never does it behind a host's back).  A
+	 * refusal is not fatal: a registration beyond the limit names it. */
+	rmig_memlock_raise(UINT64_MAX);
 	if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
 		usage(argc < 2 ? stderr : stdout);
 		return argc < 2 ? 2 : 0;

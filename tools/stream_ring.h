@@ -16,6 +16,14 @@ struct stream_opts {
 	size_t ring;    /* receiver: ring size (bytes, multiple of 4 KiB) */
 	size_t chunk;   /* sender: most bytes per write */
 	int timeout_ms; /* the peer silent this long (or the local reader stuck): give up */
+	/* The local fd in messages ("QEMU's socket"); NULL: "stdin" / "stdout". */
+	const char *fd_name;
+	/*
+	 * Receiver, out_fd a socket: while idle, notice its reader closing it
+	 * (the stream fails at once instead of at the next write) and bytes
+	 * coming back on it, which this one-way stream cannot carry.
+	 */
+	int watch_out;
 };
 
 struct stream_stats {

@@ -31,7 +31,7 @@
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
 
-#define KEY_FIX "give both ends the same --key-file"
+#define KEY_FIX "give both ends the same pre-shared key"
 
 int auth_key_new(const struct rmig_ep_opts *o, struct rmig_auth_key **out)
 {
@@ -39,7 +39,7 @@ int auth_key_new(const struct rmig_ep_opts *o, struct rmig_auth_key **out)
 
 	if (!o->psk && !(o->flags & RMIG_EP_INSECURE))
 		return rmig_set_error(NULL, -EACCES,
-				      "no pre-shared key: give one (--key-file FILE or RMIG_KEY_FILE; psk in the options) or allow unauthenticated peers explicitly (--insecure, RMIG_EP_INSECURE)");
+				      "no pre-shared key: set psk in the options or allow unauthenticated peers explicitly (RMIG_EP_INSECURE in flags)");
 	if (o->psk && (o->psk_len < RMIG_PSK_MIN || o->psk_len > RMIG_PSK_MAX))
 		return rmig_set_error(NULL, -EINVAL,
 				      "a pre-shared key of %zu bytes is refused: use %d to %d random bytes (head -c 32 /dev/urandom > key.bin)",

@@ -12,7 +12,6 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/resource.h>
 
 /* Order of preference for "auto". */
 static const struct rmig_transport_ops *const registry[] = {
@@ -368,52 +367,4 @@ void rmig_close(struct rmig_ep *ep)
 	ep->auth = NULL;
 	if (ep->ops->close)
 		ep->ops->close(ep);
-}
-
-static void fmt_size(char *buf, size_t len, unsigned long long v)
-{
-	if (v == RLIM_INFINITY)
-		snprintf(buf, len, "unlimited");
-	else if (v >= (1ull << 30) && !(v % (1ull << 30)))
-		snprintf(buf, len, "%llu GiB", v >> 30);
-	else if (v >= (1ull << 20))
-		snprintf(buf, len, "%llu MiB", v >> 20);
-	else
-		snprintf(buf, len, "%llu KiB", v >> 10);
-}
-
-/* Pinned bytes this process asked for so far (registrations are pinned). */
-static size_t pinned_total;
-
-int rmig_memlock_reserve(struct rmig_ep *ep, size_t len)
-{
-	struct rlimit rl;
-	size_t want;
-	char lim[32], ask[32];
-
-	if (getrlimit(RLIMIT_MEMLOCK, &rl))
-		return 0;
-	want = __atomic_add_fetch(&pinned_total, len, __ATOMIC_RELAXED);
-	if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= want + (1u << 20))
-		return 0;
-	/* As root (CAP_SYS_RESOURCE) the hard limit can be lifted too. */
-	struct rlimit inf = { RLIM_INFINITY, RLIM_INFINITY };
-	if (!setrlimit(RLIMIT_MEMLOCK, &inf))
-		return 0;
-	if (rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= want + (1u << 20)) {
-		rl.rlim_cur = rl.rlim_max;
-		if (!setrlimit(RLIMIT_MEMLOCK, &rl))
-			return 0;
-	}
-	__atomic_sub_fetch(&pinned_total, len, __ATOMIC_RELAXED);
-	fmt_size(lim, sizeof(lim), rl.rlim_cur);
-	fmt_size(ask, sizeof(ask), want);
-	return rmig_set_error(ep, -ENOMEM,
-			      "memlock limit %s is below the %s to register; raise it with ulimit -l or run as root",
-			      lim, ask);
-}
-
-void rmig_memlock_release(size_t len)
-{
-	__atomic_sub_fetch(&pinned_total, len, __ATOMIC_RELAXED);
 }

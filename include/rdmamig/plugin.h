@@ -14,8 +14,16 @@
  * for the sequence and a minimal framework.
  *
  * Every hook returns 0 (or a count) on success and a negative errno on
- * failure; mig_error() then names the cause in one phrase.  A session is
- * driven by one thread at a time.
+ * failure; error() then names the cause in one phrase.  A session is
+ * driven by one thread at a time; shutdown (ABI 2) is the exception: any
+ * thread may call it while another drives the session.
+ *
+ * ABI versions: 1 is the first table (up to load_commit); 2 appends the
+ * hooks below "ABI 2".  A framework built against 1 gets the same table and
+ * reads only its first sizeof(v1 table) bytes; one asking for a version the
+ * library does not know gets NULL.  A hook a library leaves NULL is not
+ * implemented there (calling it is the framework's bug; check first).
+ * docs/plugin-abi.md says what a v1 framework gets.
  */
 #ifndef RDMAMIG_PLUGIN_H
 #define RDMAMIG_PLUGIN_H
@@ -27,7 +35,7 @@
 extern "C" {
 #endif
 
-#define RMIG_PLUGIN_ABI_VERSION 1
+#define RMIG_PLUGIN_ABI_VERSION 2
 /* The one symbol a framework looks up. */
 #define RMIG_PLUGIN_ENTRY "rmig_plugin_entry"
 /* Most connections one session opens (rmig_plugin_config.channels). */
@@ -152,11 +160,63 @@ struct rmig_mig_stats {
 	uint64_t reserve_ns;
 };
 
-/* A destination's view of a block the source offers. */
+/* A destination's view of a block the source offers (ABI 1: a name that
+ * does not fit makes load_block fail with -ENAMETOOLONG; use load_block2). */
 struct rmig_block_info {
 	char name[64];
 	uint64_t len;
 };
+
+/* Longest block name, including the NUL (QEMU's RAMBlock idstr). */
+#define RMIG_BLOCK_NAME_MAX 256
+
+/*
+ * Block flags (ABI 2).  RMIG_BLOCK_DEST_ZEROED: the source framework knows
+ * the destination's copy of this block starts as zeros (QEMU: guest RAM of
+ * an incoming QEMU is fresh anonymous memory), so all-zero pages of it are
+ * not sent until they have been sent nonzero once.  The destination sees
+ * the flag in load_block2 and must refuse (load_refuse) if its memory for
+ * that block does not hold zeros.
+ */
+#define RMIG_BLOCK_DEST_ZEROED (1u << 0)
+
+/* A RAM block for add_ram_block2.  Zero-initialise, set size = sizeof. */
+struct rmig_block_desc {
+	size_t size;
+	const char *name;    /* 1 to RMIG_BLOCK_NAME_MAX - 1 bytes, unique */
+	void *host;          /* mapped until close, aligned to page_size */
+	uint64_t len;        /* a multiple of page_size */
+	/* The block's own page size (hugepages): a power of two multiple of
+	 * the session's page size; 0: the session's.  Told to the
+	 * destination, which allocates alike; pages are still addressed in
+	 * the session's page size (save_page, save_bitmap). */
+	uint32_t page_size;
+	uint32_t flags;      /* RMIG_BLOCK_* */
+};
+
+/* A destination's view of an offered block (ABI 2, load_block2).  Set
+ * size = sizeof; the library fills at most size bytes. */
+struct rmig_block_info2 {
+	size_t size;
+	char name[RMIG_BLOCK_NAME_MAX];
+	uint64_t len;
+	uint32_t page_size;  /* as the source gave it (never 0) */
+	uint32_t flags;      /* RMIG_BLOCK_* as the source gave them */
+};
+
+#ifndef RMIG_LOG_FN_DEFINED /* also in rdmamig.h */
+#define RMIG_LOG_FN_DEFINED
+/* Log levels of rmig_log_fn. */
+enum rmig_log_level {
+	RMIG_LOG_ERROR = 0,
+	RMIG_LOG_WARN = 1,
+	RMIG_LOG_INFO = 2,
+	RMIG_LOG_DEBUG = 3, /* state transitions */
+};
+/* The library never prints: what it has to say goes here (msg has no
+ * trailing newline).  Called from any of the library's threads. */
+typedef void (*rmig_log_fn)(void *opaque, int level, const char *msg);
+#endif
 
 struct rmig_mig;          /* a migration session (either side) */
 struct rmig_mig_listener; /* a destination waiting for sources */
@@ -227,13 +287,52 @@ struct rmig_plugin_ops {
 	int (*load_grant)(struct rmig_mig *s);
 	/* The framework has everything: deregister, tell the source. */
 	int (*load_commit)(struct rmig_mig *s);
+
+	/* --- ABI 2 (a v1 framework reads none of this) -------------------- */
+	/*
+	 * From any thread, at any time before close: every call of the
+	 * session waiting on the peer (setup, round_end, finish, stream_read,
+	 * stream_write, load_grant and its channel accepts...) returns
+	 * -ECANCELED within milliseconds, and so does every later one; error()
+	 * names why.  The driving thread then calls cancel (or close) as
+	 * usual.  Idempotent; returns 0.
+	 */
+	int (*shutdown)(struct rmig_mig *s, const char *why);
+	/* From any thread: a blocked or later accept returns -ECANCELED. */
+	void (*listen_shutdown)(struct rmig_mig_listener *l);
+	/*
+	 * An fd that polls readable whenever stream_read(s, buf, cap, 0)
+	 * would not return -EAGAIN (stream data, the end, or an error).  Owned
+	 * by the session (do not close or read it); valid until close.  With
+	 * timeout_ms == 0, stream_read never blocks: -EAGAIN when nothing is
+	 * there.
+	 */
+	int (*stream_fd)(struct rmig_mig *s);
+	/* add_ram_block with a long name, a page size and flags; returns the
+	 * block index. */
+	int (*add_ram_block2)(struct rmig_mig *s, const struct rmig_block_desc *d);
+	int (*load_block2)(struct rmig_mig *s, uint32_t i, struct rmig_block_info2 *info);
+	/*
+	 * Dirty pages as a bitmap: bit i (LSB first in each word) set means
+	 * page first_page + i of the block is sent, pages in the session's
+	 * page size.  Same rules as save_pages.
+	 */
+	int (*save_bitmap)(struct rmig_mig *s, uint32_t block, uint64_t first_page,
+			   const uint64_t *bitmap, uint64_t npages);
+	/* Process-wide; NULL fn: drop messages (the default). */
+	void (*set_log)(rmig_log_fn fn, void *opaque);
+	/* Raise RLIMIT_MEMLOCK so bytes can be pinned (the framework's
+	 * decision; the library never raises it by itself, and otherwise
+	 * names the shortfall).  UINT64_MAX: as far as allowed (unlimited,
+	 * else the hard limit).  0 or -errno (error(NULL) says why). */
+	int (*memlock_raise)(uint64_t bytes);
 };
 
 typedef const struct rmig_plugin_ops *(*rmig_plugin_entry_fn)(uint32_t abi_version);
 
 /*
  * The entry symbol.  Returns NULL if the library cannot serve abi_version
- * (a newer major ABI than it knows).
+ * (0, or a newer ABI than it knows).
  */
 const struct rmig_plugin_ops *rmig_plugin_entry(uint32_t abi_version);
 

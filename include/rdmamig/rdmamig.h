@@ -116,6 +116,31 @@ struct rmig_ep_opts {
 /* Library version, "MAJOR.MINOR.PATCH". */
 const char *rmig_version(void);
 
+#ifndef RMIG_LOG_FN_DEFINED
+#define RMIG_LOG_FN_DEFINED
+/* Log levels of rmig_log_fn. */
+enum rmig_log_level {
+	RMIG_LOG_ERROR = 0,
+	RMIG_LOG_WARN = 1,
+	RMIG_LOG_INFO = 2,
+	RMIG_LOG_DEBUG = 3, /* state transitions */
+};
+/* The library never prints: what it has to say goes to the host's
+ * callback (msg without a trailing newline), from any library thread. */
+typedef void (*rmig_log_fn)(void *opaque, int level, const char *msg);
+#endif
+/* Process-wide; NULL fn: messages are dropped (the default). */
+void rmig_set_log(rmig_log_fn fn, void *opaque);
+
+/*
+ * Raise RLIMIT_MEMLOCK so that bytes can be pinned: the host's explicit
+ * decision (the library never raises a limit by itself; a registration
+ * beyond the limit fails naming the shortfall).  Tries unlimited, then the
+ * hard limit; UINT64_MAX: as far as allowed (unlimited, else the hard
+ * limit).  0, or -EPERM and a phrase naming the hard limit and the fix.
+ */
+int rmig_memlock_raise(uint64_t bytes);
+
 /* --- the transport ------------------------------------------------------ */
 
 /*

@@ -42,6 +42,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		for (uint32_t i = 0; i < x.nblocks; i++) {
 			if (!b[i].len || b[i].len % x.page_size || !memchr(b[i].name, 0, WIRE_NAME_MAX))
 				abort();
+			if (b[i].page_size < x.page_size || b[i].len % b[i].page_size ||
+			    (b[i].flags & ~WIRE_BLOCK_FLAGS_KNOWN))
+				abort();
 			sum += b[i].len;
 		}
 		if (sum != x.total)

@@ -267,7 +267,7 @@ static void test_join_token(void)
 					  .psk = rmig_test_psk, .psk_len = sizeof(rmig_test_psk) };
 	struct wire_hello hl = { .caps = WIRE_CAPS_KNOWN, .page_size = 4096, .nblocks = 1,
 				 .total = 8 * 4096, .channels = 2 };
-	struct wire_block wb = { .name = "ram", .len = 8 * 4096 };
+	struct wire_block wb = { .name = "ram", .len = 8 * 4096, .page_size = 4096 };
 	/* The key authenticates every connection; the token ties a connection
 	 * to this session (a peer with the key but another session's token is
 	 * still refused). */
@@ -354,7 +354,7 @@ static void test_cancel_while_joining(void)
 					  .psk = rmig_test_psk, .psk_len = sizeof(rmig_test_psk) };
 	struct wire_hello hl = { .caps = WIRE_CAPS_KNOWN, .page_size = 4096, .nblocks = 1,
 				 .total = 8 * 4096, .channels = 3 };
-	struct wire_block wb = { .name = "ram", .len = 8 * 4096 };
+	struct wire_block wb = { .name = "ram", .len = 8 * 4096, .page_size = 4096 };
 	struct rmig_ep_opts o = { .size = sizeof(o), .timeout_ms = 3000, .psk = rmig_test_psk,
 				  .psk_len = sizeof(rmig_test_psk) };
 	struct dest d = { .ops = rmig_plugin_entry(RMIG_PLUGIN_ABI_VERSION) };

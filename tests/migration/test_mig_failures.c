@@ -310,7 +310,7 @@ static void test_hostile_source(void)
 	uint8_t m[RMIG_MSG_MAX];
 	struct wire_hello h = { .page_size = 4096, .nblocks = 1, .total = 4 * MiB,
 				 .channels = 1 };
-	struct wire_block b = { .name = "pc.ram", .len = 4 * MiB };
+	struct wire_block b = { .name = "pc.ram", .len = 4 * MiB, .page_size = 4096 };
 	int len;
 
 	h.total = 8 * MiB; /* total does not match */
@@ -344,7 +344,7 @@ static void source_writes_outside(uint64_t roff)
 	if (pid == 0) {
 		struct wire_hello h = { .page_size = 4096, .nblocks = 1, .total = 4 * MiB,
 				 .channels = 1 };
-		struct wire_block b = { .name = "pc.ram", .len = 4 * MiB };
+		struct wire_block b = { .name = "pc.ram", .len = 4 * MiB, .page_size = 4096 };
 		static uint8_t m[RMIG_MSG_MAX], page[8192];
 		struct wire_reserve r;
 		struct rmig_rkey k;

@@ -47,8 +47,9 @@ static int hello_msg(void)
 {
 	struct wire_hello h = { .caps = WIRE_CAPS_KNOWN, .page_size = 4096, .nblocks = 2,
 				.total = 3 * 4096, .channels = 2 };
-	struct wire_block b[2] = { { .name = "pc.ram", .len = 2 * 4096 },
-				   { .name = "vga.vram", .len = 4096 } };
+	struct wire_block b[2] = { { .name = "pc.ram", .len = 2 * 4096, .page_size = 8192,
+				     .flags = WIRE_BLOCK_DEST_ZEROED },
+				   { .name = "vga.vram", .len = 4096, .page_size = 4096 } };
 
 	return wire_hello_encode(buf, sizeof(buf), &h, b);
 }
@@ -76,6 +77,10 @@ static void test_hello(void)
 	CU_ASSERT_EQUAL(h.page_size, 4096);
 	CU_ASSERT_STRING_EQUAL(b[1].name, "vga.vram");
 	CU_ASSERT_EQUAL(b[0].len, 8192);
+	CU_ASSERT_EQUAL(b[0].page_size, 8192);
+	CU_ASSERT_EQUAL(b[0].flags, WIRE_BLOCK_DEST_ZEROED);
+	CU_ASSERT_EQUAL(b[1].page_size, 4096);
+	CU_ASSERT_EQUAL(b[1].flags, 0);
 	CU_ASSERT_EQUAL(h.channels, 2);
 	/* each field broken in turn */
 	rmig_put_le32(p + 24, 0);                      CU_ASSERT_EQUAL(hello_dec(len), -EPROTO); hello_msg();
@@ -93,10 +98,19 @@ static void test_hello(void)
 	b1[0] = 0;                                     CU_ASSERT_EQUAL(hello_dec(len), -EPROTO); hello_msg();
 	b1[40] = 'z';                                  CU_ASSERT_EQUAL(hello_dec(len), -EPROTO); hello_msg();
 	memcpy(b1, "pc.ram", 7);                       CU_ASSERT_EQUAL(hello_dec(len), -EPROTO); hello_msg();
-	rmig_put_le64(b1 + 64, 0);                     CU_ASSERT_EQUAL(hello_dec(len), -EPROTO); hello_msg();
-	rmig_put_le64(b1 + 64, 4097);                  CU_ASSERT_EQUAL(hello_dec(len), -EPROTO); hello_msg();
-	rmig_put_le64(b1 + 64, UINT64_MAX & ~4095ull); CU_ASSERT_EQUAL(hello_dec(len), -EPROTO); hello_msg();
-	rmig_put_le64(b1 + 72, 1);                     CU_ASSERT_EQUAL(hello_dec(len), -EPROTO); hello_msg();
+	uint8_t *l1 = b1 + WIRE_NAME_MAX, *b0 = p + WIRE_HELLO_SIZE;
+	rmig_put_le64(l1, 0);                          CU_ASSERT_EQUAL(hello_dec(len), -EPROTO); hello_msg();
+	rmig_put_le64(l1, 4097);                       CU_ASSERT_EQUAL(hello_dec(len), -EPROTO); hello_msg();
+	rmig_put_le64(l1, UINT64_MAX & ~4095ull);      CU_ASSERT_EQUAL(hello_dec(len), -EPROTO); hello_msg();
+	rmig_put_le32(l1 + 8, 0);                      CU_ASSERT_EQUAL(hello_dec(len), -EPROTO); hello_msg();
+	rmig_put_le32(l1 + 8, 2048);                   CU_ASSERT_EQUAL(hello_dec(len), -EPROTO); hello_msg();
+	rmig_put_le32(l1 + 8, 12288);                  CU_ASSERT_EQUAL(hello_dec(len), -EPROTO); hello_msg();
+	rmig_put_le32(l1 + 8, 8192);                   CU_ASSERT_EQUAL(hello_dec(len), -EPROTO); hello_msg();
+	rmig_put_le32(l1 + 12, 2);                     CU_ASSERT_EQUAL(hello_dec(len), -EPROTO); hello_msg();
+	rmig_put_le64(l1 + 16, 1);                     CU_ASSERT_EQUAL(hello_dec(len), -EPROTO); hello_msg();
+	/* a 255-byte name is fine, 256 without its NUL is not */
+	memset(b0, 'n', WIRE_NAME_MAX - 1);            CU_ASSERT_EQUAL(hello_dec(len), 0); hello_msg();
+	memset(b0, 'n', WIRE_NAME_MAX);                CU_ASSERT_EQUAL(hello_dec(len), -EPROTO); hello_msg();
 	CU_ASSERT_EQUAL(hello_dec(len - 1), -EPROTO);
 	CU_ASSERT_EQUAL(hello_dec(WIRE_HDR_SIZE + 8), -EPROTO);
 	CU_ASSERT_EQUAL(hello_dec(len), 0);

@@ -142,9 +142,9 @@ static void test_wrong_key_refused_both_sides(void)
 	CU_ASSERT_EQUAL(rc, -EACCES);
 	CU_ASSERT_EQUAL(a.rc, -EACCES);
 	CU_ASSERT_STRING_EQUAL(a.err, "peer failed authentication: its key differs from ours; "
-				      "give both ends the same --key-file");
+				      "give both ends the same pre-shared key");
 	CU_ASSERT_PTR_NOT_NULL(strstr(cerr, "key differs"));
-	CU_ASSERT_PTR_NOT_NULL(strstr(cerr, "--key-file"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(cerr, "same pre-shared key"));
 	/* A shorter key that is a prefix of the right one is another key. */
 	rc = try_pair(&a, addr, opts_key(rmig_test_psk, 16, 0), cerr, sizeof(cerr));
 	CU_ASSERT_EQUAL(rc, -EACCES);

@@ -253,7 +253,9 @@ static int ofi_accept(struct rmig_ep *listener, int timeout_ms, struct rmig_ep *
 	rc = rmig_sock_accept(l->sock, timeout_ms, &fd, err, sizeof(err));
 	if (rc)
 		return rmig_set_error(listener, rc, "%s", err);
-	return ofi_start(fd, l->provider, timeout_ms, ep);
+	/* timeout_ms bounds the wait for a peer (callers wait in slices); the
+	 * handshake of one that arrived gets the listener's whole deadline. */
+	return ofi_start(fd, l->provider, listener->timeout_ms, ep);
 }
 
 static int ofi_connect(const struct rmig_ep_opts *opts, const char *addr,

@@ -295,7 +295,9 @@ static int tcp_accept(struct rmig_ep *listener, int timeout_ms, struct rmig_ep *
 	rc = rmig_sock_accept(TCP(listener)->fd, timeout_ms, &fd, err, sizeof(err));
 	if (rc)
 		return rmig_set_error(listener, rc, "%s", err);
-	rc = tcp_start(fd, timeout_ms, ep);
+	/* timeout_ms bounds the wait for a peer (callers wait in slices); the
+	 * handshake of one that arrived gets the listener's whole deadline. */
+	rc = tcp_start(fd, listener->timeout_ms, ep);
 	if (rc)
 		close(fd);
 	return rc;

@@ -355,7 +355,10 @@ static int verbs_accept(struct rmig_ep *listener, int timeout_ms, struct rmig_ep
 				    strerror(errno));
 		goto destroy;
 	}
-	rc = wait_established(v, deadline, timeout_ms, "the peer");
+	/* timeout_ms bounds the wait for a peer (callers wait in slices); the
+	 * handshake of one that arrived gets the listener's whole deadline. */
+	rc = wait_established(v, rmig_deadline(listener->timeout_ms), listener->timeout_ms,
+			      "the peer");
 	if (rc)
 		goto destroy;
 	*ep = &v->base;
