@@ -133,7 +133,7 @@ int host_demo(const struct host_opts *o, struct host_result *r);
 int host_loopback(const struct host_opts *o, struct host_result *src, struct host_result *dst);
 
 /* Print the summary (text or JSON) of a result. */
-/* The CLI's own words for a key problem the library names ("" if none):
+/* The CLI's own words for a key or backend problem the library names ("" if none):
  * the library speaks of its config, the CLI of its flags. */
 const char *host_key_hint(const char *why);
 void host_print_result(const struct host_result *r, int json, const char *role);

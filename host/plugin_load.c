@@ -162,6 +162,8 @@ double host_cpu_s(void)
 
 const char *host_key_hint(const char *why)
 {
+	if (strstr(why, "is not compiled in"))
+		return " (rdmamig backends lists them)";
 	if (!strstr(why, "pre-shared key") && !strstr(why, "without a key"))
 		return "";
 	return " (rdmamig: the same --key-file FILE or RMIG_KEY_FILE on both ends, or --insecure on both)";

@@ -35,9 +35,14 @@
 #include <time.h>
 #include <unistd.h>
 
-/* Test hooks (docs/architecture.md): read once per session. */
+/* Test hooks (docs/architecture.md): read once per session, and only in
+ * a build with RMIG_TEST_HOOKS (the test build; a shipped library has
+ * none). */
 void mig_chan_hooks(struct rmig_mig *s)
 {
+#ifndef RMIG_TEST_HOOKS
+	(void)s;
+#else
 	const char *v;
 	unsigned c, n;
 
@@ -52,6 +57,7 @@ void mig_chan_hooks(struct rmig_mig *s)
 		s->drop_channel = (int)c;
 		s->drop_round = (int)n;
 	}
+#endif
 }
 
 static void wait_ms(pthread_cond_t *cv, pthread_mutex_t *m, unsigned ms)
@@ -207,8 +213,10 @@ static void *worker(void *arg)
 		if (c->end_req) {
 			int failed = c->failed;
 			pthread_mutex_unlock(&c->lock);
-			if (!failed && c->delay_ms)
-				sleep_ms(c->delay_ms);
+			/* The test hook's delay, cut short by a shutdown. */
+			for (unsigned ms = 0; !failed && ms < c->delay_ms && !mig_shut(c->s);
+			     ms += MIG_SLICE_MS)
+				sleep_ms(MIG_SLICE_MS);
 			rc = failed ? 0 : chan_end_round(c);
 			pthread_mutex_lock(&c->lock);
 			c->failed |= rc != 0;
@@ -386,8 +394,8 @@ int mig_chan_enqueue(struct rmig_mig *s, const struct mig_work *w)
 
 	pthread_mutex_lock(&c->lock);
 	while (!(failed = chan_failed(c)) && (full = c->head - c->tail >= MIG_RING) &&
-	       rmig_left_ms(deadline))
-		wait_ms(&c->done_cv, &c->lock, 100);
+	       !mig_shut(s) && rmig_left_ms(deadline))
+		wait_ms(&c->done_cv, &c->lock, MIG_SLICE_MS);
 	if (!failed && !full) {
 		struct mig_work *last = &c->ring[(c->head - 1) % MIG_RING];
 		/* Extend the last piece if the worker has not taken it yet. */
@@ -404,6 +412,8 @@ int mig_chan_enqueue(struct rmig_mig *s, const struct mig_work *w)
 		return mig_chan_fail(s, c);
 	if (full) {
 		mig_stop_workers(s);
+		if (mig_shut(s))
+			return mig_fail(s, -ECANCELED, "shut down: %s", s->shut_why);
 		return mig_fail(s, -ETIMEDOUT, "channel %u took no pages for %d ms", ci,
 				s->cfg.timeout_ms);
 	}
@@ -470,8 +480,8 @@ int mig_chans_end_round(struct rmig_mig *s)
 
 		pthread_mutex_lock(&c->lock);
 		seen = c->tail;
-		while (!(done = c->round_done) && rmig_left_ms(deadline)) {
-			wait_ms(&c->done_cv, &c->lock, 100);
+		while (!(done = c->round_done) && !mig_shut(s) && rmig_left_ms(deadline)) {
+			wait_ms(&c->done_cv, &c->lock, MIG_SLICE_MS);
 			if (c->tail != seen) {
 				seen = c->tail;
 				deadline = rmig_deadline(limit);
@@ -481,6 +491,8 @@ int mig_chans_end_round(struct rmig_mig *s)
 		pthread_mutex_unlock(&c->lock);
 		if (!done) {
 			mig_stop_workers(s);
+			if (mig_shut(s))
+				return mig_fail(s, -ECANCELED, "shut down: %s", s->shut_why);
 			return mig_fail(s, -ETIMEDOUT, "channel %u did not finish round %u within %d ms",
 					i, s->round.round, limit);
 		}

@@ -10,9 +10,12 @@
 # Default backends (auto): tcp, ofi/tcp, ofi/shm where `rdmamig backends`
 # says they run here (a missing one is named, never skipped silently).
 # --proxy: QEMU's own unix: migration through rdmamig proxy-out/proxy-in
-# instead, with 0, 2 and 4 multifd channels over each backend; then
+# instead, with 0, 2 and 4 multifd channels over each backend (auto: tcp and
+# ofi/tcp; ofi/shm is known broken there, docs/qemu.md); then
 # migrate_cancel, proxy-in and proxy-out killed mid-migration, and two
-# migrations at once through one proxy pair (over tcp, 2 channels).
+# migrations at once through one proxy pair (over tcp, 2 channels); QEMU is
+# driven by the QMP sequence libvirt sends (-incoming defer, migrate-incoming;
+# its capabilities, return path on, except over ofi/shm).
 # Exits 77 (a skip to ctest) where QEMU is not installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -47,9 +50,19 @@ METHODS=qemu-tcp
 for b in ${BACKENDS//,/ }; do METHODS+=",rdmamig:$b"; done
 SCENARIOS=(--cancel "$BACKENDS" --kill "$BACKENDS")
 if ((PROXY)); then
+  if [ "$BACKENDS" = auto ]; then
+    # ofi/shm is left out by default: with several connections between the two
+    # proxies on a loaded machine its writes stall or fail ("error completion:
+    # Input/output error"), see docs/qemu.md; --backends ofi/shm runs it.
+    echo "qemu-migrate: proxy over tcp and ofi/tcp; ofi/shm left out (known broken with several connections per process pair: docs/qemu.md)"
+    BACKENDS=tcp,ofi/tcp
+  fi
   METHODS=""
   for b in ${BACKENDS//,/ }; do METHODS+="${METHODS:+,}proxy:$b"; done
-  SCENARIOS=(--cancel proxy:tcp:2 --proxy-kill proxy:tcp:2 --concurrent proxy:tcp:2 --max-stream-lines 2)
+  # As libvirt drives QEMU: -incoming defer, migrate-incoming, its capabilities
+  # (return path on), except over ofi/shm (docs/qemu.md).
+  SCENARIOS=(--cancel proxy:tcp:2 --proxy-kill proxy:tcp:2 --concurrent proxy:tcp:2 --max-stream-lines 2
+             --libvirt-caps tcp,ofi/tcp,verbs,ofi/verbs)
 fi
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/rdmamig-qemu.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT

@@ -338,7 +338,7 @@ class ProxyPair:
 
     def start(self):
         a = self.a
-        common = ["--backend", self.backend, "--timeout", str(a.stream_timeout_ms),
+        common = ["--backend", self.backend, "--timeout", str(a.proxy_timeout_ms),
                   "--key-file", a.key_file, "-v"]
         addr_file = os.path.join(self.dir, f"proxy-{self.tag}.addr")
         if os.path.exists(addr_file):
@@ -409,9 +409,16 @@ def proxy_pair(a, backend):
     return pair
 
 
-def set_multifd(g, n):
-    g.qmp.cmd("migrate-set-capabilities", capabilities=[
-        {"capability": "multifd", "state": n > 0}])
+def set_caps(g, n, libvirt, source):
+    """multifd with n channels (0: off); with --libvirt-caps also what libvirt
+    (9.x, non-tunnelled) turns on: return-path both ends, pause-before-switchover
+    on the source (then migrate-continue), late-block-activate on the destination."""
+    caps = [{"capability": "multifd", "state": n > 0}]
+    if libvirt:
+        caps += [{"capability": "return-path", "state": True},
+                 {"capability": "pause-before-switchover" if source else "late-block-activate",
+                  "state": True}]
+    g.qmp.cmd("migrate-set-capabilities", capabilities=caps)
     if n:
         g.qmp.cmd("migrate-set-parameters", **{"multifd-channels": n})
 
@@ -424,8 +431,9 @@ def start_proxy_migration(src, dst_name, method, a, slot):
     src.proxy_marks = pair.marks()
     dst = Guest(dst_name, a, incoming="defer")
     try:
-        for g in (src, dst):
-            set_multifd(g, n)
+        libvirt = a.libvirt_caps == "all" or backend in a.libvirt_caps.split(",")
+        set_caps(src, n, libvirt, source=True)
+        set_caps(dst, n, libvirt, source=False)
         dst.qmp.cmd("migrate-incoming", uri=f"unix:{pair.path('dst', slot)}")
     except Exception:
         dst.kill()
@@ -457,6 +465,8 @@ def wait_status(src, want, timeout):
         st = info.get("status")
         if st in want:
             return info
+        if st == "pre-switchover":  # pause-before-switchover: libvirt's next step
+            src.qmp.cmd("migrate-continue", state="pre-switchover")
         if time.monotonic() > deadline:
             raise Fail(f"migration still '{st}' after {timeout} s")
         time.sleep(0.02)
@@ -800,6 +810,13 @@ def main():
                         "mid-migration over")
     p.add_argument("--concurrent", default="",
                    help="proxy methods to run two migrations at once through one proxy pair over")
+    p.add_argument("--proxy-timeout-ms", type=int, default=10000,
+                   help="the proxies' --timeout (connect, handshake, a silent peer); a "
+                        "loaded 2-core machine sets up ofi/shm connections slowly")
+    p.add_argument("--libvirt-caps", nargs="?", const="all", default="",
+                   help="proxy methods over these backends (comma list; no value: all): the "
+                        "capabilities libvirt sets (return-path, pause-before-switchover + "
+                        "migrate-continue, late-block-activate)")
     p.add_argument("--max-stream-lines", type=int, default=4,
                    help="most rdmamig/proxy lines shown per migration")
     p.add_argument("--runs", type=int, default=1)

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #include "testutil.h"
+#include "../common/ofi_env.h"
 
 #include <CUnit/Basic.h>
 #include <dirent.h>
@@ -22,6 +23,21 @@ static int picked_by(const char *name, const char *only)
 	return 0;
 }
 
+/* Test programs are hosts: libfabric's tunables in their own environment
+ * before anything (a backend probe in main already reads them). */
+__attribute__((constructor)) static void test_env(void)
+{
+	rmig_ofi_env_defaults();
+}
+
+/* Test programs are hosts: they print what the library logs. */
+static void test_log(void *opaque, int level, const char *msg)
+{
+	(void)opaque;
+	if (level < RMIG_LOG_DEBUG || getenv("RMIG_TRACE"))
+		fprintf(stderr, "rdmamig: %s\n", msg);
+}
+
 int rmig_test_run(const char *suite, CU_InitializeFunc init, CU_CleanupFunc clean,
 		  const CU_TestInfo *tests)
 {
@@ -31,6 +47,8 @@ int rmig_test_run(const char *suite, CU_InitializeFunc init, CU_CleanupFunc clea
 	const char *only = getenv("RMIG_TEST_ONLY");
 	CU_TestInfo picked[256];
 	unsigned failed, n = 0;
+
+	rmig_set_log(test_log, NULL);
 
 	if (only && *only) {
 		for (const CU_TestInfo *t = tests; t->pName && n + 1 < 256; t++)

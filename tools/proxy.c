@@ -2,20 +2,33 @@
 /*
  * rdmamig proxy-out / proxy-in (see proxy.h).
  *
+ * Each QEMU connection is carried forward (source QEMU to destination QEMU:
+ * the migration stream) by its own rdmamig connection.  The main one also
+ * gets a reverse connection with a small ring for what the destination QEMU
+ * sends back (QEMU's return path, which libvirt turns on); QEMU never sends
+ * back on multifd channels.  The main connection is the one that finds its
+ * route idle: QEMU opens it first and the multifd channels only once it is
+ * connected, and migrations at the same time use routes of their own.
+ *
  * Threads: the main thread accepts (QEMU's connections on proxy-out,
  * rdmamig connections on proxy-in) and starts one detached thread per
- * connection, which owns that connection's QEMU socket and rdmamig
- * endpoint and closes both when it ends.  Nothing is shared between
- * connection threads but the read-only configuration, the placement plan
- * (read-only once made) and two atomic counters.
+ * rdmamig connection, which owns its endpoint and its own descriptor of the
+ * QEMU socket (the reverse one a dup()) and closes both when it ends.
+ * Shared between connection threads: the read-only configuration, the
+ * placement plan (read-only once made), atomic counters, the routes' turn
+ * (route_order.lock) and proxy-in's registry of forward connections
+ * (registry_lock).
  *
  * Lifetimes are mirrored through the stream: QEMU closing its socket is the
  * stream's end of file, which proxy-in turns into closing the other QEMU's
  * socket once every byte is delivered; a failure anywhere (a QEMU socket
  * reset, the rdmamig connection lost or silent past the timeout, the peer
- * proxy's ABORT) ends both streams, and each proxy then shuts its QEMU
- * socket down, so both QEMUs see the connection die: the source fails the
- * migration and its guest runs on.
+ * proxy's ABORT) ends both forward streams, and each proxy then shuts its
+ * QEMU socket down, so both QEMUs see the connection die: the source fails
+ * the migration and its guest runs on.  The reverse stream mirrors the
+ * destination QEMU closing its socket (its end of file) onto the source's
+ * socket; losing it resets the source's socket (QEMU would wait for it
+ * forever), see conn_end.
  */
 #define _GNU_SOURCE
 #include "proxy.h"
@@ -54,12 +67,16 @@ struct route_order {
 	pthread_cond_t turn_cv;
 	uint64_t accepted; /* connections accepted so far; main thread only */
 	uint64_t turn;     /* the connection whose HELLO may go now; guarded by lock */
+	unsigned active;   /* forward connections carried now; guarded by lock */
 };
 static struct route_order order[PROXY_ROUTES_MAX];
 
 static volatile sig_atomic_t stop_requested;
 static atomic_uint active_conns;
 static atomic_ulong next_conn_id;
+static uint64_t instance; /* proxy-out: random, set before any thread starts */
+
+#define REVERSE_RING (64u << 10) /* QEMU's return path: a few small messages */
 
 #ifdef RMIG_HAVE_NUMA
 static struct rmig_placement *plan; /* read-only once made */
@@ -74,11 +91,26 @@ struct conn {
 	const struct proxy_route *route;
 	struct route_order *order; /* proxy-out: its route's */
 	uint64_t seq;              /* proxy-out: accept order on its route */
-	struct stream_opts o;      /* the configuration's, with this side's fd watch */
+	int reverse;               /* carries the destination QEMU's bytes back */
+	int main_channel;          /* proxy-out: found its route idle (gets a reverse one) */
+	int eof_to_qemu;           /* a clean end shuts QEMU's socket for writing */
+	int keep_on_fail;          /* a failure leaves QEMU's socket to the other thread */
+	uint64_t peer_conn, peer_instance; /* proxy-in: proxy-out's names for it */
+	struct conn *next;         /* proxy-in: registry link, guarded by registry_lock */
+	int registered;            /* proxy-in: in the registry (forward thread only) */
+	struct stream_opts o;      /* the configuration's, with this side's name */
 	struct stream_stats st;
 	char err[RMIG_ERR_MAX];    /* why it ended, when it failed */
-	char tag[PROXY_NAME_MAX + 32]; /* "NAME#ID" for log lines */
+	char tag[PROXY_NAME_MAX + 48]; /* "NAME#ID" for log lines */
 };
+
+/*
+ * proxy-in: forward connections whose destination socket is open, for their
+ * reverse connection to find (a dup of the socket, taken under the lock; a
+ * forward thread leaves the registry before it closes the socket).
+ */
+static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct conn *registry; /* guarded by registry_lock */
 
 __attribute__((format(printf, 2, 3)))
 static void plog(const struct proxy_cfg *c, const char *fmt, ...)
@@ -296,20 +328,79 @@ static void conn_free(struct conn *k)
 	atomic_fetch_sub(&active_conns, 1);
 }
 
-/* Say how it ended, mirror a failure onto QEMU's socket, free everything. */
+static void registry_add(struct conn *k)
+{
+	pthread_mutex_lock(&registry_lock);
+	k->next = registry;
+	registry = k;
+	k->registered = 1;
+	pthread_mutex_unlock(&registry_lock);
+}
+
+static void registry_del(struct conn *k)
+{
+	struct conn **p;
+
+	if (!k->registered)
+		return;
+	pthread_mutex_lock(&registry_lock);
+	for (p = &registry; *p; p = &(*p)->next)
+		if (*p == k) {
+			*p = k->next;
+			break;
+		}
+	pthread_mutex_unlock(&registry_lock);
+	k->registered = 0;
+}
+
+/* A dup of the destination socket of proxy-out's forward connection, or -1. */
+static int registry_dup(uint64_t inst, uint64_t conn)
+{
+	int fd = -1;
+
+	pthread_mutex_lock(&registry_lock);
+	for (struct conn *k = registry; k; k = k->next)
+		if (k->peer_instance == inst && k->peer_conn == conn) {
+			fd = fcntl(k->fd, F_DUPFD_CLOEXEC, 0);
+			break;
+		}
+	pthread_mutex_unlock(&registry_lock);
+	return fd;
+}
+
+/*
+ * Say how it ended and free everything.  A forward failure resets QEMU's
+ * socket (both ways: QEMU sees it die); a clean end of a stream that writes
+ * into QEMU shuts that socket for writing (QEMU reads end of file).  A
+ * reverse failure on proxy-out that is not the source QEMU's own socket
+ * refusing the bytes (it closed: the migration is over) is a lost return
+ * path: QEMU would wait for it forever, so its socket is reset too.  On
+ * proxy-in a reverse failure only closes its descriptor: the forward
+ * stream may still be delivering the migration's tail.
+ */
 static void conn_end(struct conn *k, int rc)
 {
 	const struct stream_stats *st = &k->st;
 	double secs = (double)st->ns / 1e9;
 
-	if (rc)
+	if (rc && !k->reverse)
 		plog(k->c, "%s: %s; QEMU's socket reset", k->tag, k->err);
-	else if (k->c->verbose)
+	else if (rc && k->c->verbose)
+		plog(k->c, "%s: return path ended: %s", k->tag, k->err);
+	else if (!rc && k->c->verbose)
 		plog(k->c, "%s: %llu bytes in %.3f s, %.1f MB/s over %s, ring %zu KiB", k->tag,
 		     (unsigned long long)st->bytes, secs,
 		     secs > 0 ? (double)st->bytes / secs / 1e6 : 0.0, rmig_ep_backend(k->ep),
 		     st->ring >> 10);
-	reset_qemu_socket(k->fd, rc != 0);
+	registry_del(k);
+	if (k->order && !k->reverse) {
+		pthread_mutex_lock(&k->order->lock);
+		k->order->active--;
+		pthread_mutex_unlock(&k->order->lock);
+	}
+	if (!rc && k->eof_to_qemu && k->fd >= 0)
+		shutdown(k->fd, SHUT_WR);
+	reset_qemu_socket(k->fd, rc != 0 && !k->keep_on_fail && !(k->reverse && k->st.fd_failed));
 	conn_free(k);
 }
 
@@ -337,18 +428,26 @@ static int conn_admit(const struct proxy_cfg *c)
 
 /* ---- proxy-out --------------------------------------------------------------- */
 
-/* Wait until the connections accepted before this one were introduced (bounded). */
+/*
+ * Wait until the connections accepted before this one on its route were set
+ * up.  Bounded: each earlier one takes at most a connect and a READY wait,
+ * so the wait gives up when the turn has not moved for that long.
+ */
 static void turn_wait(struct conn *k)
 {
 	struct timespec until;
+	uint64_t seen = UINT64_MAX;
 	int rc = 0;
 
-	clock_gettime(CLOCK_REALTIME, &until);
-	/* Each earlier one takes at most a connect and a READY wait. */
-	until.tv_sec += 2 * (k->c->o.timeout_ms / 1000 + 1);
 	pthread_mutex_lock(&k->order->lock);
-	while (k->order->turn < k->seq && rc != ETIMEDOUT)
+	while (k->order->turn < k->seq && rc != ETIMEDOUT) {
+		if (k->order->turn != seen) { /* progress: a fresh bound */
+			seen = k->order->turn;
+			clock_gettime(CLOCK_REALTIME, &until);
+			until.tv_sec += 2 * (k->c->o.timeout_ms / 1000 + 1);
+		}
 		rc = pthread_cond_timedwait(&k->order->turn_cv, &k->order->lock, &until);
+	}
 	pthread_mutex_unlock(&k->order->lock);
 }
 
@@ -364,7 +463,8 @@ static void turn_next(struct conn *k)
 /* Name the route to proxy-in and wait until it connected the destination QEMU. */
 static int out_introduce(struct conn *k, char *err, size_t errlen)
 {
-	struct proxy_msg h = { .type = PROXY_HELLO, .conn = k->id };
+	struct proxy_msg h = { .type = k->reverse ? PROXY_REVERSE : PROXY_HELLO, .conn = k->id,
+			       .instance = instance };
 	uint8_t raw[STREAM_MSG_MAX > PROXY_MSG_MAX ? STREAM_MSG_MAX : PROXY_MSG_MAX];
 	struct stream_msg m;
 	int n;
@@ -388,11 +488,9 @@ static int out_introduce(struct conn *k, char *err, size_t errlen)
 	return -EPROTO;
 }
 
-static void *out_conn_main(void *arg)
+static int out_connect(struct conn *k)
 {
-	struct conn *k = arg;
 	const struct proxy_cfg *c = k->c;
-	int cpu = place_self(k->id);
 	int rc = cli_connect_retry(c->backend, c->addr, &c->ep_opts, c->o.timeout_ms, &k->ep);
 
 	if (rc) {
@@ -401,10 +499,66 @@ static void *out_conn_main(void *arg)
 			 rc == -EACCES ? "no authenticated connection to" : "cannot reach", c->addr,
 			 rmig_last_error());
 	}
+	return rc;
+}
+
+/* The destination QEMU's bytes back into the source QEMU's socket. */
+static void *out_reverse_main(void *arg)
+{
+	struct conn *k = arg;
+	int rc;
+
+	place_self(k->id);
+	rc = out_connect(k);
+	if (!rc)
+		rc = out_introduce(k, k->err, sizeof(k->err));
+	if (!rc)
+		rc = stream_recv(k->ep, k->fd, &k->o, &k->st, k->err, sizeof(k->err));
+	conn_end(k, rc);
+	return NULL;
+}
+
+/* Start the reverse connection of forward connection f (on a dup of its socket). */
+static void out_start_reverse(const struct conn *f)
+{
+	struct conn *k = conn_admit(f->c) ? calloc(1, sizeof(*k)) : NULL;
+
+	if (!k) {
+		plog(f->c, "%s: no return path (already carrying %u connections: raise --max-conns)",
+		     f->tag, f->c->max_conns);
+		return;
+	}
+	*k = (struct conn){ .c = f->c, .id = f->id, .route = f->route, .reverse = 1,
+			    .eof_to_qemu = 1, .o = f->c->o,
+			    .fd = fcntl(f->fd, F_DUPFD_CLOEXEC, 0) };
+	k->o.ring = REVERSE_RING;
+	k->o.fd_name = "the source QEMU's socket (return path)";
+	snprintf(k->tag, sizeof(k->tag), "%s#%lu (return path)", f->route->name, f->id);
+	if (k->fd < 0 || conn_start(k, out_reverse_main)) {
+		snprintf(k->err, sizeof(k->err), "cannot start it: %s", strerror(errno));
+		conn_end(k, -EAGAIN);
+	}
+}
+
+static void *out_conn_main(void *arg)
+{
+	struct conn *k = arg;
+	const struct proxy_cfg *c = k->c;
+	int cpu = place_self(k->id);
+	int rc;
+
+	/*
+	 * One at a time per route, connect included: proxy-in accepts (and
+	 * authenticates) one connection at a time, and a burst of handshakes
+	 * behind each other timed out over ofi/shm on a loaded machine.
+	 */
 	turn_wait(k);
+	rc = out_connect(k);
 	if (!rc)
 		rc = out_introduce(k, k->err, sizeof(k->err));
 	turn_next(k);
+	if (!rc && k->main_channel)
+		out_start_reverse(k);
 	if (!rc) {
 		if (c->verbose)
 			plog(c, "%s: QEMU connected on %s, carried to %s over %s (cpu %d)", k->tag,
@@ -441,6 +595,9 @@ static void out_accept(const struct proxy_cfg *c, const struct proxy_route *r)
 	*k = (struct conn){ .c = c, .id = atomic_fetch_add(&next_conn_id, 1) + 1, .fd = fd,
 			    .route = r, .order = &order[r - c->routes], .o = c->o };
 	k->seq = k->order->accepted++;
+	pthread_mutex_lock(&k->order->lock);
+	k->main_channel = !k->order->active++;
+	pthread_mutex_unlock(&k->order->lock);
 	snprintf(k->tag, sizeof(k->tag), "%s#%lu", r->name, k->id);
 	if (conn_start(k, out_conn_main)) {
 		snprintf(k->err, sizeof(k->err), "cannot start a thread for it: %s", strerror(errno));
@@ -455,6 +612,7 @@ int proxy_out_run(struct proxy_cfg *c)
 	int rc = 0;
 
 	install_signals();
+	instance = ((uint64_t)getpid() << 32) ^ rmig_now_ns(); /* distinct per run, not secret */
 	for (i = 0; i < c->nroutes; i++) {
 		pthread_mutex_init(&order[i].lock, NULL);
 		pthread_cond_init(&order[i].turn_cv, NULL);
@@ -503,20 +661,33 @@ static void in_refuse(struct conn *k, const char *why)
 	rmig_send(k->ep, raw, stream_msg_encode(&m, raw));
 }
 
+/*
+ * The longest a route's connections take to all be set up: each earlier one
+ * may take a connect and a READY wait (turn_wait's bound) and this one its
+ * own.  Until then QEMU may leave a connected one unread (QEMU 7.2's
+ * destination starts reading once every multifd channel arrived).
+ */
+static int setup_ms(const struct proxy_cfg *c)
+{
+	return 3 * c->o.timeout_ms + 2000;
+}
+
 /* Read proxy-out's hello and pick the route; 0, or -errno with err set. */
 static int in_route(struct conn *k, char *err, size_t errlen)
 {
 	uint8_t raw[PROXY_MSG_MAX];
 	struct proxy_msg h;
-	int n = rmig_recv(k->ep, raw, sizeof(raw), k->c->o.timeout_ms);
+	/* proxy-out may hold it back while the route's earlier ones connect (turn_wait). */
+	int wait_ms = setup_ms(k->c);
+	int n = rmig_recv(k->ep, raw, sizeof(raw), wait_ms);
 
 	if (n < 0) {
 		snprintf(err, errlen, "no route message from proxy-out within %d ms: %s",
-			 k->c->o.timeout_ms, rmig_ep_error(k->ep));
+			 wait_ms, rmig_ep_error(k->ep));
 		return n;
 	}
 	n = proxy_msg_decode(raw, (size_t)n, &h);
-	if (!n && h.type != PROXY_HELLO)
+	if (!n && h.type == PROXY_READY)
 		n = -EPROTO;
 	if (n) {
 		snprintf(err, errlen, n == -EPROTONOSUPPORT
@@ -525,7 +696,11 @@ static int in_route(struct conn *k, char *err, size_t errlen)
 			 h.version, PROXY_VERSION);
 		return n;
 	}
-	snprintf(k->tag, sizeof(k->tag), "%s#%llu", h.name, (unsigned long long)h.conn);
+	k->reverse = h.type == PROXY_REVERSE;
+	k->peer_conn = h.conn;
+	k->peer_instance = h.instance;
+	snprintf(k->tag, sizeof(k->tag), "%s#%llu%s", h.name, (unsigned long long)h.conn,
+		 k->reverse ? " (return path)" : "");
 	for (unsigned i = 0; i < k->c->nroutes; i++)
 		if (!strcmp(k->c->routes[i].name, h.name)) {
 			k->route = &k->c->routes[i];
@@ -547,31 +722,58 @@ static int in_ready(struct conn *k, char *err, size_t errlen)
 	return rc;
 }
 
+/* Reverse: read what the destination QEMU sends back on the forward connection's socket. */
+static int in_reverse(struct conn *k)
+{
+	int rc;
+
+	k->keep_on_fail = 1;
+	k->fd = registry_dup(k->peer_instance, k->peer_conn);
+	if (k->fd < 0) {
+		snprintf(k->err, sizeof(k->err), "its connection already ended");
+		in_refuse(k, k->err);
+		return -ECONNREFUSED;
+	}
+	rc = in_ready(k, k->err, sizeof(k->err));
+	k->o.fd_name = "the destination QEMU's socket (return path)";
+	return rc ? rc : stream_send(k->ep, k->fd, &k->o, &k->st, k->err, sizeof(k->err));
+}
+
+/* Forward: connect the destination QEMU's socket and write the stream into it. */
+static int in_forward(struct conn *k, int cpu)
+{
+	const struct proxy_cfg *c = k->c;
+	int rc = unix_connect(k->route->path, c->o.timeout_ms, &k->fd);
+
+	if (rc) {
+		snprintf(k->err, sizeof(k->err), "cannot connect to the destination QEMU at %s: %s",
+			 k->route->path, unix_connect_hint(rc));
+		in_refuse(k, k->err);
+		return rc;
+	}
+	registry_add(k); /* before READY: proxy-out opens the reverse one after it */
+	rc = in_ready(k, k->err, sizeof(k->err));
+	if (rc)
+		return rc;
+	if (c->verbose)
+		plog(c, "%s: carried to %s over %s (cpu %d)", k->tag, k->route->path,
+		     rmig_ep_backend(k->ep), cpu);
+	k->eof_to_qemu = 1;
+	k->o.fd_name = "the destination QEMU's socket";
+	k->o.stall_ms = setup_ms(c);
+	return stream_recv(k->ep, k->fd, &k->o, &k->st, k->err, sizeof(k->err));
+}
+
 static void *in_conn_main(void *arg)
 {
 	struct conn *k = arg;
-	const struct proxy_cfg *c = k->c;
 	int cpu = place_self(k->id);
 	int rc = in_route(k, k->err, sizeof(k->err));
 
-	if (!rc) {
-		rc = unix_connect(k->route->path, c->o.timeout_ms, &k->fd);
-		if (rc)
-			snprintf(k->err, sizeof(k->err), "cannot connect to the destination QEMU at %s: %s",
-				 k->route->path, unix_connect_hint(rc));
-		else
-			rc = in_ready(k, k->err, sizeof(k->err));
-	}
-	if (rc) {
+	if (rc)
 		in_refuse(k, k->err);
-	} else {
-		if (c->verbose)
-			plog(c, "%s: carried to %s over %s (cpu %d)", k->tag, k->route->path,
-			     rmig_ep_backend(k->ep), cpu);
-		k->o.fd_name = "the destination QEMU's socket";
-		k->o.watch_out = 1;
-		rc = stream_recv(k->ep, k->fd, &k->o, &k->st, k->err, sizeof(k->err));
-	}
+	else
+		rc = k->reverse ? in_reverse(k) : in_forward(k, cpu);
 	conn_end(k, rc);
 	return NULL;
 }

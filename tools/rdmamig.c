@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* rdmamig: the command-line tool.  Each subcommand lives in its own file. */
 #include "commands.h"
+#include "../common/ofi_env.h"
 #include <rdmamig/rdmamig.h>
 
 #include <stdio.h>
@@ -100,6 +101,9 @@ static void cli_log(void *opaque, int level, const char *msg)
 int main(int argc, char **argv)
 {
 	rmig_set_log(cli_log, NULL);
+	/* libfabric's tunables: the CLI's own environment (the library
+	 * never sets it). */
+	rmig_ofi_env_defaults();
 	/* The CLI pins guest-sized memory: it lifts its own limit as far as
 	 * allowed (the library never does it behind a host's back).  A
 	 * refusal is not fatal: a registration beyond the limit names it. */

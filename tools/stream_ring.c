@@ -319,6 +319,7 @@ static ssize_t fill(struct sender *x, int fd, size_t off, size_t len)
 		} else if (errno == EAGAIN) {
 			break;
 		} else if (errno != EINTR) {
+			x->s.st->fd_failed = 1;
 			return fail(&x->s, -errno, "cannot read the stream from %s: %s",
 				    x->s.o->fd_name ? x->s.o->fd_name : "stdin", strerror(errno));
 		}
@@ -477,34 +478,12 @@ static const char *out_name(const struct receiver *r)
 	return r->s.o->fd_name ? r->s.o->fd_name : "stdout";
 }
 
-/*
- * With watch_out: has the reading side closed out_fd or sent bytes back?
- * Checked while idle.  A close before the sender's EOF ends the stream as a
- * failure, so the sender closes its own fd: that mirrors the close (a reader
- * that had all it wanted, e.g. QEMU at the end of a migration, loses nothing).
- */
-static int watch_out(struct receiver *r, int fd)
-{
-	struct pollfd p = { .fd = fd, .events = POLLIN | POLLRDHUP };
-
-	if (!r->s.o->watch_out || poll(&p, 1, 0) <= 0)
-		return 0;
-	if (p.revents & (POLLHUP | POLLRDHUP | POLLERR))
-		return fail(&r->s, -ECONNRESET, "the reading side closed %s before the end of the stream",
-			    out_name(r));
-	if (p.revents & POLLIN)
-		return fail(&r->s, -EPROTO,
-			    "the reading side sent bytes back on %s, which this one-way stream does not carry "
-			    "(QEMU's return path: turn off postcopy and the return-path capability)",
-			    out_name(r));
-	return 0;
-}
-
 /* Write len bytes of the ring out, keeping the peer informed while blocked. */
 static int write_out(struct receiver *r, int fd, const uint8_t *p, size_t len)
 {
 	uint64_t progress = rmig_now_ms();
 	struct pollfd pfd = { .fd = fd, .events = POLLOUT };
+	int stall_ms = r->s.o->stall_ms ? r->s.o->stall_ms : r->s.o->timeout_ms;
 
 	while (len) {
 		ssize_t n = write(fd, p, len);
@@ -516,14 +495,14 @@ static int write_out(struct receiver *r, int fd, const uint8_t *p, size_t len)
 		}
 		if (n < 0 && errno == EINTR)
 			continue;
-		if (n < 0 && errno != EAGAIN)
+		if (n < 0 && errno != EAGAIN && (r->s.st->fd_failed = 1))
 			return fail(&r->s, -errno, "cannot write the stream to %s: %s%s",
 				    out_name(r), strerror(errno),
 				    errno == EPIPE ? " (the reading side closed it)" : "");
-		if (rmig_now_ms() - progress > (uint64_t)r->s.o->timeout_ms)
+		if (rmig_now_ms() - progress > (uint64_t)stall_ms && (r->s.st->fd_failed = 1))
 			return fail(&r->s, -ETIMEDOUT,
 				    "%s took nothing for %d ms: the reading side is stuck",
-				    out_name(r), r->s.o->timeout_ms);
+				    out_name(r), stall_ms);
 		poll(&pfd, 1, IDLE_WAIT_MS);
 		int rc = ping_if_idle(&r->s);
 		if (rc)
@@ -606,8 +585,6 @@ int stream_recv(struct rmig_ep *ep, int out_fd, const struct stream_opts *o,
 		rc = get(&r.s, &m, r.consumed > r.credited ? 0 : IDLE_WAIT_MS);
 		if (rc == 0 && r.consumed > r.credited)
 			rc = give_credit(&r);
-		else if (rc == 0)
-			rc = watch_out(&r, out_fd);
 		else if (rc > 0 && m.type == STREAM_DATA)
 			rc = take_data(&r, out_fd, &m);
 		else if (rc > 0 && m.type == STREAM_EOF)

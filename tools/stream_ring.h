@@ -19,11 +19,11 @@ struct stream_opts {
 	/* The local fd in messages ("QEMU's socket"); NULL: "stdin" / "stdout". */
 	const char *fd_name;
 	/*
-	 * Receiver, out_fd a socket: while idle, notice its reader closing it
-	 * (the stream fails at once instead of at the next write) and bytes
-	 * coming back on it, which this one-way stream cannot carry.
+	 * Receiver: how long out_fd may take nothing before the stream fails;
+	 * 0: timeout_ms.  (QEMU leaves a multifd channel unread while it waits
+	 * for a slower one to connect.)
 	 */
-	int watch_out;
+	int stall_ms;
 };
 
 struct stream_stats {
@@ -32,6 +32,7 @@ struct stream_stats {
 	uint64_t credits;/* CREDIT messages */
 	uint64_t ns;     /* from the first message to the end */
 	size_t ring;     /* ring size in use */
+	int fd_failed;   /* the failure was the local fd's (read, write, stuck), not the peer's */
 };
 
 /*

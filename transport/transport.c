@@ -105,7 +105,7 @@ static int lookup(const char *spec, const struct rmig_ep_opts *in,
 		}
 	}
 	return rmig_set_error(NULL, -ENOENT,
-			      "backend '%s' is not compiled in (rdmamig backends lists them)",
+			      "backend '%s' is not compiled in (rmig_backend_name lists those that are)",
 			      spec);
 }
 

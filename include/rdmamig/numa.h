@@ -25,6 +25,8 @@
 #ifndef RDMAMIG_NUMA_H
 #define RDMAMIG_NUMA_H
 
+#include <rdmamig/export.h>
+
 #include <stddef.h>
 
 #ifdef __cplusplus
@@ -88,23 +90,23 @@ struct rmig_placement_opts {
  *         An unknown or unlocated NIC is not an error: the plan says so and
  *         uses the whole machine.
  */
-int rmig_placement_plan(const struct rmig_placement_opts *opts,
+RMIG_EXPORT int rmig_placement_plan(const struct rmig_placement_opts *opts,
 			struct rmig_placement **plan);
 
 /** Free a plan (NULL is fine).  Memory from rmig_placement_alloc must be freed first. */
-void rmig_placement_destroy(struct rmig_placement *plan);
+RMIG_EXPORT void rmig_placement_destroy(struct rmig_placement *plan);
 
 /** Number of workers the plan places. */
-unsigned rmig_placement_workers(const struct rmig_placement *plan);
+RMIG_EXPORT unsigned rmig_placement_workers(const struct rmig_placement *plan);
 
 /** CPU (OS number) of worker i, or -EINVAL if i is out of range. */
-int rmig_placement_cpu(const struct rmig_placement *plan, unsigned i);
+RMIG_EXPORT int rmig_placement_cpu(const struct rmig_placement *plan, unsigned i);
 
 /** Why worker i got its CPU (one line), or NULL if i is out of range. */
-const char *rmig_placement_why(const struct rmig_placement *plan, unsigned i);
+RMIG_EXPORT const char *rmig_placement_why(const struct rmig_placement *plan, unsigned i);
 
 /** NUMA node (OS number) for buffers and rings, or -1 if none is preferred. */
-int rmig_placement_node(const struct rmig_placement *plan);
+RMIG_EXPORT int rmig_placement_node(const struct rmig_placement *plan);
 
 /**
  * Bind the calling thread to worker i's CPU.  Call it first thing in the
@@ -115,7 +117,7 @@ int rmig_placement_node(const struct rmig_placement *plan);
  *         printed once per plan unless RMIG_PLACEMENT_QUIET, and kept for
  *         rmig_placement_notice); -EINVAL if i is out of range.
  */
-int rmig_placement_bind_self(struct rmig_placement *plan, unsigned i);
+RMIG_EXPORT int rmig_placement_bind_self(struct rmig_placement *plan, unsigned i);
 
 /**
  * Allocate len bytes, page-aligned, on the plan's node (transfer buffers,
@@ -124,13 +126,13 @@ int rmig_placement_bind_self(struct rmig_placement *plan, unsigned i);
  *
  * @return the memory, or NULL (errno ENOMEM) if none could be allocated.
  */
-void *rmig_placement_alloc(struct rmig_placement *plan, size_t len);
+RMIG_EXPORT void *rmig_placement_alloc(struct rmig_placement *plan, size_t len);
 
 /** Free memory from rmig_placement_alloc (len as allocated). */
-void rmig_placement_free(struct rmig_placement *plan, void *addr, size_t len);
+RMIG_EXPORT void rmig_placement_free(struct rmig_placement *plan, void *addr, size_t len);
 
 /** The first fallback notice (binding or allocation), or NULL if none happened. */
-const char *rmig_placement_notice(const struct rmig_placement *plan);
+RMIG_EXPORT const char *rmig_placement_notice(const struct rmig_placement *plan);
 
 /**
  * Describe the plan: the topology, the NIC and its locality, the guest
@@ -139,7 +141,7 @@ const char *rmig_placement_notice(const struct rmig_placement *plan);
  * @return the length of the whole description (like snprintf: if it is
  *         >= len the text was truncated), or -EINVAL.
  */
-int rmig_placement_describe(const struct rmig_placement *plan, char *buf, size_t len,
+RMIG_EXPORT int rmig_placement_describe(const struct rmig_placement *plan, char *buf, size_t len,
 			    unsigned flags);
 
 #ifdef __cplusplus

@@ -28,6 +28,8 @@
 #ifndef RDMAMIG_PLUGIN_H
 #define RDMAMIG_PLUGIN_H
 
+#include <rdmamig/export.h>
+
 #include <stddef.h>
 #include <stdint.h>
 
@@ -334,7 +336,7 @@ typedef const struct rmig_plugin_ops *(*rmig_plugin_entry_fn)(uint32_t abi_versi
  * The entry symbol.  Returns NULL if the library cannot serve abi_version
  * (0, or a newer ABI than it knows).
  */
-const struct rmig_plugin_ops *rmig_plugin_entry(uint32_t abi_version);
+RMIG_EXPORT const struct rmig_plugin_ops *rmig_plugin_entry(uint32_t abi_version);
 
 #ifdef __cplusplus
 }

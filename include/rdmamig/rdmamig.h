@@ -22,6 +22,8 @@
 #ifndef RDMAMIG_RDMAMIG_H
 #define RDMAMIG_RDMAMIG_H
 
+#include <rdmamig/export.h>
+
 #include <stddef.h>
 #include <stdint.h>
 
@@ -67,8 +69,8 @@ struct rmig_rkey {
 };
 #define RMIG_RKEY_WIRE_SIZE 32
 
-void rmig_rkey_encode(const struct rmig_rkey *k, uint8_t out[RMIG_RKEY_WIRE_SIZE]);
-int rmig_rkey_decode(const uint8_t in[RMIG_RKEY_WIRE_SIZE], struct rmig_rkey *k);
+RMIG_EXPORT void rmig_rkey_encode(const struct rmig_rkey *k, uint8_t out[RMIG_RKEY_WIRE_SIZE]);
+RMIG_EXPORT int rmig_rkey_decode(const uint8_t in[RMIG_RKEY_WIRE_SIZE], struct rmig_rkey *k);
 
 struct rmig_ep;
 struct rmig_mr;
@@ -114,7 +116,7 @@ struct rmig_ep_opts {
 #define RMIG_PSK_MAX 1024
 
 /* Library version, "MAJOR.MINOR.PATCH". */
-const char *rmig_version(void);
+RMIG_EXPORT const char *rmig_version(void);
 
 #ifndef RMIG_LOG_FN_DEFINED
 #define RMIG_LOG_FN_DEFINED
@@ -130,7 +132,7 @@ enum rmig_log_level {
 typedef void (*rmig_log_fn)(void *opaque, int level, const char *msg);
 #endif
 /* Process-wide; NULL fn: messages are dropped (the default). */
-void rmig_set_log(rmig_log_fn fn, void *opaque);
+RMIG_EXPORT void rmig_set_log(rmig_log_fn fn, void *opaque);
 
 /*
  * Raise RLIMIT_MEMLOCK so that bytes can be pinned: the host's explicit
@@ -139,7 +141,7 @@ void rmig_set_log(rmig_log_fn fn, void *opaque);
  * hard limit; UINT64_MAX: as far as allowed (unlimited, else the hard
  * limit).  0, or -EPERM and a phrase naming the hard limit and the fix.
  */
-int rmig_memlock_raise(uint64_t bytes);
+RMIG_EXPORT int rmig_memlock_raise(uint64_t bytes);
 
 /* --- the transport ------------------------------------------------------ */
 
@@ -149,23 +151,23 @@ int rmig_memlock_raise(uint64_t bytes);
  * addr: "host:port"; port 0 when listening picks a free port (see
  * rmig_local_addr).
  */
-int rmig_listen(const char *backend, const char *addr,
+RMIG_EXPORT int rmig_listen(const char *backend, const char *addr,
 		const struct rmig_ep_opts *opts, struct rmig_ep **listener);
-int rmig_accept(struct rmig_ep *listener, int timeout_ms, struct rmig_ep **ep);
-int rmig_connect(const char *backend, const char *addr,
+RMIG_EXPORT int rmig_accept(struct rmig_ep *listener, int timeout_ms, struct rmig_ep **ep);
+RMIG_EXPORT int rmig_connect(const char *backend, const char *addr,
 		 const struct rmig_ep_opts *opts, struct rmig_ep **ep);
 /* "host:port" the endpoint is bound to (a listener's real port). */
-int rmig_local_addr(struct rmig_ep *ep, char *buf, size_t len);
+RMIG_EXPORT int rmig_local_addr(struct rmig_ep *ep, char *buf, size_t len);
 
-int rmig_reg_mr(struct rmig_ep *ep, void *addr, size_t len, unsigned access,
+RMIG_EXPORT int rmig_reg_mr(struct rmig_ep *ep, void *addr, size_t len, unsigned access,
 		struct rmig_mr **mr);
-int rmig_dereg_mr(struct rmig_ep *ep, struct rmig_mr *mr);
-const struct rmig_rkey *rmig_mr_rkey(const struct rmig_mr *mr);
+RMIG_EXPORT int rmig_dereg_mr(struct rmig_ep *ep, struct rmig_mr *mr);
+RMIG_EXPORT const struct rmig_rkey *rmig_mr_rkey(const struct rmig_mr *mr);
 /**
  * Memory regions registered right now by this process, over every endpoint
  * and backend (rmig_reg_mr minus rmig_dereg_mr): a leak check.
  */
-long rmig_mr_live(void);
+RMIG_EXPORT long rmig_mr_live(void);
 
 /*
  * Post n (1..RMIG_BATCH_MAX) writes.  One completion carrying wr_id is
@@ -173,35 +175,35 @@ long rmig_mr_live(void);
  * data placed at the peer).  Each write is bounds-checked against both
  * regions first: -ERANGE and nothing posted if any is out of bounds.
  */
-int rmig_write_batch(struct rmig_ep *ep, const struct rmig_write *w, unsigned n,
+RMIG_EXPORT int rmig_write_batch(struct rmig_ep *ep, const struct rmig_write *w, unsigned n,
 		     uint64_t wr_id);
 /* Poll for up to max completions; waits up to timeout_ms for the first. 
  * Returns the count (0 on timeout) or -errno (peer gone, link down). */
-int rmig_poll(struct rmig_ep *ep, struct rmig_completion *c, unsigned max,
+RMIG_EXPORT int rmig_poll(struct rmig_ep *ep, struct rmig_completion *c, unsigned max,
 	      int timeout_ms);
 /* Post one write and wait for it: convenience for tests and setup. */
-int rmig_write_sync(struct rmig_ep *ep, const struct rmig_mr *lmr, uint64_t loff,
+RMIG_EXPORT int rmig_write_sync(struct rmig_ep *ep, const struct rmig_mr *lmr, uint64_t loff,
 		    const struct rmig_rkey *rkey, uint64_t roff, uint64_t len);
 
 /* Control messages of at most RMIG_MSG_MAX bytes. */
-int rmig_send(struct rmig_ep *ep, const void *buf, size_t len);
+RMIG_EXPORT int rmig_send(struct rmig_ep *ep, const void *buf, size_t len);
 /* Returns the message length, -ETIMEDOUT, -EMSGSIZE (cap too small) or -errno. */
-int rmig_recv(struct rmig_ep *ep, void *buf, size_t cap, int timeout_ms);
+RMIG_EXPORT int rmig_recv(struct rmig_ep *ep, void *buf, size_t cap, int timeout_ms);
 
-void rmig_close(struct rmig_ep *ep);
+RMIG_EXPORT void rmig_close(struct rmig_ep *ep);
 
-const char *rmig_ep_error(const struct rmig_ep *ep);
-const char *rmig_ep_backend(const struct rmig_ep *ep);
+RMIG_EXPORT const char *rmig_ep_error(const struct rmig_ep *ep);
+RMIG_EXPORT const char *rmig_ep_backend(const struct rmig_ep *ep);
 /* The reason for the calling thread's last failure. */
-const char *rmig_last_error(void);
+RMIG_EXPORT const char *rmig_last_error(void);
 
 /* Compiled backends, in order of preference. */
-int rmig_backend_count(void);
-const char *rmig_backend_name(int i);
+RMIG_EXPORT int rmig_backend_count(void);
+RMIG_EXPORT const char *rmig_backend_name(int i);
 /* 0 if the backend (spec as above) can run here, else -errno and why. */
-int rmig_backend_probe(const char *backend, char *why, size_t whylen);
+RMIG_EXPORT int rmig_backend_probe(const char *backend, char *why, size_t whylen);
 /* The spec "auto" resolves to on this machine ("verbs", "ofi", "tcp"). */
-const char *rmig_backend_best(void);
+RMIG_EXPORT const char *rmig_backend_best(void);
 
 #ifdef __cplusplus
 }

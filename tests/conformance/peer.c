@@ -23,6 +23,7 @@
  *   SHUTDOWN                             end the session and the server
  */
 #define _GNU_SOURCE
+#include "../../common/ofi_env.h"
 #include "conformance.h"
 
 #include <errno.h>
@@ -182,6 +183,10 @@ int conf_peer_serve(const char *backend, const char *addr, int addr_fd, int sess
 	struct rmig_ep *l, *ep;
 	char bound[128];
 	int rc;
+
+	/* A host of its own (exec'd apart): libfabric's tunables as the
+	 * other end has them (ofi_rxm's buffer sizes must match). */
+	rmig_ofi_env_defaults();
 
 	struct rmig_ep_opts o = { .size = sizeof(o), RMIG_TEST_PSK };
 

@@ -106,6 +106,8 @@ int main(int argc, char **argv)
 
 	if (!ops || ops->size < sizeof(*ops))
 		return fprintf(stderr, "not an rdmamig plugin of ABI %d\n", RMIG_PLUGIN_ABI_VERSION), 1;
+	fprintf(stderr, "ABI %d host: the library's table has %zu bytes, this host reads %zu\n",
+		RMIG_PLUGIN_ABI_VERSION, ops->size, sizeof(*ops));
 	if (pipe(fds))
 		return 1;
 	pid_t pid = fork();

@@ -196,7 +196,7 @@ static void one_block(struct pair *p, const char *name, uint64_t len)
 
 struct blocked {
 	struct pair *p;
-	int which; /* 0 accept, 1 stream_read, 2 finish */
+	int which; /* 0 accept, 1 stream_read, 2 finish, 3 round_end */
 	long rc;
 	uint64_t returned_ms;
 	char err[RMIG_ERR_MAX];
@@ -217,9 +217,15 @@ static void *blocked_main(void *arg)
 		b->rc = ops->stream_read(b->p->dst, &c, 1, 10000);
 		snprintf(b->err, sizeof(b->err), "%s", ops->error(b->p->dst));
 		break;
-	default:
+	case 2:
 		b->rc = ops->finish(b->p->src);
 		snprintf(b->err, sizeof(b->err), "%s", ops->error(b->p->src));
+		break;
+	default: {
+		struct rmig_round_stats rs;
+		b->rc = ops->round_end(b->p->src, &rs);
+		snprintf(b->err, sizeof(b->err), "%s", ops->error(b->p->src));
+	}
 	}
 	b->returned_ms = now_ms();
 	if (s)
@@ -292,6 +298,27 @@ static void test_shutdown_finish(void)
 	CU_ASSERT_EQUAL(ops->state(p.src), RMIG_STATE_ROLLED_BACK);
 	pair_free(&p);
 }
+
+#ifdef RMIG_TEST_HOOKS
+/* Channel 1 holds its fence back 5 s (the test hook): round_end waits. */
+static void test_shutdown_round_end(void)
+{
+	struct pair p;
+	struct blocked b = { .p = &p, .which = 3 };
+
+	one_block(&p, "pc.ram", 8u << 20);
+	setenv("RMIG_TEST_DELAY_CHANNEL", "1:5000", 1);
+	int rc = pair_setup(&p, 2);
+	unsetenv("RMIG_TEST_DELAY_CHANNEL");
+	CU_ASSERT_EQUAL_FATAL(rc, 0);
+	struct rmig_page_range all = { .block = 0, .len = p.len[0] };
+	CU_ASSERT_EQUAL_FATAL(ops->round_start(p.src, 0), 0);
+	CU_ASSERT_EQUAL_FATAL(ops->save_pages(p.src, &all, 1), 0);
+	shut_and_time(&b, "round_end, 2 channels");
+	CU_ASSERT_EQUAL(ops->state(p.src), RMIG_STATE_ROLLED_BACK);
+	pair_free(&p);
+}
+#endif
 
 /* --- block names, page sizes, flags ---------------------------------------- */
 
@@ -563,12 +590,56 @@ static void test_stream_in_rounds(void)
 	free(r);
 }
 
+/* --- versions -------------------------------------------------------------- */
+
+static void test_entry_versions(void)
+{
+	/* v1 and v2 frameworks get the same table (a v1 one reads its first
+	 * bytes); 0 and later ABIs get NULL. */
+	CU_ASSERT_PTR_NULL(rmig_plugin_entry(0));
+	CU_ASSERT_PTR_EQUAL(rmig_plugin_entry(1), ops);
+	CU_ASSERT_PTR_EQUAL(rmig_plugin_entry(2), ops);
+	CU_ASSERT_PTR_NULL(rmig_plugin_entry(3));
+	CU_ASSERT_EQUAL(ops->abi_version, 2);
+	CU_ASSERT_EQUAL(ops->size, sizeof(*ops));
+	/* Every ABI 2 hook is implemented. */
+	CU_ASSERT(ops->shutdown && ops->listen_shutdown && ops->stream_fd && ops->add_ram_block2 &&
+		  ops->load_block2 && ops->save_bitmap && ops->set_log && ops->memlock_raise);
+}
+
+/* set_log: the library's messages reach the host's callback. */
+static int logged;
+static void count_log(void *opaque, int level, const char *msg)
+{
+	(void)opaque;
+	if (level == RMIG_LOG_DEBUG && strstr(msg, "->"))
+		logged++;
+}
+
+static void test_set_log(void)
+{
+	struct rmig_plugin_config cfg = { .size = sizeof(cfg), .addr = "127.0.0.1:1",
+					  .timeout_ms = 200, RMIG_TEST_PSK };
+	struct rmig_mig *s;
+
+	ops->set_log(count_log, NULL);
+	CU_ASSERT_EQUAL_FATAL(ops->open(&cfg, &s), 0);
+	ops->close(s); /* reserve -> rolled back: one state transition logged */
+	ops->set_log(NULL, NULL);
+	CU_ASSERT(logged >= 1);
+}
+
 int main(void)
 {
 	static const CU_TestInfo tests[] = {
+		{ "entry: ABI 1 and 2 get the table, 0 and 3 NULL", test_entry_versions },
+		{ "set_log receives the library's messages", test_set_log },
 		{ "listen_shutdown wakes a blocked accept", test_shutdown_accept },
 		{ "shutdown wakes a blocked stream_read", test_shutdown_stream_read },
 		{ "shutdown wakes a blocked finish", test_shutdown_finish },
+#ifdef RMIG_TEST_HOOKS
+		{ "shutdown wakes a blocked round_end (2 channels)", test_shutdown_round_end },
+#endif
 		{ "255-byte names, page size and flags round-trip", test_long_names },
 		{ "add_ram_block2 refuses what it cannot take", test_bad_blocks },
 		{ "save_bitmap moves exactly the bitmap's pages", test_save_bitmap },

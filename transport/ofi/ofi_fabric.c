@@ -12,6 +12,7 @@
  */
 #define _GNU_SOURCE
 #include "ofi.h"
+#include "../../common/log.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -51,33 +52,27 @@ static int ip_addressed(const char *provider)
 }
 
 /*
- * ofi_rxm posts FI_OFI_RXM_MSG_RX_SIZE bounce buffers of
- * FI_OFI_RXM_BUFFER_SIZE bytes per connection (defaults 128 and 16 KiB):
- * ~120 MB of touched memory per pair of endpoints on tcp;ofi_rxm.  Our
- * receive traffic is a few control messages (RMA writes need no receive
- * buffers), so 32 buffers of 4 KiB do (~17 MB per pair; larger messages go
- * by rxm's rendezvous; write throughput measured the same).  Set before
- * libfabric reads its parameters (the first fi_getinfo); a value in the
- * environment wins.
+ * libfabric takes these tunables only from the environment (no fi_info
+ * hint, domain attribute or fi_control sets them), and the library never
+ * changes its host's environment: the host sets them before the first
+ * fi_getinfo (the CLI and the tests do, common/ofi_env.h; docs/plugin-abi.md
+ * says why each matters).  Here the library only says, once, through the
+ * host's log, which are missing.
  */
-static void tune_env(void)
+static void check_env(void)
 {
-	setenv("FI_OFI_RXM_MSG_RX_SIZE", "32", 0);
-	setenv("FI_OFI_RXM_BUFFER_SIZE", "4096", 0);
-	/*
-	 * ofi_rxm sizes its MSG CQ as (rx + tx size) x FI_UNIVERSE_SIZE
-	 * (default 256): 40960 entries, more than Soft-RoCE's max_cqe of
-	 * 32767, so on rxe fi_enable failed with EINVAL ("Unable to create
-	 * verbs CQ").  An rdmamig endpoint has exactly one peer.
-	 */
-	setenv("FI_UNIVERSE_SIZE", "16", 0);
-	/*
-	 * libfabric's MR cache keeps a closed region registered (its rkey
-	 * valid) for reuse: on ofi/verbs a peer could still write into memory
-	 * rdmamig had deregistered (conformance: "write after deregistration
-	 * refused" failed on rxe).  Least access means closed is revoked.
-	 */
-	setenv("FI_MR_CACHE_MAX_COUNT", "0", 0);
+	static const struct { const char *name, *want, *why; } vars[] = {
+		{ "FI_OFI_RXM_MSG_RX_SIZE", "32", "ofi_rxm then touches ~120 MB per endpoint pair" },
+		{ "FI_OFI_RXM_BUFFER_SIZE", "4096", "ofi_rxm then touches ~120 MB per endpoint pair" },
+		{ "FI_UNIVERSE_SIZE", "16", "ofi_rxm's CQ then exceeds Soft-RoCE's max_cqe" },
+		{ "FI_MR_CACHE_MAX_COUNT", "0",
+		  "libfabric's MR cache may keep a deregistered region writable by the peer" },
+	};
+
+	for (size_t i = 0; i < sizeof(vars) / sizeof(vars[0]); i++)
+		if (!getenv(vars[i].name))
+			rmig_log(RMIG_LOG_WARN, "ofi: %s is not set (rdmamig hosts set %s=%s): %s",
+				 vars[i].name, vars[i].name, vars[i].want, vars[i].why);
 }
 
 /* What ofi_getinfo asks a provider for, best first. */
@@ -122,7 +117,7 @@ static int try_getinfo(const char *provider, const char *node, uint64_t mr_mode,
 	struct fi_info *h;
 	int rc;
 
-	pthread_once(&once, tune_env);
+	pthread_once(&once, check_env);
 	h = make_hints(provider, mr_mode, w);
 
 	if (!h)
