@@ -370,6 +370,9 @@ int chan_end_round(struct mig_chan *c)
 	uint8_t msg[WIRE_HDR_SIZE + WIRE_ROUND_SIZE];
 	int rc, len;
 
+	/* A shutdown (any thread) ends the round here, fence unsent. */
+	if (mig_shut(s))
+		return chan_err(c, -ECANCELED, "shut down: %s", s->shut_why);
 	if ((rc = flush_extent(c)) || (rc = chan_post_batch(c)))
 		return rc;
 	if ((rc = chan_drain(c))) {

@@ -98,9 +98,8 @@ static int pair_setup(struct pair *p, unsigned channels)
 					      .addr = "127.0.0.1:0", .timeout_ms = 5000,
 					      .channels = channels, RMIG_TEST_PSK };
 	for (unsigned i = 0; i < p->nb; i++) {
-		p->smem[i] = aligned_alloc(1u << 16, p->len[i]);
-		p->dmem[i] = aligned_alloc(1u << 16, p->len[i]);
-		if (!p->smem[i] || !p->dmem[i])
+		if (posix_memalign((void **)&p->smem[i], 1u << 16, p->len[i]) ||
+		    posix_memalign((void **)&p->dmem[i], 1u << 16, p->len[i]))
 			return -ENOMEM;
 		rmig_test_fill(p->smem[i], p->len[i], i + 1, 0);
 		memset(p->dmem[i], FILL, p->len[i]);
