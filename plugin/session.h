@@ -35,6 +35,13 @@
 #define MIG_STRIPE MIG_CHUNK_SIZE
 /* Page ranges queued per channel before save_pages waits for the worker. */
 #define MIG_RING 4096
+/*
+ * A batch is posted once it holds this many bytes (or RMIG_BATCH_MAX
+ * writes): large enough that a batch's one completion is rare, small
+ * enough that MIG_WINDOW of them keep the link busy while the engine
+ * scans the next pages.
+ */
+#define MIG_BATCH_BYTES (8u << 20)
 
 /*
  * Waits on the peer are cut in slices this long so that a shutdown from
@@ -65,10 +72,13 @@ struct mig_chunk {
 	uint64_t last_wr;     /* the batch that last wrote from it */
 };
 
-/* The run of pages being coalesced into one write. */
+/* The run of pages being coalesced into one write.  gap: zero pages
+ * seen right after it, not (yet) part of it: bridged into the write if a
+ * page to send follows within the channel's bridge, else skipped. */
 struct mig_extent {
 	uint32_t block;
 	uint64_t off, len;
+	uint64_t gap;
 	int open;
 };
 
@@ -168,6 +178,15 @@ struct rmig_mig {
 
 	/* registration (source) */
 	int chunked;
+	/*
+	 * Source: the longest run of zero pages written as zeros rather than
+	 * skipped, when skipping it would split a write in two.  Set from the
+	 * backend at setup: where each write has a fixed cost in software
+	 * (tcp's frame, libfabric's message) a few zero pages are cheaper to
+	 * send than a second write; on an RDMA NIC a write costs a work
+	 * request and zeros cost link time, so verbs bridges nothing.
+	 */
+	uint64_t bridge_bytes;
 
 	/* Destination: the thread that allocates the granted RAM ahead of the
 	 * source's writes (blocks.c).  pop_stop is atomic; the rest is the

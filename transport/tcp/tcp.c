@@ -99,6 +99,35 @@ static int tcp_dead_error(struct tcp_ep *t)
 	return err;
 }
 
+/*
+ * The receiver's reads: the socket is blocking, so one recv with
+ * MSG_WAITALL takes a whole header or a whole payload (up to 1 MiB
+ * straight into the region) where a non-blocking read returned whatever
+ * had arrived (~2.4 KiB a call) and polled between.  shutdown() in close
+ * ends a read that waits.
+ */
+static int rx_read(int fd, void *buf, size_t len)
+{
+	char *p = buf;
+
+	while (len) {
+		ssize_t n = recv(fd, p, len, MSG_WAITALL);
+
+		if (n == 0)
+			return -ECONNRESET;
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				return rmig_sock_recv(fd, p, len, UINT64_MAX);
+			return -errno;
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
 /* Read and drop len bytes (never used for a frame that failed a check). */
 static int tcp_apply_write(struct tcp_ep *t, const struct tcp_hdr *h)
 {
@@ -119,8 +148,7 @@ static int tcp_apply_write(struct tcp_ep *t, const struct tcp_hdr *h)
 		rc = -ERANGE;
 		tcp_mark_dead(t, -ERANGE, "peer wrote outside a registered region");
 	} else {
-		rc = rmig_sock_recv(t->fd, (char *)r->base.addr + h->off, h->len,
-				    UINT64_MAX);
+		rc = rx_read(t->fd, (char *)r->base.addr + h->off, h->len);
 	}
 	pthread_rwlock_unlock(&d->lock);
 	return rc;
@@ -135,7 +163,7 @@ static int tcp_queue_msg(struct tcp_ep *t, const struct tcp_hdr *h)
 		return -ENOMEM;
 	m->next = NULL;
 	m->len = h->len;
-	rc = h->len ? rmig_sock_recv(t->fd, m->data, h->len, UINT64_MAX) : 0;
+	rc = h->len ? rx_read(t->fd, m->data, h->len) : 0;
 	if (rc) {
 		free(m);
 		return rc;
@@ -157,7 +185,7 @@ static void *tcp_rx_main(void *arg)
 	int rc;
 
 	for (;;) {
-		rc = rmig_sock_recv(t->fd, raw, sizeof(raw), UINT64_MAX);
+		rc = rx_read(t->fd, raw, sizeof(raw));
 		if (rc)
 			break;
 		rc = tcp_hdr_decode(raw, &h);
