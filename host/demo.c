@@ -68,7 +68,7 @@ int host_demo(const struct host_opts *o, struct host_result *r)
 	uint8_t key[32];
 	char addr[300] = "";
 	struct pollfd p;
-	int pfd[2], rc, child;
+	int pfd[2], cfd[2], rc, child;
 	pid_t pid;
 
 	memset(r, 0, sizeof(*r));
@@ -87,12 +87,26 @@ int host_demo(const struct host_opts *o, struct host_result *r)
 	}
 	if (pipe(pfd))
 		return -errno;
+	/* The destination's CPU seconds come back through cfd. */
+	if (pipe(cfd)) {
+		rc = -errno;
+		close(pfd[0]);
+		close(pfd[1]);
+		return rc;
+	}
 	pid = fork();
-	if (pid < 0)
-		return -errno;
+	if (pid < 0) {
+		rc = -errno;
+		close(pfd[0]);
+		close(pfd[1]);
+		close(cfd[0]);
+		close(cfd[1]);
+		return rc;
+	}
 	if (pid == 0) {
 		struct host_result dr;
 		close(pfd[0]);
+		close(cfd[0]);
 		/* o->addr: where the destination listens (RoCE has no loopback
 		 * route: the RDMA netdev's address there). */
 		dst.addr = o->addr ? o->addr : "127.0.0.1:0";
@@ -113,12 +127,16 @@ int host_demo(const struct host_opts *o, struct host_result *r)
 		} else if (rc) {
 			fprintf(stderr, "rdmamig demo: destination: %s\n", dr.error);
 		}
+		if (!rc && write(cfd[1], &dr.cpu_s, sizeof(dr.cpu_s)) < 0)
+			_exit(3);
 		_exit(rc ? 1 : 0);
 	}
 	close(pfd[1]);
+	close(cfd[1]);
 	p = (struct pollfd){ .fd = pfd[0], .events = POLLIN };
 	if (poll(&p, 1, o->timeout_ms) != 1 || read(pfd[0], addr, sizeof(addr) - 1) <= 0) {
 		close(pfd[0]);
+		close(cfd[0]);
 		kill(pid, SIGKILL);
 		waitpid(pid, NULL, 0);
 		snprintf(r->error, sizeof(r->error), "the destination process did not start listening");
@@ -126,6 +144,7 @@ int host_demo(const struct host_opts *o, struct host_result *r)
 	}
 	close(pfd[0]);
 	if (addr[0] == '!') {
+		close(cfd[0]);
 		reap_child(pid, o->timeout_ms);
 		snprintf(r->error, sizeof(r->error), "the destination failed: %.200s", addr + 1);
 		snprintf(r->outcome, sizeof(r->outcome), "migration did not start");
@@ -135,6 +154,10 @@ int host_demo(const struct host_opts *o, struct host_result *r)
 	rc = host_migrate(&src, r);
 	explicit_bzero(key, sizeof(key));
 	child = reap_child(pid, o->timeout_ms * 2);
+	r->peer_cpu_s = -1;
+	if (!child && read(cfd[0], &r->peer_cpu_s, sizeof(r->peer_cpu_s)) != sizeof(r->peer_cpu_s))
+		r->peer_cpu_s = -1;
+	close(cfd[0]);
 	if (!rc && child) {
 		snprintf(r->error, sizeof(r->error), "the destination process ended with status %d",
 			 child);

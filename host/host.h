@@ -90,10 +90,20 @@ struct host_result {
 	unsigned rounds;
 	uint64_t guest_size;
 	uint64_t total_ns, downtime_ns, verify_ns;
-	uint64_t reserve_ns;      /* of total: connect, offer, the destination's answer */
+	uint64_t reserve_ns;      /* of total: setup (connect, offer, the destination's
+				   * answer, registration, extra channels) */
+	/* Source, the time split: of reserve_ns, the wait for the destination's
+	 * answer (grant_ns) and the rest (setup_ns); the pre-copy rounds; the
+	 * pause to commit is downtime_ns. */
+	uint64_t grant_ns, setup_ns, rounds_ns;
+	/* CPU seconds (user + system, every thread) this process spent from
+	 * setup (source) or accept (destination) to commit; host_demo also
+	 * reports the destination process's as peer_cpu_s (-1: not known). */
+	double cpu_s, peer_cpu_s;
 	uint64_t bytes, stream_bytes, pages, zero_pages, writes, batches;
 	uint64_t regs, reg_ns, mrs_live;
 	uint64_t regs_remote;     /* registrations granting the peer access */
+	uint64_t pinned_bytes;    /* bytes the registrations covered (stats.pinned_bytes) */
 	double throughput;        /* page bytes/s over the migration */
 	double predicted_ms;      /* last prediction before stop-and-copy */
 	uint64_t final_pages;     /* pages sent while paused */

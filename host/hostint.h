@@ -24,5 +24,7 @@ int host_stream_read_full(const struct rmig_plugin_ops *ops, struct rmig_mig *s,
 void host_test_pause(enum host_stage st, unsigned round);
 void host_fill_stats(const struct rmig_plugin_ops *ops, struct rmig_mig *s,
 		     struct host_result *r);
+/* CPU seconds (user + system) of this process so far (getrusage). */
+double host_cpu_s(void);
 
 #endif

@@ -326,7 +326,8 @@ static int run(struct src *x)
 	const struct host_opts *o = x->o;
 	struct host_result *r = x->r;
 	struct rmig_plugin_config cfg;
-	uint64_t t0, t_pause = 0, idle_hash = 0;
+	uint64_t t0, t_setup, t_pause = 0, idle_hash = 0;
+	double cpu0;
 	int rc;
 
 	host_config(o, &cfg);
@@ -340,9 +341,11 @@ static int run(struct src *x)
 	}
 	if (!o->dirty_rate)
 		idle_hash = guest_hash_all(x->g.mem, x->g.size);
+	cpu0 = host_cpu_s();
 	t0 = rmig_now_ns();
 	rc = x->ops->setup(x->s);
-	r->reserve_ns = rmig_now_ns() - t0;
+	t_setup = rmig_now_ns();
+	r->reserve_ns = t_setup - t0;
 	int started = !rc;
 	/* Tracking starts only now that the engine has registered the guest:
 	 * pinning memory that userfaultfd write-protects fails (the kernel's
@@ -370,6 +373,9 @@ static int run(struct src *x)
 		return rc;
 	}
 	r->downtime_ns = rmig_now_ns() - t_pause;
+	r->cpu_s = host_cpu_s() - cpu0;
+	r->rounds_ns = t_pause - t_setup;
+	r->setup_ns = r->reserve_ns > r->grant_ns ? r->reserve_ns - r->grant_ns : 0;
 	r->committed = 1;
 	r->guest_running = 0;
 	r->throughput = r->total_ns ? (double)r->bytes * 1e9 / (double)r->total_ns : 0;

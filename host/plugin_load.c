@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 /* The library prints nothing itself: the host prints what it logs (state
  * transitions only with RMIG_TRACE set). */
@@ -137,6 +138,8 @@ void host_fill_stats(const struct rmig_plugin_ops *ops, struct rmig_mig *s,
 	r->regs_remote = st.regs_remote;
 	r->reg_ns = st.reg_ns;
 	r->mrs_live = st.mrs_live;
+	if (st.size >= offsetof(struct rmig_mig_stats, pinned_bytes) + sizeof(st.pinned_bytes))
+		r->pinned_bytes = st.pinned_bytes;
 	if (st.size >= offsetof(struct rmig_mig_stats, worker_cpu) + sizeof(st.worker_cpu)) {
 		r->channels = st.channels;
 		for (unsigned i = 0; i < HOST_CHANNELS_MAX && i < RMIG_CHANNELS_MAX; i++) {
@@ -144,7 +147,19 @@ void host_fill_stats(const struct rmig_plugin_ops *ops, struct rmig_mig *s,
 			r->worker_cpu[i] = st.worker_cpu[i];
 		}
 	}
+	if (st.size >= offsetof(struct rmig_mig_stats, reserve_ns) + sizeof(st.reserve_ns))
+		r->grant_ns = st.reserve_ns;
 	snprintf(r->backend, sizeof(r->backend), "%s", st.backend);
+}
+
+double host_cpu_s(void)
+{
+	struct rusage ru;
+
+	if (getrusage(RUSAGE_SELF, &ru))
+		return 0;
+	return (double)ru.ru_utime.tv_sec + (double)ru.ru_stime.tv_sec +
+	       ((double)ru.ru_utime.tv_usec + (double)ru.ru_stime.tv_usec) / 1e6;
 }
 
 const char *host_key_hint(const char *why)

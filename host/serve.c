@@ -132,6 +132,7 @@ static int serve_one(const struct rmig_plugin_ops *ops, struct rmig_mig_listener
 		return rc;
 	}
 	t0 = rmig_now_ns();
+	double cpu0 = host_cpu_s();
 	if ((rc = place(ops, s, o, &g, r)))
 		goto close_session;
 	rc = take_device_state(ops, s, o->timeout_ms, r->error, sizeof(r->error));
@@ -144,6 +145,7 @@ static int serve_one(const struct rmig_plugin_ops *ops, struct rmig_mig_listener
 	}
 	r->committed = 1;
 	r->total_ns = rmig_now_ns() - t0;
+	r->cpu_s = host_cpu_s() - cpu0;
 	/* Resumed: the guest is ours.  Check it against the source's pages. */
 	rc = check_memory(ops, s, &g, o->timeout_ms, r);
 	if (rc)

@@ -19,6 +19,10 @@
 
 /* A write never spans more than this: keeps batches pipelined. */
 #define MIG_WRITE_MAX (1u << 20)
+/* The destination allocates its RAM in pieces of this size (populate):
+ * small enough that stopping the allocation at commit waits only for one
+ * piece (a few ms), which the source sees as downtime. */
+#define MIG_POP_STEP (16u << 20)
 /* Chunk size of on-demand registration. */
 #define MIG_CHUNK_SIZE (2u << 20)
 /* Batches in flight before the engine polls. */
@@ -31,6 +35,13 @@
 #define MIG_STRIPE MIG_CHUNK_SIZE
 /* Page ranges queued per channel before save_pages waits for the worker. */
 #define MIG_RING 4096
+/*
+ * A batch is posted once it holds this many bytes (or RMIG_BATCH_MAX
+ * writes): large enough that a batch's one completion is rare, small
+ * enough that MIG_WINDOW of them keep the link busy while the engine
+ * scans the next pages.
+ */
+#define MIG_BATCH_BYTES (8u << 20)
 
 /*
  * Waits on the peer are cut in slices this long so that a shutdown from
@@ -61,10 +72,13 @@ struct mig_chunk {
 	uint64_t last_wr;     /* the batch that last wrote from it */
 };
 
-/* The run of pages being coalesced into one write. */
+/* The run of pages being coalesced into one write.  gap: zero pages
+ * seen right after it, not (yet) part of it: bridged into the write if a
+ * page to send follows within the channel's bridge, else skipped. */
 struct mig_extent {
 	uint32_t block;
 	uint64_t off, len;
+	uint64_t gap;
 	int open;
 };
 
@@ -83,6 +97,7 @@ struct mig_chan {
 	unsigned idx;
 	struct rmig_ep *ep;   /* channel 0: the control connection, s->ep */
 	struct rmig_mr **mrs; /* per block: whole-block region on this ep */
+	int mrs_shared;       /* mrs are channel 0's (one domain): not ours to deregister */
 	struct rmig_rkey *rkeys; /* source: the destination's key per block here */
 	char err[RMIG_ERR_MAX];  /* the first failure of this channel */
 	int rc;
@@ -133,6 +148,10 @@ struct rmig_mig {
 	char addr[128];
 	uint32_t page_size;
 	struct rmig_ep *ep;
+	/* The control connection's domain when the backend shares domains
+	 * (NULL: it does not).  Every channel is made on it, so the guest is
+	 * registered once per side and its keys are valid on every channel. */
+	struct rmig_domain *dom;
 	char err[RMIG_ERR_MAX];
 	int peer_gone;        /* no point telling the peer anything */
 	/* shutdown from any thread: shut is set (atomically, release) after
@@ -159,6 +178,22 @@ struct rmig_mig {
 
 	/* registration (source) */
 	int chunked;
+	/*
+	 * Source: the longest run of zero pages written as zeros rather than
+	 * skipped, when skipping it would split a write in two.  Set from the
+	 * backend at setup: where each write has a fixed cost in software
+	 * (tcp's frame, libfabric's message) a few zero pages are cheaper to
+	 * send than a second write; on an RDMA NIC a write costs a work
+	 * request and zeros cost link time, so verbs bridges nothing.
+	 */
+	uint64_t bridge_bytes;
+
+	/* Destination: the thread that allocates the granted RAM ahead of the
+	 * source's writes (blocks.c).  pop_stop is atomic; the rest is the
+	 * thread's until it is joined. */
+	pthread_t pop_thread;
+	int pop_started, pop_stop;
+	uint64_t pop_ns;       /* how long it took (0: not finished) */
 
 	/* rounds and statistics */
 	int in_round;
@@ -235,6 +270,11 @@ int mig_remove_block(struct rmig_mig *s, uint32_t block);
 int mig_register_source(struct rmig_mig *s, struct mig_chan *c);
 int mig_register_dest(struct rmig_mig *s, struct mig_chan *c);
 void mig_deregister_all(struct rmig_mig *s);
+/* Destination: allocate (populate) the blocks in the background, in
+ * MIG_POP_STEP pieces from offset 0, while the source writes; stop joins
+ * it (idempotent; mig_deregister_all stops it first). */
+int mig_populate_start(struct rmig_mig *s);
+void mig_populate_stop(struct rmig_mig *s);
 void mig_deregister_chan(struct mig_chan *c);
 /* The local region covering [off, off+len) of block b, len within one chunk. */
 int mig_local_mr(struct mig_chan *c, uint32_t b, uint64_t off,

@@ -11,7 +11,12 @@ starts a destination QEMU, migrates to it, and the destination becomes the
 next source.  A migration passes when QEMU says completed, the guest's
 heartbeat advances on the destination and the guest finds 0 wrong pages.
 Failure scenarios (cancel, receiver killed) pass when the source guest keeps
-running with intact pages.
+running with intact pages; a killed source passes when the destination exits
+without ever running the guest.
+
+Methods: qemu-tcp and qemu-rdma (QEMU's own), rdmamig:BACKEND (exec: through
+rdmamig send/recv, any QEMU), plugin:BACKEND (the patched QEMU's own
+rdmamig: transport, integrations/qemu/, loading librdmamig.so).
 """
 import argparse
 import json
@@ -256,6 +261,10 @@ def channel(method, a, port):
     """(destination -incoming URI, source migrate URI) for a method."""
     if method in ("qemu-tcp", "qemu-rdma"):
         uri = f"{method[5:]}:{a.host}:{port}"
+        return uri, uri
+    if method.startswith("plugin:"):
+        uri = (f"rdmamig:{a.host}:{port}?backend={method.split(':', 1)[1]}"
+               f"&key-file={a.key_file}&library={a.library}")
         return uri, uri
     backend = method.split(":", 1)[1]
     common = f"--backend {backend} --timeout {a.stream_timeout_ms} -v --key-file {a.key_file}"
@@ -582,19 +591,52 @@ def wait_failed(src, what, a):
 
 
 def scenario_kill(src, method, a, n):
-    """The receiving rdmamig dies mid-stream: migration fails, the source runs on."""
+    """The receiving rdmamig dies mid-stream: migration fails, the source runs on.
+    With the plugin the receiver is the destination QEMU itself."""
     dst, t0 = start_migration(src, f"kill{n}", method, a, a.slow_bandwidth)
     try:
         wait_bytes(src, 2 << 20, a.interrupt_timeout)
-        victims = [p for p in descendants(dst.proc.pid) if " recv " in cmdline_of(p)]
+        if method.startswith("plugin:"):
+            victims = [dst.proc.pid]
+        else:
+            victims = [p for p in descendants(dst.proc.pid) if " recv " in cmdline_of(p)]
         if not victims:
             raise Fail("cannot find the destination's rdmamig recv process")
         for p in victims:
             os.kill(p, 9)
-        wait_failed(src, f"receiver killed over {method}", a)
+        wait_failed(src, f"{'destination QEMU' if method.startswith('plugin:') else 'receiver'} "
+                         f"killed over {method}", a)
         for line in stream_lines(src, src.err_mark):
             log(f"  {line}")
         source_survives(src, f"receiver killed over {method}")
+    finally:
+        dst.kill()
+
+
+def scenario_kill_source(src, method, a, n):
+    """The source QEMU dies mid-migration: the destination never runs the guest."""
+    dst, t0 = start_migration(src, f"killsrc{n}", method, a, a.slow_bandwidth)
+    try:
+        wait_bytes(src, 2 << 20, a.interrupt_timeout)
+        os.kill(src.proc.pid, 9)
+        t_kill = time.monotonic()
+        try:
+            dst.proc.wait(a.stream_timeout_ms / 1000 + 15)
+        except subprocess.TimeoutExpired:
+            raise Fail(f"source killed over {method}: the destination still runs "
+                       f"{time.monotonic() - t_kill:.0f} s later")
+        try:
+            dst.qmp.event("RESUME", 0.5)  # collects what QEMU said before it exited
+        except Fail:
+            pass
+        if any(e["event"] == "RESUME" for e in dst.qmp.events):
+            raise Fail(f"source killed over {method}: the destination started the guest")
+        if any("HB n=" in t for _, t in dst.lines):
+            raise Fail(f"source killed over {method}: the guest ran on the destination")
+        last = dst.stderr_text().split(" | ")[-1]
+        log(f"source killed over {method}: destination exited (status {dst.proc.returncode}) "
+            f"{(time.monotonic() - t_kill) * 1000:.0f} ms later without starting the guest "
+            f"({last})")
     finally:
         dst.kill()
 
@@ -704,6 +746,8 @@ def expand(specs, backends, channels=(0,)):
     for s in specs.split(","):
         if s in ("auto", "rdmamig:auto"):
             out += [f"rdmamig:{b}" for b in backends]
+        elif s == "plugin:auto":
+            out += [f"plugin:{b}" for b in backends]
         elif s == "proxy:auto":
             out += [f"proxy:{b}:{n}" for b in backends for n in channels]
         elif re.fullmatch(r"proxy:[a-z/]+", s):
@@ -711,7 +755,7 @@ def expand(specs, backends, channels=(0,)):
         elif s.startswith("proxy:"):
             out.append(s)
         elif s:
-            out.append(s if s.startswith(("rdmamig:", "qemu-")) else f"rdmamig:{s}")
+            out.append(s if s.startswith(("rdmamig:", "qemu-", "plugin:")) else f"rdmamig:{s}")
     return out
 
 
@@ -761,6 +805,10 @@ def run(a):
         for method in a.concurrent:
             n += 1
             src = scenario_proxy_concurrent(src, method, a, n)
+        # Last: it kills the guest.
+        for method in a.kill_source:
+            n += 1
+            scenario_kill_source(src, method, a, n)
     finally:
         src.quit()
         for pair in a.proxies.values():
@@ -789,6 +837,8 @@ def print_table(a, results):
 def label(method):
     if method.startswith("qemu-"):
         return f"QEMU {method[5:]}:"
+    if method.startswith("plugin:"):
+        return f"rdmamig: (QEMU loads the plugin) over {method.split(':', 1)[1]}"
     if method.startswith("proxy:"):
         backend, n = proxy_parts(method)
         return f"unix: via rdmamig proxy over {backend}, {n} multifd channels"
@@ -805,6 +855,10 @@ def main():
                         "is every backend that runs here")
     p.add_argument("--cancel", default="", help="backends (or auto) to test migrate_cancel over")
     p.add_argument("--kill", default="", help="backends (or auto) to test a killed receiver over")
+    p.add_argument("--kill-source", default="",
+                   help="methods to test a killed source over (last: it ends the guest)")
+    p.add_argument("--library", default="librdmamig.so.0",
+                   help="librdmamig.so for plugin: methods (the patched QEMU loads it)")
     p.add_argument("--proxy-channels", default="0,2,4",
                    help="multifd channel counts proxy:auto stands for")
     p.add_argument("--proxy-kill", default="",
@@ -854,20 +908,21 @@ def main():
     p.add_argument("--table", action="store_true")
     p.add_argument("--json")
     a = p.parse_args()
-    specs = (a.methods, a.cancel, a.kill, a.proxy_kill, a.concurrent)
+    specs = (a.methods, a.cancel, a.kill, a.kill_source, a.proxy_kill, a.concurrent)
     backends = available_backends(a.rdmamig) if any("auto" in x for x in specs) else []
     channels = [int(x) for x in a.proxy_channels.split(",") if x]
-    a.methods, a.cancel, a.kill, a.proxy_kill, a.concurrent = (
+    a.methods, a.cancel, a.kill, a.kill_source, a.proxy_kill, a.concurrent = (
         expand(x, backends, channels) for x in specs)
     a.proxies = {}
-    for m in a.methods + a.cancel + a.kill + a.proxy_kill + a.concurrent:
-        if m not in ("qemu-tcp", "qemu-rdma") and not m.startswith(("rdmamig:", "proxy:")):
+    os.environ.setdefault("RMIG_TIMEOUT_MS", str(a.stream_timeout_ms))
+    for m in a.methods + a.cancel + a.kill + a.kill_source + a.proxy_kill + a.concurrent:
+        if m not in ("qemu-tcp", "qemu-rdma") and not m.startswith(("rdmamig:", "proxy:", "plugin:")):
             p.error(f"unknown method {m}")
         if m.startswith("proxy:") and not re.fullmatch(r"proxy:[a-z/]+:\d+", m):
             p.error(f"method {m}: proxy:BACKEND:CHANNELS (e.g. proxy:tcp:2)")
     for m in a.kill:
-        if not m.startswith("rdmamig:"):
-            p.error(f"--kill {m}: only rdmamig:BACKEND (proxies: --proxy-kill)")
+        if not m.startswith(("rdmamig:", "plugin:")):
+            p.error(f"--kill {m}: only rdmamig:BACKEND or plugin:BACKEND (proxies: --proxy-kill)")
     try:
         run(a)
     except Fail as e:

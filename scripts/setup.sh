@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 PKGS=(build-essential cmake pkg-config libibverbs-dev librdmacm-dev ibverbs-providers
       rdma-core libfabric-dev libfabric-bin libhwloc-dev hwloc libcunit1-dev libssl-dev
       perftest ibverbs-utils rdmacm-utils qemu-system-x86 iproute2 cpio xz-utils
-      busybox-static clang valgrind python3 procps)
+      busybox-static clang valgrind python3 procps gnuplot-nox)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")

@@ -24,7 +24,9 @@
 struct cell {
 	double total_ms[MAXRUNS], down_ms[MAXRUNS], mibs[MAXRUNS], reg_ms[MAXRUNS],
 		sent_ratio[MAXRUNS], rounds[MAXRUNS], regs[MAXRUNS], res_ms[MAXRUNS],
-		r0_mibs[MAXRUNS];
+		r0_mibs[MAXRUNS], grant_ms[MAXRUNS], setup_ms[MAXRUNS], rounds_ms[MAXRUNS],
+		final_pages[MAXRUNS], src_cpu[MAXRUNS], dst_cpu[MAXRUNS], eff[MAXRUNS],
+		r0_ms[MAXRUNS], r0_pages[MAXRUNS];
 	int n, verified, failed;
 	int worker_cpu[HOST_CHANNELS_MAX]; /* of the last good run */
 	char why[256];
@@ -107,7 +109,17 @@ static void add_runs(const struct host_opts *base, struct cell *c, int runs)
 		c->rounds[c->n] = r.rounds;
 		c->res_ms[c->n] = r.reserve_ns / 1e6;
 		c->r0_mibs[c->n] = r.nround_log ? r.round_log[0].mib_s : 0;
+		c->r0_ms[c->n] = r.nround_log ? r.round_log[0].ms : 0;
+		c->r0_pages[c->n] = r.nround_log ? (double)r.round_log[0].pages : 0;
 		c->sent_ratio[c->n] = (double)r.bytes / (double)r.guest_size;
+		c->grant_ms[c->n] = r.grant_ns / 1e6;
+		c->setup_ms[c->n] = r.setup_ns / 1e6;
+		c->rounds_ms[c->n] = r.rounds_ns / 1e6;
+		c->final_pages[c->n] = (double)r.final_pages;
+		/* CPU seconds per GiB of page bytes moved. */
+		double gib = (double)r.bytes / (1 << 30);
+		c->src_cpu[c->n] = gib > 0 ? r.cpu_s / gib : 0;
+		c->dst_cpu[c->n] = gib > 0 && r.peer_cpu_s >= 0 ? r.peer_cpu_s / gib : -1;
 		memcpy(c->worker_cpu, r.worker_cpu, sizeof(c->worker_cpu));
 		c->n++;
 	}
@@ -192,6 +204,110 @@ static int bench_channels(const char **backends, int nb, const unsigned *chans, 
 	return 0;
 }
 
+/* The host part of a --listen HOST:PORT (or [V6]:PORT), for the transport. */
+static const char *listen_host(const char *listen, char *buf, size_t len)
+{
+	const char *colon;
+
+	if (!listen)
+		return NULL;
+	snprintf(buf, len, "%s", listen[0] == '[' ? listen + 1 : listen);
+	colon = strrchr(buf, listen[0] == '[' ? ']' : ':');
+	if (colon)
+		buf[colon - buf] = 0;
+	return buf;
+}
+
+static void print_vs_row(const char *backend, const char *guest, struct cell *c,
+			 double *tr, int ntr, int json)
+{
+	double t = median(tr, ntr), eff = median(c->eff, c->n);
+
+	if (json) {
+		printf("{\"bench\":\"vs-transport\",\"backend\":\"%s\",\"guest\":\"%s\",\"runs\":%d,\"failed\":%d,\"transport_1m_MBps\":%.1f,\"round0_mib_s\":%.1f,\"efficiency\":%.3f,\"round0_ms\":%.1f,\"round0_pages\":%.0f,\"efficiencies\":[",
+		       backend, guest, c->n + c->failed, c->failed, t, median(c->r0_mibs, c->n), eff,
+		       median(c->r0_ms, c->n), median(c->r0_pages, c->n));
+		for (int i = 0; i < c->n; i++)
+			printf("%s%.3f", i ? "," : "", c->eff[i]);
+		printf("],\"total_ms\":%.1f,\"reservation_ms\":%.1f,\"setup_ms\":%.1f,\"rounds_ms\":%.1f,\"stop_copy_ms\":%.1f,\"final_pages\":%.0f,\"rounds\":%.0f,\"sent_per_guest_byte\":%.3f,\"src_cpu_s_per_gib\":%.3f,\"dst_cpu_s_per_gib\":%.3f,\"verified\":%s}\n",
+		       median(c->total_ms, c->n), median(c->grant_ms, c->n), median(c->setup_ms, c->n),
+		       median(c->rounds_ms, c->n), median(c->down_ms, c->n),
+		       median(c->final_pages, c->n), median(c->rounds, c->n),
+		       median(c->sent_ratio, c->n), median(c->src_cpu, c->n),
+		       median(c->dst_cpu, c->n), c->verified && c->n ? "true" : "false");
+		return;
+	}
+	if (!c->n) {
+		printf("| %s | %s | %.0f | failed: %s | | | | | | | | | | | | |\n", backend, guest, t,
+		       c->why);
+		return;
+	}
+	char per[128] = "";
+	for (int i = 0; i < c->n; i++)
+		snprintf(per + strlen(per), sizeof(per) - strlen(per), "%s%.2f", i ? " " : "",
+			 c->eff[i]);
+	printf("| %s | %s | %.0f | %.0f | %.0f | %.2f | %s | %.0f | %.0f | %.1f | %.0f | %.1f | %.0f | %.3f | %.3f | %s%s |\n",
+	       backend, guest, t, median(c->r0_mibs, c->n), median(c->r0_ms, c->n), eff, per,
+	       median(c->total_ms, c->n),
+	       median(c->grant_ms, c->n), median(c->setup_ms, c->n), median(c->rounds_ms, c->n),
+	       median(c->down_ms, c->n), median(c->final_pages, c->n), median(c->src_cpu, c->n),
+	       median(c->dst_cpu, c->n), c->verified ? "yes" : "NO",
+	       c->failed ? " (some runs failed)" : "");
+}
+
+/*
+ * --vs-transport: per backend, in this one process run, the transport's
+ * 1 MiB write rate, then an idle and a dirtying guest's migration; each
+ * rep measures all three back to back, and a rep's efficiency is its
+ * round-0 rate over its own transport rate (medians of the reps).
+ */
+static int bench_vs_transport(const char **backends, int nb, uint64_t size, uint64_t rate,
+			      int runs, const char *listen, int json)
+{
+	char host[128];
+	const char *h = listen_host(listen, host, sizeof(host));
+
+	if (!json) {
+		printf("guest %llu MiB, dirtying guest at %llu MiB/s (uniform, 1 vCPU), whole-block registration, 1 channel, downtime limit 300 ms, %d reps, medians; efficiency = round-0 rate / 1 MiB write rate of the same rep\n\n",
+		       (unsigned long long)(size >> 20), (unsigned long long)(rate >> 20), runs);
+		printf("| backend | guest | transport 1 MiB MB/s | round 0 MiB/s | round 0 ms | efficiency | per rep | total ms | reservation ms | setup ms | rounds ms | stop-and-copy ms | final pages | source CPU s/GiB | dest CPU s/GiB | verified |\n");
+		printf("| --- | --- | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n");
+	}
+	for (int b = 0; b < nb; b++) {
+		static struct cell cells[2];
+		double tr[MAXRUNS];
+		int ntr = 0;
+		for (int g = 0; g < 2; g++) {
+			memset(&cells[g], 0, sizeof(cells[g]));
+			cells[g].verified = 1;
+		}
+		for (int i = 0; i < runs; i++) {
+			double mbps = 0;
+			if (bench_transport_rate(backends[b], h, 1u << 20, 1.0, &mbps) || mbps <= 0)
+				continue;
+			tr[ntr++] = mbps;
+			for (int g = 0; g < 2; g++) {
+				struct host_opts o;
+				struct cell *c = &cells[g];
+				host_opts_default(&o);
+				o.backend = backends[b];
+				o.addr = listen;
+				o.guest_size = size;
+				o.dirty_rate = g ? rate : 0;
+				o.reg_mode = RMIG_REG_WHOLE;
+				int n0 = c->n;
+				add_runs(&o, c, 1);
+				if (c->n > n0)
+					c->eff[n0] = c->r0_mibs[n0] * (1 << 20) / (mbps * 1e6);
+			}
+		}
+		print_vs_row(backends[b], "idle", &cells[0], tr, ntr, json);
+		print_vs_row(backends[b], "dirtying", &cells[1], tr, ntr, json);
+		fflush(stdout);
+	}
+	return 0;
+}
+
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: rdmamig bench migrate [--backend SPEC]... [--guest-size SIZE]\n"
@@ -210,6 +326,10 @@ static void usage(FILE *f)
 		   "--channels 1,2,4: the channel scaling table instead (idle guest, whole\n"
 		   "registration, each count; ratios against the first); --vcpus CPUSET:\n"
 		   "cpus reserved for vCPUs, kept free of channel workers.\n"
+		   "--vs-transport: per backend, in one run, the transport's 1 MiB write\n"
+		   "rate, then an idle and a dirtying guest (whole registration); round 0's\n"
+		   "rate over the write rate (efficiency), the time split (reservation,\n"
+		   "setup, rounds, stop-and-copy) and CPU seconds per GiB moved at each end.\n"
 		   "Defaults: --guest-size 256M --dirty-rate 50M --runs 3.\n");
 }
 
@@ -222,6 +342,7 @@ int bench_migrate(int argc, char **argv)
 		{ "registration", required_argument, 0, 'R' },
 		{ "listen", required_argument, 0, 'l' },
 		{ "channels", required_argument, 0, 'c' }, { "vcpus", required_argument, 0, 'v' },
+		{ "vs-transport", no_argument, 0, 'T' },
 		{ "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 } };
 	static const char *const all[] = { "verbs", "ofi/verbs", "ofi/tcp", "ofi/shm", "tcp" };
 	const char *backends[MAXB];
@@ -230,7 +351,7 @@ int bench_migrate(int argc, char **argv)
 	const char *listen = NULL, *vcpus = NULL;
 	char why[RMIG_ERR_MAX];
 	unsigned chans[MAXCH];
-	int nch = 0;
+	int nch = 0, vs = 0;
 
 	optind = 1;
 	while ((ch = getopt_long(argc, argv, "", lo, NULL)) != -1) {
@@ -243,6 +364,7 @@ int bench_migrate(int argc, char **argv)
 		case 'f': ref = parse_size(optarg); break;
 		case 'l': listen = optarg; break;
 		case 'v': vcpus = optarg; break;
+		case 'T': vs = 1; break;
 		case 'c':
 			for (char *p = optarg; *p && nch < MAXCH;) {
 				char *e;
@@ -273,6 +395,8 @@ int bench_migrate(int argc, char **argv)
 		for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
 			if (!rmig_backend_probe(all[i], why, sizeof(why)))
 				backends[nb++] = all[i];
+	if (vs)
+		return bench_vs_transport(backends, nb, size, rate, runs, listen, json);
 	if (nch)
 		return bench_channels(backends, nb, chans, nch, size, runs, listen, vcpus, json);
 	if (!json) {

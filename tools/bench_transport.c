@@ -320,6 +320,25 @@ static int parse_bench_opts(int argc, char **argv, struct bench_opts *o)
 	return 0;
 }
 
+int bench_transport_rate(const char *backend, const char *host, unsigned long long size,
+			 double seconds, double *mbps)
+{
+	struct bench_opts o = { .bytes = 1ull << 40, .seconds = seconds, .host = host,
+				.sizes = { size }, .nsizes = 1 };
+	struct bench_row row;
+	int rc;
+
+	if (!o.host)
+		o.host = "127.0.0.1";
+	if (getrandom(o.key.buf, 32, 0) != 32)
+		return -EIO;
+	o.key.len = 32;
+	rc = bench_backend(backend, &o, &row);
+	explicit_bzero(&o.key, sizeof(o.key));
+	*mbps = rc ? 0 : row.mbps;
+	return rc;
+}
+
 int bench_transport(int argc, char **argv)
 {
 	static const char *const all[] = { "verbs", "ofi/verbs", "ofi/shm", "ofi/tcp", "tcp" };

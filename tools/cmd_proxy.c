@@ -66,7 +66,7 @@ static int parse_uint(const char *v, unsigned lo, unsigned hi, unsigned base, un
 }
 
 /* One option with a value; 0, -1 unknown option, -2 bad value. */
-static int parse_opt(struct proxy_cfg *c, int out, const char *k, const char *v,
+static int parse_opt(struct proxy_cfg *c, int out, const char *k, char *v,
 		     const char **key_file)
 {
 	unsigned ms;
@@ -157,8 +157,9 @@ static int parse_args(int argc, char **argv, int out, struct proxy_cfg *c, struc
 
 static int run(int argc, char **argv, int out)
 {
-	static struct cli_key key; /* outlives every connection */
-	struct proxy_cfg c;
+	/* Both outlive every connection thread (they read them to the end). */
+	static struct cli_key key;
+	static struct proxy_cfg c;
 	int rc;
 
 	if (argc > 1 && !strcmp(argv[1], "--help")) {

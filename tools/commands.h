@@ -8,6 +8,10 @@
 int cmd_backends(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int bench_transport(int argc, char **argv);
+/* One backend's write rate at one size (MB/s, 10^6 bytes) to a forked peer
+ * on host (NULL: 127.0.0.1), for seconds; 0 or -errno. */
+int bench_transport_rate(const char *backend, const char *host, unsigned long long size,
+			 double seconds, double *mbps);
 int cmd_send(int argc, char **argv);
 int cmd_recv(int argc, char **argv);
 int cmd_proxy_out(int argc, char **argv);

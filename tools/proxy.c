@@ -140,9 +140,9 @@ static void install_signals(void)
 	sigaction(SIGTERM, &sa, NULL);
 }
 
-int proxy_route_parse(const char *arg, struct proxy_route *r)
+int proxy_route_parse(char *arg, struct proxy_route *r)
 {
-	const char *eq = strrchr(arg, '=');
+	char *eq = strrchr(arg, '=');
 	const char *base;
 	size_t n;
 
@@ -153,8 +153,9 @@ int proxy_route_parse(const char *arg, struct proxy_route *r)
 		if (!n || !proxy_name_ok(eq + 1, strlen(eq + 1)))
 			return -1;
 		snprintf(r->name, sizeof(r->name), "%s", eq + 1);
-		r->path = strndup(arg, n); /* lives as long as the process */
-		return r->path ? 0 : -1;
+		*eq = 0; /* the path is arg's first part: it lives as long as the process */
+		r->path = arg;
+		return 0;
 	}
 	r->path = arg;
 	base = strrchr(arg, '/');
@@ -426,6 +427,24 @@ static int conn_admit(const struct proxy_cfg *c)
 	return 0;
 }
 
+/*
+ * The end of a proxy (stopped, or its listener broke): with connections
+ * still carried, leave at once (_exit): their threads use the endpoints and
+ * the library's state that an ordinary exit would tear down under them.
+ * The kernel closes their sockets, so both QEMUs see those connections die.
+ */
+static int proxy_end(int rc, struct rmig_ep *listener)
+{
+	if (atomic_load(&active_conns)) {
+		fflush(stderr);
+		_exit(rc ? 1 : 0);
+	}
+	if (listener)
+		rmig_close(listener);
+	place_fini();
+	return rc ? 1 : 0;
+}
+
 /* ---- proxy-out --------------------------------------------------------------- */
 
 /*
@@ -640,8 +659,7 @@ int proxy_out_run(struct proxy_cfg *c)
 			close(c->routes[i].fd);
 			unlink(c->routes[i].path);
 		}
-	place_fini();
-	return rc ? 1 : 0;
+	return proxy_end(rc, NULL);
 }
 
 /* ---- proxy-in ---------------------------------------------------------------- */
@@ -831,7 +849,5 @@ int proxy_in_run(struct proxy_cfg *c)
 	place_init(c);
 	while (!rc && !stop_requested)
 		rc = in_accept(c, l);
-	rmig_close(l);
-	place_fini();
-	return rc ? 1 : 0;
+	return proxy_end(rc, l);
 }

@@ -47,7 +47,8 @@ struct proxy_cfg {
 int proxy_out_run(struct proxy_cfg *c);
 int proxy_in_run(struct proxy_cfg *c);
 
-/* "PATH" or "PATH=NAME" into a route (name: PATH's file name by default); 0 or -1. */
-int proxy_route_parse(const char *arg, struct proxy_route *r);
+/* "PATH" or "PATH=NAME" into a route (name: PATH's file name by default; arg is
+ * cut at the '=' and must outlive the proxy, like argv); 0 or -1. */
+int proxy_route_parse(char *arg, struct proxy_route *r);
 
 #endif

@@ -80,10 +80,15 @@ static void test_idle(void)
 		expect_verified(&p, rc, "idle guest");
 		if (!rc)
 			note_link(i, &p);
-		/* Every nonzero page sent once; the zero quarter skipped. */
-		CU_ASSERT_EQUAL(p.sr.zero_pages, 64 * MiB / 4096 / 4);
-		CU_ASSERT_EQUAL(p.sr.bytes, 48 * MiB);
-		CU_ASSERT_EQUAL(p.dr.bytes, 48 * MiB);
+		/* Every nonzero page sent once; of the zero quarter (single
+		 * zero pages between runs of data) each page is either skipped
+		 * or, where the backend bridges a short gap rather than split
+		 * a write (tcp, ofi/tcp, ofi/shm), written as zeros. */
+		CU_ASSERT_EQUAL(p.sr.bytes + p.sr.zero_pages * 4096, 64 * MiB);
+		CU_ASSERT(p.sr.bytes >= 48 * MiB);
+		if (!strcmp(backends[i], "verbs"))
+			CU_ASSERT_EQUAL(p.sr.zero_pages, 64 * MiB / 4096 / 4);
+		CU_ASSERT_EQUAL(p.dr.bytes, p.sr.bytes);
 		CU_ASSERT(p.sr.writes < p.sr.pages / 2); /* contiguous pages coalesced */
 		CU_ASSERT_EQUAL(p.sr.final_pages, 0);
 	}
