@@ -43,7 +43,11 @@ static void fill(struct guest *g)
 int guest_create(struct guest *g, uint64_t size, enum host_mem kind, int do_fill,
 		 char *why, size_t whylen)
 {
-	int flags = MAP_POPULATE;
+	/* The source's guest is filled at once: fault it in with the map.  The
+	 * destination's is not populated here: the engine allocates it in
+	 * pieces ahead of the source's writes once it has granted the guest
+	 * (docs/architecture.md), so reserving costs what registering costs. */
+	int flags = do_fill ? MAP_POPULATE : 0;
 	int fd = -1;
 
 	memset(g, 0, sizeof(*g));
@@ -69,9 +73,6 @@ int guest_create(struct guest *g, uint64_t size, enum host_mem kind, int do_fill
 		if (kind == HOST_MEM_HUGETLB)
 			flags |= MAP_HUGETLB;
 	}
-	/* Populated up front, destination included: reserving a guest means
-	 * the memory is really there (no OOM halfway through), and faulting
-	 * pages in later would slow the transfer down. */
 	g->mem = mmap(NULL, size, PROT_READ | PROT_WRITE, flags, fd, 0);
 	if (g->mem == MAP_FAILED) {
 		int err = errno;

@@ -103,6 +103,7 @@ struct host_result {
 	uint64_t bytes, stream_bytes, pages, zero_pages, writes, batches;
 	uint64_t regs, reg_ns, mrs_live;
 	uint64_t regs_remote;     /* registrations granting the peer access */
+	uint64_t pinned_bytes;    /* bytes the registrations covered (stats.pinned_bytes) */
 	double throughput;        /* page bytes/s over the migration */
 	double predicted_ms;      /* last prediction before stop-and-copy */
 	uint64_t final_pages;     /* pages sent while paused */

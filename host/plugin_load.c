@@ -138,6 +138,8 @@ void host_fill_stats(const struct rmig_plugin_ops *ops, struct rmig_mig *s,
 	r->regs_remote = st.regs_remote;
 	r->reg_ns = st.reg_ns;
 	r->mrs_live = st.mrs_live;
+	if (st.size >= offsetof(struct rmig_mig_stats, pinned_bytes) + sizeof(st.pinned_bytes))
+		r->pinned_bytes = st.pinned_bytes;
 	if (st.size >= offsetof(struct rmig_mig_stats, worker_cpu) + sizeof(st.worker_cpu)) {
 		r->channels = st.channels;
 		for (unsigned i = 0; i < HOST_CHANNELS_MAX && i < RMIG_CHANNELS_MAX; i++) {

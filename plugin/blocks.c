@@ -17,6 +17,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "../common/log.h"
+
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -118,6 +121,7 @@ static int reg(struct rmig_mig *s, struct rmig_ep *ep, void *addr, uint64_t len,
 		__atomic_add_fetch(&s->st.regs, 1, __ATOMIC_RELAXED);
 		if (access != RMIG_ACCESS_LOCAL)
 			__atomic_add_fetch(&s->st.regs_remote, 1, __ATOMIC_RELAXED);
+		__atomic_add_fetch(&s->st.pinned_bytes, len, __ATOMIC_RELAXED);
 		__atomic_add_fetch(&s->st.mrs_live, 1, __ATOMIC_RELAXED);
 	}
 	return rc;
@@ -132,16 +136,33 @@ static void dereg(struct rmig_mig *s, struct rmig_ep *ep, struct rmig_mr **mr)
 	__atomic_sub_fetch(&s->st.mrs_live, 1, __ATOMIC_RELAXED);
 }
 
+/* The guest's registration on channel 0 serves channel c too (one domain). */
+static void share_whole(struct rmig_mig *s, struct mig_chan *c)
+{
+	for (uint32_t i = 0; i < s->nblocks; i++)
+		c->mrs[i] = s->ch[0].mrs[i];
+	c->mrs_shared = 1;
+}
+
 /*
- * Every channel registers the blocks on its own endpoint (a region and its
- * key belong to one connection's protection domain on verbs and libfabric),
- * so the budget counts the guest once per channel.
+ * With a shared domain (s->dom) the blocks are registered once, on channel
+ * 0, and every channel writes from that registration; chunks are
+ * registered by the channel that writes them (each chunk is one stripe,
+ * owned by one channel), so none is registered twice either.  Without
+ * one, every channel registers the blocks on its own endpoint (a region
+ * and its key belong to one connection's protection domain) and the
+ * budget counts the guest once per channel.
  */
 int mig_register_source(struct rmig_mig *s, struct mig_chan *c)
 {
-	uint64_t total = mig_total_bytes(s) * s->nch, budget = memlock_budget(s);
+	uint64_t total = mig_total_bytes(s) * (s->dom ? 1 : s->nch),
+		 budget = memlock_budget(s);
 	int rc;
 
+	if (c->idx && s->dom && !s->chunked) {
+		share_whole(s, c);
+		return 0;
+	}
 	if (c->idx == 0)
 		s->chunked = s->cfg.reg_mode == RMIG_REG_CHUNKED ||
 			     (s->cfg.reg_mode == RMIG_REG_AUTO && total > budget);
@@ -161,6 +182,7 @@ int mig_register_source(struct rmig_mig *s, struct mig_chan *c)
 		}
 	}
 	if (s->chunked) {
+		/* Channels share the budget: each caches its own stripes. */
 		uint64_t n = budget / MIG_CHUNK_SIZE / s->nch;
 		c->chunks_max = n < 2 ? 2 : n > 1024 ? 1024 : (unsigned)n;
 		c->chunks = calloc(c->chunks_max, sizeof(*c->chunks));
@@ -247,7 +269,11 @@ int mig_register_dest(struct rmig_mig *s, struct mig_chan *c)
 			       "the destination's memlock budget of %llu MiB is below the %llu MiB guest; raise ulimit -l",
 			       (unsigned long long)(budget >> 20),
 			       (unsigned long long)(total >> 20));
-	if (total * s->nch > budget)
+	if (c->idx && s->dom) {
+		share_whole(s, c);
+		return 0;
+	}
+	if (!s->dom && total * s->nch > budget)
 		return mig_err(s, -ENOMEM,
 			       "the destination's memlock budget of %llu MiB is below the %llu MiB guest times %u channels; raise ulimit -l",
 			       (unsigned long long)(budget >> 20),
@@ -269,15 +295,74 @@ void mig_deregister_chan(struct mig_chan *c)
 {
 	if (!c->ep)
 		return;
-	for (uint32_t i = 0; c->mrs && i < c->s->nblocks; i++)
-		dereg(c->s, c->ep, &c->mrs[i]);
+	for (uint32_t i = 0; c->mrs && i < c->s->nblocks; i++) {
+		if (c->mrs_shared)
+			c->mrs[i] = NULL; /* channel 0's: deregistered there */
+		else
+			dereg(c->s, c->ep, &c->mrs[i]);
+	}
 	for (unsigned i = 0; i < c->nchunks; i++)
 		dereg(c->s, c->ep, &c->chunks[i].mr);
 	c->nchunks = 0;
 }
 
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23 /* Linux 5.14 */
+#endif
+
+/*
+ * Fault the destination's blocks in, piece by piece from offset 0 (where
+ * the source's round 0 starts), so the memory is allocated ahead of the
+ * source's writes instead of before the grant: reservation then costs
+ * what registering costs.  On backends that pin (verbs, ofi/verbs) the
+ * registration has faulted everything in already and each step returns at
+ * once.  A kernel without MADV_POPULATE_WRITE leaves it to the writes.
+ */
+static void *populate_main(void *arg)
+{
+	struct rmig_mig *s = arg;
+	uint64_t t0 = rmig_now_ns();
+
+	for (uint32_t i = 0; i < s->nblocks; i++) {
+		struct mig_block *b = &s->blocks[i];
+		for (uint64_t off = 0; off < b->len; off += MIG_POP_STEP) {
+			uint64_t n = b->len - off < MIG_POP_STEP ? b->len - off : MIG_POP_STEP;
+			if (__atomic_load_n(&s->pop_stop, __ATOMIC_ACQUIRE))
+				return NULL;
+			if (!madvise(b->host + off, n, MADV_POPULATE_WRITE))
+				continue;
+			if (rmig_log_enabled())
+				rmig_log(RMIG_LOG_WARN,
+					 "cannot allocate RAM block %s at %llu MiB ahead of the source: %s (the writes will fault it in)",
+					 b->name, (unsigned long long)(off >> 20), strerror(errno));
+			return NULL;
+		}
+	}
+	s->pop_ns = rmig_now_ns() - t0;
+	return NULL;
+}
+
+int mig_populate_start(struct rmig_mig *s)
+{
+	s->pop_stop = 0;
+	if (pthread_create(&s->pop_thread, NULL, populate_main, s))
+		return mig_fail(s, -EAGAIN, "cannot start the thread that allocates the guest's RAM");
+	s->pop_started = 1;
+	return 0;
+}
+
+void mig_populate_stop(struct rmig_mig *s)
+{
+	if (!s->pop_started)
+		return;
+	__atomic_store_n(&s->pop_stop, 1, __ATOMIC_RELEASE);
+	pthread_join(s->pop_thread, NULL);
+	s->pop_started = 0;
+}
+
 void mig_deregister_all(struct rmig_mig *s)
 {
+	mig_populate_stop(s);
 	for (unsigned i = 0; i < s->nch; i++)
 		mig_deregister_chan(&s->ch[i]);
 }

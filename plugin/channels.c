@@ -109,8 +109,10 @@ static int join_one(struct rmig_mig *s, struct mig_chan *c, struct rmig_rkey *ke
 	char why[128];
 	int rc, len, n;
 
-	/* The control connection's options: the same key authenticates it. */
+	/* The control connection's options: the same key authenticates it;
+	 * on its domain, so the guest's one registration serves here too. */
 	mig_ep_opts(&s->cfg, &o);
+	o.domain = s->dom;
 	rc = rmig_connect(s->cfg.backend, s->cfg.addr, &o, &c->ep);
 	if (rc) {
 		c->ep = NULL;

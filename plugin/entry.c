@@ -32,6 +32,12 @@ static int h_open(const struct rmig_plugin_config *cfg, struct rmig_mig **out)
 		return rmig_set_error(NULL, -EACCES,
 				      "no pre-shared key: set psk in the session config or allow unauthenticated peers explicitly (RMIG_CFG_INSECURE in flags)");
 	}
+	/* Warm the backend up now: libfabric's first fi_getinfo in a process
+	 * discovers its providers (~250 ms here), once per process; paid at
+	 * open, not inside the reservation.  A backend that cannot run here
+	 * still fails at setup with the connection's own phrase. */
+	char why[RMIG_ERR_MAX];
+	rmig_backend_probe(s->backend_spec, why, sizeof(why));
 	*out = s;
 	return 0;
 }

@@ -145,6 +145,7 @@ int mig_accept(struct rmig_mig_listener *l, int timeout_ms, struct rmig_mig **ou
 		goto free_session;
 	}
 	snprintf(s->addr, sizeof(s->addr), "%s", "accepted");
+	s->dom = rmig_ep_domain(s->ep);
 	struct wire_block *wb = calloc(WIRE_BLOCKS_MAX, sizeof(*wb));
 	if (!wb) {
 		rc = mig_err(s, -ENOMEM, "out of memory for the offer");
@@ -220,7 +221,8 @@ int mig_load_grant(struct rmig_mig *s)
 		return mig_fail(s, rc, "lost the source answering its offer: %s",
 				rmig_ep_error(s->ep));
 	}
-	if ((rc = mig_accept_channels(s)))
+	/* Granted: allocate the RAM while the channels join and round 0 runs. */
+	if ((rc = mig_populate_start(s)) || (rc = mig_accept_channels(s)))
 		return rc;
 	mig_set_state(s, RMIG_STATE_PRECOPY);
 	return 0;

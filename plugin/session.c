@@ -225,7 +225,8 @@ int mig_accept_peer(struct rmig_mig *s, struct rmig_ep *listener, int timeout_ms
 	for (;;) {
 		if (mig_shut(s))
 			return rmig_set_error(listener, -ECANCELED, "shut down: %s", shut_why(s));
-		rc = rmig_accept(listener, slice(deadline), ep);
+		/* Channel 0 on a new domain (s->dom not yet set), 1.. on the session's. */
+		rc = rmig_accept_on(listener, s->dom, slice(deadline), ep);
 		if (rc == -ETIMEDOUT && rmig_left_ms(deadline))
 			continue;
 		if (rc != -EACCES && rc != -EPROTO)

@@ -19,6 +19,10 @@
 
 /* A write never spans more than this: keeps batches pipelined. */
 #define MIG_WRITE_MAX (1u << 20)
+/* The destination allocates its RAM in pieces of this size (populate):
+ * small enough that stopping the allocation at commit waits only for one
+ * piece (a few ms), which the source sees as downtime. */
+#define MIG_POP_STEP (16u << 20)
 /* Chunk size of on-demand registration. */
 #define MIG_CHUNK_SIZE (2u << 20)
 /* Batches in flight before the engine polls. */
@@ -93,6 +97,7 @@ struct mig_chan {
 	unsigned idx;
 	struct rmig_ep *ep;   /* channel 0: the control connection, s->ep */
 	struct rmig_mr **mrs; /* per block: whole-block region on this ep */
+	int mrs_shared;       /* mrs are channel 0's (one domain): not ours to deregister */
 	struct rmig_rkey *rkeys; /* source: the destination's key per block here */
 	char err[RMIG_ERR_MAX];  /* the first failure of this channel */
 	int rc;
@@ -143,6 +148,10 @@ struct rmig_mig {
 	char addr[128];
 	uint32_t page_size;
 	struct rmig_ep *ep;
+	/* The control connection's domain when the backend shares domains
+	 * (NULL: it does not).  Every channel is made on it, so the guest is
+	 * registered once per side and its keys are valid on every channel. */
+	struct rmig_domain *dom;
 	char err[RMIG_ERR_MAX];
 	int peer_gone;        /* no point telling the peer anything */
 	/* shutdown from any thread: shut is set (atomically, release) after
@@ -178,6 +187,13 @@ struct rmig_mig {
 	 * request and zeros cost link time, so verbs bridges nothing.
 	 */
 	uint64_t bridge_bytes;
+
+	/* Destination: the thread that allocates the granted RAM ahead of the
+	 * source's writes (blocks.c).  pop_stop is atomic; the rest is the
+	 * thread's until it is joined. */
+	pthread_t pop_thread;
+	int pop_started, pop_stop;
+	uint64_t pop_ns;       /* how long it took (0: not finished) */
 
 	/* rounds and statistics */
 	int in_round;
@@ -254,6 +270,11 @@ int mig_remove_block(struct rmig_mig *s, uint32_t block);
 int mig_register_source(struct rmig_mig *s, struct mig_chan *c);
 int mig_register_dest(struct rmig_mig *s, struct mig_chan *c);
 void mig_deregister_all(struct rmig_mig *s);
+/* Destination: allocate (populate) the blocks in the background, in
+ * MIG_POP_STEP pieces from offset 0, while the source writes; stop joins
+ * it (idempotent; mig_deregister_all stops it first). */
+int mig_populate_start(struct rmig_mig *s);
+void mig_populate_stop(struct rmig_mig *s);
 void mig_deregister_chan(struct mig_chan *c);
 /* The local region covering [off, off+len) of block b, len within one chunk. */
 int mig_local_mr(struct mig_chan *c, uint32_t b, uint64_t off,

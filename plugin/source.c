@@ -540,6 +540,7 @@ int mig_source_setup(struct rmig_mig *s)
 	t0 = rmig_now_ns();
 	rc = rmig_connect(s->cfg.backend, s->cfg.addr, &o, &s->ep);
 	s->ch[0].ep = s->ep;
+	s->dom = rc ? NULL : rmig_ep_domain(s->ep);
 	if (rc) {
 		s->ep = s->ch[0].ep = NULL;
 		mig_set_state(s, RMIG_STATE_ROLLED_BACK);

@@ -148,6 +148,8 @@ class Guest:
                 "-chardev", f"socket,id=s0,path={self.ser_path},server=on,wait=off",
                 "-serial", "chardev:s0",
                 "-qmp", f"unix:{self.qmp_path},server=on,wait=off"]
+        if a.firmware:  # a QEMU staged away from its data folder (the Soft-RoCE VM)
+            argv += ["-L", a.firmware]
         if incoming:
             argv += ["-incoming", incoming]
         self.err = open(self.err_path, "w")
@@ -156,8 +158,8 @@ class Guest:
         self.lines = []  # (monotonic time, text)
         self.lock = threading.Lock()
         try:
-            self.qmp = QMP(self.qmp_path)
-            self.ser = connect_unix(self.ser_path, 10)
+            self.qmp = QMP(self.qmp_path, a.start_timeout)
+            self.ser = connect_unix(self.ser_path, a.start_timeout)
         except Fail:
             self.kill()
             raise Fail(f"{name}: QEMU did not start: {self.stderr_text()}")
@@ -551,7 +553,7 @@ def scenario_cancel(src, method, a, n):
     """migrate_cancel mid-stream: the source keeps running, nothing hangs."""
     dst, t0 = start_migration(src, f"cancel{n}", method, a, a.slow_bandwidth)
     try:
-        wait_bytes(src, 2 << 20, 20)
+        wait_bytes(src, 2 << 20, a.interrupt_timeout)
         src.qmp.cmd("migrate_cancel")
         info = wait_status(src, ("cancelled", "failed", "completed"), 15)
         if info["status"] != "cancelled":
@@ -593,7 +595,7 @@ def scenario_kill(src, method, a, n):
     With the plugin the receiver is the destination QEMU itself."""
     dst, t0 = start_migration(src, f"kill{n}", method, a, a.slow_bandwidth)
     try:
-        wait_bytes(src, 2 << 20, 20)
+        wait_bytes(src, 2 << 20, a.interrupt_timeout)
         if method.startswith("plugin:"):
             victims = [dst.proc.pid]
         else:
@@ -615,7 +617,7 @@ def scenario_kill_source(src, method, a, n):
     """The source QEMU dies mid-migration: the destination never runs the guest."""
     dst, t0 = start_migration(src, f"killsrc{n}", method, a, a.slow_bandwidth)
     try:
-        wait_bytes(src, 2 << 20, 20)
+        wait_bytes(src, 2 << 20, a.interrupt_timeout)
         os.kill(src.proc.pid, 9)
         t_kill = time.monotonic()
         try:
@@ -646,7 +648,7 @@ def scenario_proxy_kill(src, method, a, n, which):
     what = f"proxy-{which} killed over {method}"
     dst, t0 = start_migration(src, f"pkill{n}", method, a, a.slow_bandwidth)
     try:
-        wait_bytes(src, 2 << 20, 20)
+        wait_bytes(src, 2 << 20, a.interrupt_timeout)
         pair = a.proxies[backend]
         os.kill((pair.pin if which == "in" else pair.pout).pid, 9)
         wait_failed(src, what, a)
@@ -884,6 +886,10 @@ def main():
     p.add_argument("--downtime-ms", type=int, default=300)
     p.add_argument("--stream-timeout-ms", type=int, default=5000)
     p.add_argument("--migrate-timeout", type=int, default=120)
+    p.add_argument("--interrupt-timeout", type=int, default=20,
+                   help="seconds a migration to be cancelled or killed may take to move 2 MiB")
+    p.add_argument("--start-timeout", type=int, default=10,
+                   help="seconds QEMU may take to answer on QMP after it starts")
     p.add_argument("--boot-timeout", type=int, default=120)
     p.add_argument("--check", choices=("all", "last"), default="all",
                    help="run the guest's page check after every migration or the last only")
@@ -898,6 +904,7 @@ def main():
                         "made in the work dir, mode 600)")
     p.add_argument("--send-args", default="", help="more options for rdmamig send")
     p.add_argument("--recv-args", default="", help="more options for rdmamig recv")
+    p.add_argument("--firmware", help="folder of the firmware QEMU opens (-L), e.g. kvmvapic.bin")
     p.add_argument("--table", action="store_true")
     p.add_argument("--json")
     a = p.parse_args()

@@ -184,20 +184,53 @@ static void close_unauthenticated(struct rmig_ep **ep, int rc)
 	rmig_set_error(NULL, rc, "%s", why);
 }
 
+/* A new endpoint holds a reference on its domain until it is closed. */
+static void domain_hold(struct rmig_ep *ep)
+{
+	if (ep->dom)
+		__atomic_add_fetch(&ep->dom->refs, 1, __ATOMIC_RELAXED);
+}
+
+/* Is dom usable for a new endpoint of backend ops?  0 or -errno. */
+static int domain_check(struct rmig_ep *ep, const struct rmig_transport_ops *ops,
+			const struct rmig_domain *dom)
+{
+	if (!dom)
+		return 0;
+	if (!(ops->caps & RMIG_CAP_DOMAIN) || !ops->domain_free)
+		return rmig_set_error(ep, -EOPNOTSUPP,
+				      "%s backend cannot share a domain between endpoints", ops->name);
+	if (dom->ops != ops)
+		return rmig_set_error(ep, -EINVAL, "the domain belongs to the %s backend, not %s",
+				      dom->ops->name, ops->name);
+	return 0;
+}
+
 /*
  * A connection the peer has not authenticated is closed here: the caller
  * never sees it, so nothing can be registered on it or sent over it.  The
  * listener keeps listening and keeps the reason.
  */
-int rmig_accept(struct rmig_ep *listener, int timeout_ms, struct rmig_ep **ep)
+int rmig_accept_on(struct rmig_ep *listener, struct rmig_domain *dom, int timeout_ms,
+		   struct rmig_ep **ep)
 {
 	int rc;
 
 	if (!listener || !listener->listener)
 		return rmig_set_error(listener, -EINVAL, "accept needs a listening endpoint");
-	NEED_OP(listener, accept);
-	rc = listener->ops->accept(listener, timeout_ms, ep);
+	if (dom) {
+		NEED_OP(listener, accept_on);
+		if ((rc = domain_check(listener, listener->ops, dom)))
+			return rc;
+		rc = listener->ops->accept_on(listener, dom, timeout_ms, ep);
+	} else if (listener->ops->accept_on) {
+		rc = listener->ops->accept_on(listener, NULL, timeout_ms, ep);
+	} else {
+		NEED_OP(listener, accept);
+		rc = listener->ops->accept(listener, timeout_ms, ep);
+	}
 	if (!rc) {
+		domain_hold(*ep);
 		(*ep)->timeout_ms = listener->timeout_ms;
 		rc = auth_run(*ep, listener->auth, 1, listener->timeout_ms);
 		if (rc)
@@ -206,6 +239,26 @@ int rmig_accept(struct rmig_ep *listener, int timeout_ms, struct rmig_ep **ep)
 	if (rc) /* a backend may have set only the thread's phrase: keep it on the listener too */
 		rmig_set_error(listener, rc, "%s", rmig_last_error());
 	return rc;
+}
+
+int rmig_accept(struct rmig_ep *listener, int timeout_ms, struct rmig_ep **ep)
+{
+	return rmig_accept_on(listener, NULL, timeout_ms, ep);
+}
+
+struct rmig_domain *rmig_ep_domain(const struct rmig_ep *ep)
+{
+	return ep ? ep->dom : NULL;
+}
+
+uint64_t rmig_domain_regs(const struct rmig_domain *dom)
+{
+	return dom ? __atomic_load_n(&dom->regs, __ATOMIC_RELAXED) : 0;
+}
+
+uint64_t rmig_domain_pinned(const struct rmig_domain *dom)
+{
+	return dom ? __atomic_load_n(&dom->pinned, __ATOMIC_RELAXED) : 0;
 }
 
 int rmig_connect(const char *backend, const char *addr,
@@ -221,11 +274,14 @@ int rmig_connect(const char *backend, const char *addr,
 	if (!ops->connect)
 		return rmig_set_error(NULL, -EOPNOTSUPP, "%s backend cannot connect",
 				      ops->name);
+	if ((rc = domain_check(NULL, ops, o.domain)))
+		return rc;
 	rc = auth_key_new(&o, &key);
 	if (rc)
 		return rc;
 	rc = ops->connect(&o, addr, ep);
 	if (!rc) {
+		domain_hold(*ep);
 		(*ep)->timeout_ms = o.timeout_ms;
 		rc = auth_run(*ep, key, 0, o.timeout_ms);
 		if (rc)
@@ -260,8 +316,13 @@ int rmig_reg_mr(struct rmig_ep *ep, void *addr, size_t len, unsigned access,
 	if (access & ~(unsigned)(RMIG_ACCESS_REMOTE_WRITE | RMIG_ACCESS_REMOTE_READ))
 		return rmig_set_error(ep, -EINVAL, "unknown access flags 0x%x", access);
 	rc = ep->ops->reg_mr(ep, addr, len, access, mr);
-	if (!rc)
+	if (!rc) {
 		__atomic_add_fetch(&mrs_live, 1, __ATOMIC_RELAXED);
+		if (ep->dom) {
+			__atomic_add_fetch(&ep->dom->regs, 1, __ATOMIC_RELAXED);
+			__atomic_add_fetch(&ep->dom->pinned, len, __ATOMIC_RELAXED);
+		}
+	}
 	return rc;
 }
 
@@ -270,8 +331,13 @@ int rmig_dereg_mr(struct rmig_ep *ep, struct rmig_mr *mr)
 	if (!mr)
 		return 0;
 	NEED_OP(ep, dereg_mr);
+	if (mr->dom && mr->dom != ep->dom)
+		return rmig_set_error(ep, -EINVAL,
+				      "the region is registered on another domain than the endpoint's");
 	/* The backend frees the handle whatever it returns. */
 	__atomic_sub_fetch(&mrs_live, 1, __ATOMIC_RELAXED);
+	if (ep->dom)
+		__atomic_sub_fetch(&ep->dom->pinned, mr->len, __ATOMIC_RELAXED);
 	return ep->ops->dereg_mr(ep, mr);
 }
 
@@ -361,10 +427,16 @@ int rmig_recv(struct rmig_ep *ep, void *buf, size_t cap, int timeout_ms)
 
 void rmig_close(struct rmig_ep *ep)
 {
+	struct rmig_domain *dom;
+
 	if (!ep)
 		return;
 	auth_key_free(ep->auth);
 	ep->auth = NULL;
+	dom = ep->dom;
 	if (ep->ops->close)
 		ep->ops->close(ep);
+	/* Last endpoint of the domain gone: its regions and the domain go too. */
+	if (dom && !__atomic_sub_fetch(&dom->refs, 1, __ATOMIC_ACQ_REL))
+		dom->ops->domain_free(dom);
 }

@@ -160,6 +160,11 @@ struct rmig_mig_stats {
 	/* Source: setup's connect, offer and wait for the destination's
 	 * answer (its allocation and registration), of setup's whole time. */
 	uint64_t reserve_ns;
+	/* Bytes the session's registrations covered, summed over all of them:
+	 * what was pinned, on backends that pin (verbs, ofi/verbs, efa).  With
+	 * a shared domain (rmig_ep_domain) every channel uses one registration
+	 * of the guest, so this does not grow with the channel count. */
+	uint64_t pinned_bytes;
 };
 
 /* A destination's view of a block the source offers (ABI 1: a name that

@@ -54,6 +54,7 @@ enum rmig_cap {
 	RMIG_CAP_WRITE = 1u << 0,      /* one-sided write wired */
 	RMIG_CAP_ZERO_COPY = 1u << 1,  /* no bounce buffer on the write path */
 	RMIG_CAP_CROSS_HOST = 1u << 2, /* peers may be on different hosts */
+	RMIG_CAP_DOMAIN = 1u << 3,     /* endpoints may share a domain (rmig_ep_domain) */
 };
 
 /*
@@ -74,6 +75,7 @@ RMIG_EXPORT int rmig_rkey_decode(const uint8_t in[RMIG_RKEY_WIRE_SIZE], struct r
 
 struct rmig_ep;
 struct rmig_mr;
+struct rmig_domain;
 
 /* One write: len bytes from a local region at loff into the peer's region at roff. */
 struct rmig_write {
@@ -107,6 +109,10 @@ struct rmig_ep_opts {
 	const void *psk;      /* pre-shared key, RMIG_PSK_MIN..RMIG_PSK_MAX bytes (copied) */
 	size_t psk_len;
 	unsigned flags;       /* RMIG_EP_* */
+	/* Appended (size-first struct).  connect: make the endpoint on this
+	 * domain (rmig_ep_domain of an endpoint of the same backend) so the
+	 * regions registered on it are valid here too; NULL: a new domain. */
+	struct rmig_domain *domain;
 };
 
 /* Connect or accept peers without authentication (no psk). */
@@ -156,6 +162,25 @@ RMIG_EXPORT int rmig_listen(const char *backend, const char *addr,
 RMIG_EXPORT int rmig_accept(struct rmig_ep *listener, int timeout_ms, struct rmig_ep **ep);
 RMIG_EXPORT int rmig_connect(const char *backend, const char *addr,
 		 const struct rmig_ep_opts *opts, struct rmig_ep **ep);
+/*
+ * Domains: one registration for many connections.  Every endpoint of a
+ * backend with RMIG_CAP_DOMAIN is made on a domain: a new one, or the one
+ * given (opts.domain to connect, dom to rmig_accept_on).  A region
+ * registered on any endpoint of a domain is valid on all of them (local
+ * handle and key), and stays registered until rmig_dereg_mr or until the
+ * last endpoint of the domain is closed.  The domain lives as long as one
+ * of its endpoints does; the caller holds no reference of its own.
+ * rmig_ep_domain: NULL if the backend has no shared domains.  Making an
+ * endpoint on a domain fails with -EOPNOTSUPP on such a backend, -EINVAL
+ * for another backend's domain, -EXDEV when the connection lands on another
+ * device than the domain's (verbs).
+ */
+struct rmig_domain *rmig_ep_domain(const struct rmig_ep *ep);
+int rmig_accept_on(struct rmig_ep *listener, struct rmig_domain *dom, int timeout_ms,
+		   struct rmig_ep **ep);
+/* Registrations made on a domain so far, and the bytes registered now. */
+uint64_t rmig_domain_regs(const struct rmig_domain *dom);
+uint64_t rmig_domain_pinned(const struct rmig_domain *dom);
 /* "host:port" the endpoint is bound to (a listener's real port). */
 RMIG_EXPORT int rmig_local_addr(struct rmig_ep *ep, char *buf, size_t len);
 

@@ -26,6 +26,27 @@ struct rmig_ep {
 	char err[RMIG_ERR_MAX];
 	/* Generic layer only: a listener's key for authenticating accepted peers. */
 	struct rmig_auth_key *auth;
+	/* The domain the backend made the endpoint on (RMIG_CAP_DOMAIN), else
+	 * NULL.  Set by the backend before it returns the endpoint; the
+	 * generic layer counts the reference and drops it on close. */
+	struct rmig_domain *dom;
+};
+
+/*
+ * A protection domain shared by endpoints (verbs: a PD on one device;
+ * libfabric: a fabric domain; tcp: a region table).  A region registered
+ * on any endpoint of a domain is valid on every endpoint of it: its local
+ * handle may be used in writes on any of them, its key reaches it through
+ * any of them.  Every backend object starts with this.  refs counts the
+ * endpoints made on it (atomic, generic layer); at 0 the generic layer
+ * calls the backend's domain_free, which releases whatever regions are
+ * still registered on it.
+ */
+struct rmig_domain {
+	const struct rmig_transport_ops *ops;
+	unsigned long refs;
+	uint64_t regs;   /* registrations made on it (atomic) */
+	uint64_t pinned; /* bytes registered on it right now (atomic) */
 };
 
 /* Every region a backend returns starts with this. */
@@ -35,6 +56,7 @@ struct rmig_mr {
 	size_t len;
 	unsigned access;
 	struct rmig_rkey rkey;
+	struct rmig_domain *dom; /* the domain it is registered on (NULL: ep's alone) */
 };
 
 #define RMIG_TRANSPORT_OPS_VERSION 1
@@ -71,6 +93,15 @@ struct rmig_transport_ops {
 	int (*send)(struct rmig_ep *ep, const void *buf, size_t len);
 	int (*recv)(struct rmig_ep *ep, void *buf, size_t cap, int timeout_ms);
 	void (*close)(struct rmig_ep *ep);
+	/*
+	 * Shared domains (caps has RMIG_CAP_DOMAIN).  connect makes its
+	 * endpoint on opts->domain when set; accept_on is accept on a given
+	 * domain (NULL: a new one).  domain_free releases a domain no endpoint
+	 * uses any more.  NULL: the registry answers -EOPNOTSUPP.
+	 */
+	int (*accept_on)(struct rmig_ep *listener, struct rmig_domain *dom, int timeout_ms,
+			 struct rmig_ep **ep);
+	void (*domain_free)(struct rmig_domain *dom);
 };
 
 /* Set the endpoint's (may be NULL) and the thread's error phrase; returns err. */

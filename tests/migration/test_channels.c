@@ -105,6 +105,39 @@ static void test_chunked(void)
 	CU_ASSERT(p.sr.regs > 4);
 }
 
+/*
+ * One domain per side: 1, 2 and 4 channels register the guest the same
+ * number of times (once per side) and cover the same bytes, and the
+ * migration arrives byte-identical through every channel's connection.
+ */
+static void test_one_registration(void)
+{
+	static const unsigned chans[] = { 1, 2, 4 };
+	const uint64_t size = 32 * MiB;
+
+	for (unsigned b = 0; b < sizeof(backends) / sizeof(backends[0]); b++) {
+		if (!backend_usable(backends[b]))
+			continue;
+		for (unsigned c = 0; c < 3; c++) {
+			struct pair p;
+			pair_init(&p, backends[b], size);
+			p.src.channels = p.dst.channels = chans[c];
+			p.src.reg_mode = RMIG_REG_WHOLE;
+			int rc = pair_run(&p);
+			expect_verified(&p, rc, "one registration per side");
+			fprintf(stderr, "%s, %u channels: source %llu regs %llu bytes, destination %llu regs %llu bytes\n",
+				backends[b], chans[c], (unsigned long long)p.sr.regs,
+				(unsigned long long)p.sr.pinned_bytes, (unsigned long long)p.dr.regs,
+				(unsigned long long)p.dr.pinned_bytes);
+			CU_ASSERT_EQUAL(p.sr.regs, 1);
+			CU_ASSERT_EQUAL(p.sr.pinned_bytes, size);
+			CU_ASSERT_EQUAL(p.dr.regs, 1);
+			CU_ASSERT_EQUAL(p.dr.regs_remote, 1);
+			CU_ASSERT_EQUAL(p.dr.pinned_bytes, size);
+		}
+	}
+}
+
 /* Workers stay off the cpus reserved for vCPUs. */
 static void test_vcpus_reserved(void)
 {
@@ -410,6 +443,7 @@ int main(void)
 	static const CU_TestInfo tests[] = {
 		{ "2 and 4 channels, idle and dirtying, every backend", test_idle_and_dirtying },
 		{ "4 channels, chunked registration", test_chunked },
+		{ "1, 2, 4 channels: one registration per side", test_one_registration },
 		{ "workers off the vCPUs' cpus", test_vcpus_reserved },
 #ifdef RMIG_TEST_HOOKS /* these need the library's RMIG_TEST_* hooks */
 		{ "a delayed channel", test_delayed_channel },

@@ -185,7 +185,8 @@ static int ofi_handshake(struct ofi_ep *o, uint64_t deadline)
 }
 
 /* Turn a connected bootstrap socket into an endpoint; takes fd in all cases. */
-static int ofi_start(int fd, const char *provider, int timeout_ms, struct rmig_ep **out)
+static int ofi_start(int fd, const char *provider, struct rmig_domain *dom, int timeout_ms,
+		     struct rmig_ep **out)
 {
 	uint64_t deadline = rmig_deadline(timeout_ms);
 	struct ofi_ep *o = ofi_ep_new(fd);
@@ -201,7 +202,7 @@ static int ofi_start(int fd, const char *provider, int timeout_ms, struct rmig_e
 	if (rc)
 		rmig_set_error(&o->base, rc, "cannot read the bootstrap socket's address");
 	if (!rc)
-		rc = ofi_open(o, provider, node);
+		rc = ofi_open(o, provider, node, dom ? OFI_DOM(dom) : NULL);
 	if (!rc) {
 		pthread_mutex_lock(&o->lock);
 		rc = ofi_setup_buffers(o);
@@ -215,6 +216,11 @@ static int ofi_start(int fd, const char *provider, int timeout_ms, struct rmig_e
 	if (rc) {
 		ofi_ep_free(o);
 		return rc;
+	}
+	/* A shareable domain is the generic layer's from here (refs). */
+	if (o->dom->shareable) {
+		o->base.dom = &o->dom->base;
+		o->dom_owned = 0;
 	}
 	*out = &o->base;
 	return 0;
@@ -244,7 +250,8 @@ static int ofi_listen(const struct rmig_ep_opts *opts, const char *addr,
 	return 0;
 }
 
-static int ofi_accept(struct rmig_ep *listener, int timeout_ms, struct rmig_ep **ep)
+static int ofi_accept_on(struct rmig_ep *listener, struct rmig_domain *dom, int timeout_ms,
+			 struct rmig_ep **ep)
 {
 	struct ofi_ep *l = OFI(listener);
 	char err[RMIG_ERR_MAX] = "";
@@ -255,7 +262,12 @@ static int ofi_accept(struct rmig_ep *listener, int timeout_ms, struct rmig_ep *
 		return rmig_set_error(listener, rc, "%s", err);
 	/* timeout_ms bounds the wait for a peer (callers wait in slices); the
 	 * handshake of one that arrived gets the listener's whole deadline. */
-	return ofi_start(fd, l->provider, listener->timeout_ms, ep);
+	return ofi_start(fd, l->provider, dom, listener->timeout_ms, ep);
+}
+
+static int ofi_accept(struct rmig_ep *listener, int timeout_ms, struct rmig_ep **ep)
+{
+	return ofi_accept_on(listener, NULL, timeout_ms, ep);
 }
 
 static int ofi_connect(const struct rmig_ep_opts *opts, const char *addr,
@@ -267,7 +279,7 @@ static int ofi_connect(const struct rmig_ep_opts *opts, const char *addr,
 	rc = rmig_sock_connect(addr, opts->timeout_ms, &fd, err, sizeof(err));
 	if (rc)
 		return rmig_set_error(NULL, rc, "%s", err);
-	return ofi_start(fd, opts->provider, opts->timeout_ms, ep);
+	return ofi_start(fd, opts->provider, opts->domain, opts->timeout_ms, ep);
 }
 
 static int ofi_local_addr(struct rmig_ep *ep, char *buf, size_t len)
@@ -289,7 +301,7 @@ static void ofi_ep_close(struct rmig_ep *ep)
 const struct rmig_transport_ops rmig_ofi_ops = {
 	.size = sizeof(struct rmig_transport_ops),
 	.name = "ofi",
-	.caps = RMIG_CAP_WRITE | RMIG_CAP_ZERO_COPY | RMIG_CAP_CROSS_HOST,
+	.caps = RMIG_CAP_WRITE | RMIG_CAP_ZERO_COPY | RMIG_CAP_CROSS_HOST | RMIG_CAP_DOMAIN,
 	.probe = ofi_probe,
 	.listen = ofi_listen,
 	.accept = ofi_accept,
@@ -302,4 +314,6 @@ const struct rmig_transport_ops rmig_ofi_ops = {
 	.send = ofi_send,
 	.recv = ofi_recv,
 	.close = ofi_ep_close,
+	.accept_on = ofi_accept_on,
+	.domain_free = ofi_dom_free,
 };

@@ -57,6 +57,24 @@ struct ofi_region {
 	struct ofi_region *next;
 };
 
+/*
+ * The fabric and domain endpoints share.  Shareable only when the provider
+ * granted FI_THREAD_SAFE (endpoints of one domain are driven by different
+ * threads, each under its own ofi_ep.lock) and regions need no binding to
+ * one endpoint (no FI_MR_ENDPOINT); otherwise it is the endpoint's alone
+ * and base.dom stays unset.  lock guards regions.
+ */
+struct ofi_dom {
+	struct rmig_domain base;
+	struct fi_info *info;
+	struct fid_fabric *fabric;
+	struct fid_domain *domain;
+	int shareable;
+	pthread_mutex_t lock;
+	struct ofi_region *regions; /* still registered, closed with the domain */
+};
+#define OFI_DOM(d) ((struct ofi_dom *)(d))
+
 /* A received control message waiting for rmig_recv. */
 struct ofi_msg {
 	struct ofi_msg *next;
@@ -87,9 +105,11 @@ struct ofi_ep {
 	int sock;  /* listener: listening socket; else the bootstrap/liveness socket */
 	char provider[OFI_PROV_MAX]; /* listener: the provider asked for (may be "") */
 
-	struct fi_info *info;
-	struct fid_fabric *fabric;
-	struct fid_domain *domain;
+	struct fi_info *info;      /* this endpoint's copy */
+	struct ofi_dom *dom;
+	int dom_owned;             /* ours to free: unshareable, or a failed open */
+	struct fid_fabric *fabric; /* dom's */
+	struct fid_domain *domain; /* dom's */
 	struct fid_av *av;
 	struct fid_cq *cq;
 	struct fid_ep *ep;
@@ -118,7 +138,6 @@ struct ofi_ep {
 	unsigned outstanding;   /* batches posted and not yet reaped by poll */
 	unsigned long writes_inflight; /* write ops not yet completed */
 	uint64_t writes_moved_ms; /* last write completion, or first post when idle */
-	struct ofi_region *regions;
 	uint64_t writes_seen;   /* wcntr's value at the last progress */
 	int dead;
 	int dead_err;
@@ -133,6 +152,8 @@ struct ofi_ep {
 
 #define OFI(ep) ((struct ofi_ep *)(ep))
 
+extern const struct rmig_transport_ops rmig_ofi_ops;
+
 /* ofi_shm.c: remove the shm region of a peer that died (on close). */
 void ofi_shm_reap_peer(struct ofi_ep *o);
 /* fi_enable said EBUSY: remove a stale region under our own name; 1 if done. */
@@ -141,7 +162,9 @@ int ofi_shm_clear_stale_self(struct ofi_ep *o);
 /* ofi_fabric.c */
 int ofi_getinfo(const char *provider, const char *node, struct fi_info **info,
 		char *why, size_t whylen);
-int ofi_open(struct ofi_ep *o, const char *provider, const char *node);
+/* On shared (its fabric and domain), or a new domain when NULL. */
+int ofi_open(struct ofi_ep *o, const char *provider, const char *node, struct ofi_dom *shared);
+void ofi_dom_free(struct rmig_domain *dom);
 void ofi_close_fabric(struct ofi_ep *o);
 int ofi_probe(const struct rmig_ep_opts *opts, char *why, size_t whylen);
 int ofi_has_wait_fd(const char *provider);

@@ -513,7 +513,7 @@ int ofi_write_batch(struct rmig_ep *ep, const struct rmig_write *w, unsigned n,
 	int rc = 0;
 
 	for (unsigned i = 0; i < n; i++)
-		if (w[i].lmr->ep != ep)
+		if (w[i].lmr->ep != ep && (!ep->dom || w[i].lmr->dom != ep->dom))
 			return rmig_set_error(ep, -EINVAL,
 					      "write %u's source region is registered on another endpoint", i);
 	pthread_mutex_lock(&o->lock);

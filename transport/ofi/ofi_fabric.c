@@ -83,7 +83,7 @@ struct ofi_want {
 };
 
 static struct fi_info *make_hints(const char *provider, uint64_t mr_mode,
-				  const struct ofi_want *w)
+				  const struct ofi_want *w, enum fi_threading threading)
 {
 	struct fi_info *h = fi_allocinfo();
 
@@ -94,7 +94,9 @@ static struct fi_info *make_hints(const char *provider, uint64_t mr_mode,
 	h->mode = 0; /* no FI_CONTEXT: op contexts are ours */
 	h->ep_attr->type = FI_EP_RDM;
 	h->domain_attr->mr_mode = (int)mr_mode;
-	h->domain_attr->threading = FI_THREAD_DOMAIN; /* ofi_ep.lock serializes */
+	/* FI_THREAD_SAFE lets endpoints share the domain (ofi_dom); with
+	 * FI_THREAD_DOMAIN ofi_ep.lock serializes the endpoint's only user. */
+	h->domain_attr->threading = threading;
 	h->fabric_attr->prov_name = strdup(provider);
 	/*
 	 * Queue depths: a window of small writes in flight (a full send queue
@@ -118,7 +120,17 @@ static int try_getinfo(const char *provider, const char *node, uint64_t mr_mode,
 	int rc;
 
 	pthread_once(&once, check_env);
-	h = make_hints(provider, mr_mode, w);
+	h = make_hints(provider, mr_mode, w, FI_THREAD_SAFE);
+	if (!h)
+		return -ENOMEM;
+	if (node && ip_addressed(provider))
+		rc = fi_getinfo(OFI_API, node, NULL, FI_SOURCE, h, info);
+	else
+		rc = fi_getinfo(OFI_API, NULL, NULL, 0, h, info);
+	fi_freeinfo(h);
+	if (rc != -FI_ENODATA)
+		return rc;
+	h = make_hints(provider, mr_mode, w, FI_THREAD_DOMAIN);
 
 	if (!h)
 		return -ENOMEM;
@@ -305,27 +317,87 @@ static void close_ep(struct ofi_ep *o)
 	o->wcntr = NULL;
 }
 
-int ofi_open(struct ofi_ep *o, const char *provider, const char *node)
+/* A new domain for o (its info chosen): fabric and domain opened. */
+static int dom_open(struct ofi_ep *o, const char **what)
+{
+	struct ofi_dom *d = calloc(1, sizeof(*d));
+	int rc;
+
+	if (!d)
+		return -FI_ENOMEM;
+	d->base.ops = &rmig_ofi_ops;
+	pthread_mutex_init(&d->lock, NULL);
+	o->dom = d;
+	o->dom_owned = 1;
+	d->info = fi_dupinfo(o->info);
+	if (!d->info)
+		return -FI_ENOMEM;
+	d->shareable = o->info->domain_attr->threading == FI_THREAD_SAFE &&
+		       !(o->prov.mr_mode & FI_MR_ENDPOINT);
+	*what = "fi_fabric";
+	rc = fi_fabric(d->info->fabric_attr, &d->fabric, NULL);
+	if (!rc && (*what = "fi_domain"))
+		rc = fi_domain(d->fabric, d->info, &d->domain, NULL);
+	o->fabric = d->fabric;
+	o->domain = d->domain;
+	return rc;
+}
+
+/* The endpoint joins shared: its fabric and domain, a copy of its info. */
+static int dom_join(struct ofi_ep *o, struct ofi_dom *shared)
+{
+	o->info = fi_dupinfo(shared->info);
+	if (!o->info)
+		return rmig_set_error(&o->base, -ENOMEM, "out of memory for the fabric info");
+	o->dom = shared;
+	o->fabric = shared->fabric;
+	o->domain = shared->domain;
+	return 0;
+}
+
+void ofi_dom_free(struct rmig_domain *dom)
+{
+	struct ofi_dom *d = OFI_DOM(dom);
+
+	while (d->regions) {
+		struct ofi_region *r = d->regions;
+		d->regions = r->next;
+		fi_close(&r->mr->fid);
+		if (r->pinned)
+			rmig_memlock_release(r->pinned);
+		free(r);
+	}
+	if (d->domain)
+		fi_close(&d->domain->fid);
+	if (d->fabric)
+		fi_close(&d->fabric->fid);
+	if (d->info)
+		fi_freeinfo(d->info);
+	pthread_mutex_destroy(&d->lock);
+	free(d);
+}
+
+int ofi_open(struct ofi_ep *o, const char *provider, const char *node, struct ofi_dom *shared)
 {
 	struct fi_av_attr av_attr = { .type = FI_AV_UNSPEC, .count = 1 };
 	struct fi_cq_attr cq_attr = { .format = FI_CQ_FORMAT_MSG, .wait_obj = FI_WAIT_NONE };
 	char why[RMIG_ERR_MAX];
-	const char *what;
+	const char *what = "";
 	int rc;
 
-	rc = pick_provider(provider, node, &o->info, why, sizeof(why));
-	if (rc)
+	if (shared) {
+		if ((rc = dom_join(o, shared)))
+			return rc;
+	} else if ((rc = pick_provider(provider, node, &o->info, why, sizeof(why)))) {
 		return rmig_set_error(&o->base, rc, "%s", why);
+	}
 	record_prov(o);
 	if (o->prov.mr_mode & FI_MR_RAW)
 		return rmig_set_error(&o->base, -EOPNOTSUPP,
 				      "ofi/%s needs raw memory keys (FI_MR_RAW), which rdmamig does not support",
 				      o->prov.name);
 	cq_attr.size = o->info->tx_attr->size + o->info->rx_attr->size;
-	what = "fi_fabric";
-	rc = fi_fabric(o->info->fabric_attr, &o->fabric, NULL);
-	if (!rc && (what = "fi_domain"))
-		rc = fi_domain(o->fabric, o->info, &o->domain, NULL);
+	rc = shared ? 0 : dom_open(o, &what);
 	if (!rc && (what = "fi_av_open"))
 		rc = fi_av_open(o->domain, &av_attr, &o->av, NULL);
 	if (!rc && (what = "fi_cq_open"))
@@ -348,14 +420,6 @@ void ofi_close_fabric(struct ofi_ep *o)
 	if (o->ep)
 		fi_close(&o->ep->fid);
 	o->ep = NULL;
-	while (o->regions) {
-		struct ofi_region *r = o->regions;
-		o->regions = r->next;
-		fi_close(&r->mr->fid);
-		if (r->pinned)
-			rmig_memlock_release(r->pinned);
-		free(r);
-	}
 	if (o->bufs_mr)
 		fi_close(&o->bufs_mr->fid);
 	o->bufs_mr = NULL;
@@ -368,11 +432,12 @@ void ofi_close_fabric(struct ofi_ep *o)
 	if (o->av)
 		fi_close(&o->av->fid);
 	o->av = NULL;
-	if (o->domain)
-		fi_close(&o->domain->fid);
+	/* The domain goes with its last endpoint (generic layer), or here if
+	 * it was never handed out. */
+	if (o->dom && o->dom_owned)
+		ofi_dom_free(&o->dom->base);
+	o->dom = NULL;
 	o->domain = NULL;
-	if (o->fabric)
-		fi_close(&o->fabric->fid);
 	o->fabric = NULL;
 	if (o->info)
 		fi_freeinfo(o->info);

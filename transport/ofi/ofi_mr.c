@@ -100,13 +100,16 @@ int ofi_reg_mr(struct rmig_ep *ep, void *addr, size_t len, unsigned access,
 	pthread_mutex_lock(&o->lock);
 	rc = ofi_reg(o, addr, len, fiacc, &r->mr, &r->desc, &key);
 	if (!rc) {
-		r->next = o->regions;
-		o->regions = r;
+		pthread_mutex_lock(&o->dom->lock);
+		r->next = o->dom->regions;
+		o->dom->regions = r;
+		pthread_mutex_unlock(&o->dom->lock);
 	}
 	pthread_mutex_unlock(&o->lock);
 	if (rc)
 		goto release_pinned;
-	r->base = (struct rmig_mr){ .ep = ep, .addr = addr, .len = len, .access = access };
+	r->base = (struct rmig_mr){ .ep = ep, .addr = addr, .len = len, .access = access,
+				    .dom = ep->dom };
 	r->base.rkey = (struct rmig_rkey){
 		.addr = o->prov.mr_mode & FI_MR_VIRT_ADDR ? (uint64_t)(uintptr_t)addr : 0,
 		.len = len, .key = key, .id = 0, .flags = access };
@@ -127,14 +130,18 @@ int ofi_dereg_mr(struct rmig_ep *ep, struct rmig_mr *mr)
 	struct ofi_region *r = (struct ofi_region *)mr, **pp;
 	int found, rc = 0;
 
+	if (!o->dom)
+		return rmig_set_error(ep, -EINVAL, "region is not registered on this endpoint");
 	pthread_mutex_lock(&o->lock);
-	for (pp = &o->regions; *pp && *pp != r; pp = &(*pp)->next)
+	pthread_mutex_lock(&o->dom->lock);
+	for (pp = &o->dom->regions; *pp && *pp != r; pp = &(*pp)->next)
 		;
 	found = *pp != NULL;
 	if (found) {
 		*pp = r->next;
 		rc = fi_close(&r->mr->fid);
 	}
+	pthread_mutex_unlock(&o->dom->lock);
 	pthread_mutex_unlock(&o->lock);
 	if (!found)
 		return rmig_set_error(ep, -EINVAL, "region is not registered on this endpoint");

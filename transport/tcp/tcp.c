@@ -30,6 +30,20 @@ struct tcp_region {
 	struct rmig_mr base;
 };
 
+/*
+ * The region table, shared by every endpoint made on the domain: a write
+ * arriving on any of them may target any region in it.  lock: receivers
+ * hold it for reading while they apply a write.
+ */
+struct tcp_dom {
+	struct rmig_domain base;
+	pthread_rwlock_t lock;
+	struct tcp_region **regions; /* by id - 1 */
+	uint32_t nregions;
+};
+
+#define TCP_DOM(d) ((struct tcp_dom *)(d))
+
 struct tcp_msg {
 	struct tcp_msg *next;
 	size_t len;
@@ -47,10 +61,7 @@ struct tcp_ep {
 	struct rmig_completion cq[RMIG_OUTSTANDING_MAX];
 	unsigned cq_head, cq_count;
 
-	/* regions: rx thread holds it for reading while it applies a write. */
-	pthread_rwlock_t regions_lock;
-	struct tcp_region **regions; /* by id - 1 */
-	uint32_t nregions;
+	struct tcp_dom *dom; /* base.dom: its region table */
 
 	/* lock guards msgs, dead, dead_err, dead_why; cond signals both. */
 	pthread_mutex_t lock;
@@ -120,12 +131,13 @@ static int rx_read(int fd, void *buf, size_t len)
 /* Read and drop len bytes (never used for a frame that failed a check). */
 static int tcp_apply_write(struct tcp_ep *t, const struct tcp_hdr *h)
 {
+	struct tcp_dom *d = t->dom;
 	struct tcp_region *r = NULL;
 	int rc;
 
-	pthread_rwlock_rdlock(&t->regions_lock);
-	if (h->id >= 1 && h->id <= t->nregions)
-		r = t->regions[h->id - 1];
+	pthread_rwlock_rdlock(&d->lock);
+	if (h->id >= 1 && h->id <= d->nregions)
+		r = d->regions[h->id - 1];
 	if (!r || r->base.rkey.key != h->key) {
 		rc = -EACCES;
 		tcp_mark_dead(t, -EACCES, "peer wrote with an unknown region key");
@@ -138,7 +150,7 @@ static int tcp_apply_write(struct tcp_ep *t, const struct tcp_hdr *h)
 	} else {
 		rc = rx_read(t->fd, (char *)r->base.addr + h->off, h->len);
 	}
-	pthread_rwlock_unlock(&t->regions_lock);
+	pthread_rwlock_unlock(&d->lock);
 	return rc;
 }
 
@@ -212,8 +224,32 @@ static struct tcp_ep *tcp_ep_new(int fd)
 	pthread_mutex_init(&t->tx_lock, NULL);
 	pthread_mutex_init(&t->lock, NULL);
 	pthread_cond_init(&t->cond, NULL);
-	pthread_rwlock_init(&t->regions_lock, NULL);
 	return t;
+}
+
+extern const struct rmig_transport_ops rmig_tcp_ops;
+
+static struct tcp_dom *tcp_dom_new(void)
+{
+	struct tcp_dom *d = calloc(1, sizeof(*d));
+
+	if (!d)
+		return NULL;
+	d->base.ops = &rmig_tcp_ops;
+	pthread_rwlock_init(&d->lock, NULL);
+	return d;
+}
+
+/* No endpoint uses it any more: what is still registered goes with it. */
+static void tcp_dom_free(struct rmig_domain *dom)
+{
+	struct tcp_dom *d = TCP_DOM(dom);
+
+	for (uint32_t i = 0; i < d->nregions; i++)
+		free(d->regions[i]);
+	free(d->regions);
+	pthread_rwlock_destroy(&d->lock);
+	free(d);
 }
 
 static void tcp_ep_free(struct tcp_ep *t)
@@ -223,20 +259,14 @@ static void tcp_ep_free(struct tcp_ep *t)
 		t->msgs = m->next;
 		free(m);
 	}
-	for (uint32_t i = 0; i < t->nregions; i++)
-		free(t->regions[i]);
-	free(t->regions);
-	pthread_rwlock_destroy(&t->regions_lock);
 	pthread_cond_destroy(&t->cond);
 	pthread_mutex_destroy(&t->lock);
 	pthread_mutex_destroy(&t->tx_lock);
 	free(t);
 }
 
-extern const struct rmig_transport_ops rmig_tcp_ops;
-
-/* Hello both ways, then start the receiver. */
-static int tcp_start(int fd, int timeout_ms, struct rmig_ep **out)
+/* Hello both ways, then start the receiver (on dom, or a new domain). */
+static int tcp_start(int fd, struct rmig_domain *dom, int timeout_ms, struct rmig_ep **out)
 {
 	uint64_t deadline = rmig_deadline(timeout_ms);
 	char hello[TCP_HELLO_LEN];
@@ -256,8 +286,16 @@ static int tcp_start(int fd, int timeout_ms, struct rmig_ep **out)
 	if (!t)
 		return rmig_set_error(NULL, -ENOMEM, "out of memory for an endpoint");
 	t->base.ops = &rmig_tcp_ops;
+	t->dom = dom ? TCP_DOM(dom) : tcp_dom_new();
+	if (!t->dom) {
+		tcp_ep_free(t);
+		return rmig_set_error(NULL, -ENOMEM, "out of memory for a domain");
+	}
+	t->base.dom = &t->dom->base;
 	rc = pthread_create(&t->rx, NULL, tcp_rx_main, t);
 	if (rc) {
+		if (!dom)
+			tcp_dom_free(&t->dom->base);
 		tcp_ep_free(t);
 		return rmig_set_error(NULL, -rc, "cannot start the receiver thread");
 	}
@@ -287,7 +325,8 @@ static int tcp_listen(const struct rmig_ep_opts *opts, const char *addr,
 	return 0;
 }
 
-static int tcp_accept(struct rmig_ep *listener, int timeout_ms, struct rmig_ep **ep)
+static int tcp_accept_on(struct rmig_ep *listener, struct rmig_domain *dom, int timeout_ms,
+			 struct rmig_ep **ep)
 {
 	char err[RMIG_ERR_MAX] = "";
 	int fd, rc;
@@ -297,10 +336,15 @@ static int tcp_accept(struct rmig_ep *listener, int timeout_ms, struct rmig_ep *
 		return rmig_set_error(listener, rc, "%s", err);
 	/* timeout_ms bounds the wait for a peer (callers wait in slices); the
 	 * handshake of one that arrived gets the listener's whole deadline. */
-	rc = tcp_start(fd, listener->timeout_ms, ep);
+	rc = tcp_start(fd, dom, listener->timeout_ms, ep);
 	if (rc)
 		close(fd);
 	return rc;
+}
+
+static int tcp_accept(struct rmig_ep *listener, int timeout_ms, struct rmig_ep **ep)
+{
+	return tcp_accept_on(listener, NULL, timeout_ms, ep);
 }
 
 static int tcp_connect(const struct rmig_ep_opts *opts, const char *addr,
@@ -312,7 +356,7 @@ static int tcp_connect(const struct rmig_ep_opts *opts, const char *addr,
 	rc = rmig_sock_connect(addr, opts->timeout_ms, &fd, err, sizeof(err));
 	if (rc)
 		return rmig_set_error(NULL, rc, "%s", err);
-	rc = tcp_start(fd, opts->timeout_ms, ep);
+	rc = tcp_start(fd, opts->domain, opts->timeout_ms, ep);
 	if (rc)
 		close(fd);
 	return rc;
@@ -326,28 +370,32 @@ static int tcp_local_addr(struct rmig_ep *ep, char *buf, size_t len)
 static int tcp_reg_mr(struct rmig_ep *ep, void *addr, size_t len, unsigned access,
 		      struct rmig_mr **mr)
 {
-	struct tcp_ep *t = TCP(ep);
+	struct tcp_dom *d = TCP(ep)->dom;
 	struct tcp_region *r = calloc(1, sizeof(*r)), **grown;
 	uint64_t key;
 
-	if (!r)
-		return rmig_set_error(ep, -ENOMEM, "out of memory for a region");
+	if (!r || !d) {
+		free(r);
+		return rmig_set_error(ep, d ? -ENOMEM : -ENOTCONN,
+				      d ? "out of memory for a region"
+					: "register memory on a connected endpoint");
+	}
 	if (getrandom(&key, sizeof(key), 0) != sizeof(key))
 		key = rmig_now_ns() ^ (uintptr_t)r;
 	r->base = (struct rmig_mr){ .ep = ep, .addr = addr, .len = len,
-				    .access = access };
-	pthread_rwlock_wrlock(&t->regions_lock);
-	grown = realloc(t->regions, (t->nregions + 1) * sizeof(*grown));
+				    .access = access, .dom = &d->base };
+	pthread_rwlock_wrlock(&d->lock);
+	grown = realloc(d->regions, (d->nregions + 1) * sizeof(*grown));
 	if (!grown) {
-		pthread_rwlock_unlock(&t->regions_lock);
+		pthread_rwlock_unlock(&d->lock);
 		free(r);
 		return rmig_set_error(ep, -ENOMEM, "out of memory for a region");
 	}
-	t->regions = grown;
-	t->regions[t->nregions++] = r;
+	d->regions = grown;
+	d->regions[d->nregions++] = r;
 	r->base.rkey = (struct rmig_rkey){ .addr = 0, .len = len, .key = key,
-					   .id = t->nregions, .flags = access };
-	pthread_rwlock_unlock(&t->regions_lock);
+					   .id = d->nregions, .flags = access };
+	pthread_rwlock_unlock(&d->lock);
 	*mr = &r->base;
 	return 0;
 }
@@ -359,13 +407,15 @@ static int tcp_reg_mr(struct rmig_ep *ep, void *addr, size_t len, unsigned acces
  */
 static int tcp_dereg_mr(struct rmig_ep *ep, struct rmig_mr *mr)
 {
-	struct tcp_ep *t = TCP(ep);
+	struct tcp_dom *d = TCP(ep)->dom;
 	uint32_t id = mr->rkey.id;
 
-	pthread_rwlock_wrlock(&t->regions_lock);
-	if (id >= 1 && id <= t->nregions && t->regions[id - 1] == (struct tcp_region *)mr)
-		t->regions[id - 1] = NULL;
-	pthread_rwlock_unlock(&t->regions_lock);
+	if (!d)
+		return rmig_set_error(ep, -EINVAL, "region is not registered on this endpoint");
+	pthread_rwlock_wrlock(&d->lock);
+	if (id >= 1 && id <= d->nregions && d->regions[id - 1] == (struct tcp_region *)mr)
+		d->regions[id - 1] = NULL;
+	pthread_rwlock_unlock(&d->lock);
 	free(mr);
 	return 0;
 }
@@ -511,7 +561,7 @@ static void tcp_close(struct rmig_ep *ep)
 const struct rmig_transport_ops rmig_tcp_ops = {
 	.size = sizeof(struct rmig_transport_ops),
 	.name = "tcp",
-	.caps = RMIG_CAP_WRITE | RMIG_CAP_CROSS_HOST,
+	.caps = RMIG_CAP_WRITE | RMIG_CAP_CROSS_HOST | RMIG_CAP_DOMAIN,
 	.listen = tcp_listen,
 	.accept = tcp_accept,
 	.connect = tcp_connect,
@@ -523,4 +573,6 @@ const struct rmig_transport_ops rmig_tcp_ops = {
 	.send = tcp_send,
 	.recv = tcp_recv,
 	.close = tcp_close,
+	.accept_on = tcp_accept_on,
+	.domain_free = tcp_dom_free,
 };

@@ -119,6 +119,17 @@ static void verbs_destroy(struct verbs_ep *v)
 	verbs_ep_free(v);
 }
 
+/* A failed open: the domain goes too if this endpoint made it (no one else
+ * holds it yet). */
+static void verbs_destroy_failed(struct verbs_ep *v)
+{
+	struct verbs_dom *d = v->own_dom ? v->dom : NULL;
+
+	verbs_destroy(v);
+	if (d)
+		verbs_dom_free(&d->base);
+}
+
 static int parse_addr(const char *addr, int passive, struct addrinfo **res)
 {
 	char host[256], port[32];
@@ -323,7 +334,8 @@ static int next_request(struct verbs_ep *l, uint64_t deadline, int timeout_ms,
 	}
 }
 
-static int verbs_accept(struct rmig_ep *listener, int timeout_ms, struct rmig_ep **ep)
+static int verbs_accept_on(struct rmig_ep *listener, struct rmig_domain *dom, int timeout_ms,
+			   struct rmig_ep **ep)
 {
 	struct verbs_ep *l = VERBS(listener), *v;
 	uint64_t deadline = rmig_deadline(timeout_ms);
@@ -346,7 +358,7 @@ static int verbs_accept(struct rmig_ep *listener, int timeout_ms, struct rmig_ep
 		rc = rmig_set_error(NULL, -errno, "cannot move the connection to its own channel: %s",
 				    strerror(errno));
 	if (!rc)
-		rc = verbs_qp_setup(v, v->id);
+		rc = verbs_qp_setup(v, v->id, dom ? VERBS_DOM(dom) : NULL);
 	if (rc)
 		goto reject;
 	verbs_conn_param(v, &cp, VERBS_HELLO, VERBS_HELLO_LEN);
@@ -367,8 +379,13 @@ static int verbs_accept(struct rmig_ep *listener, int timeout_ms, struct rmig_ep
 reject:
 	rdma_reject(v->id, NULL, 0);
 destroy:
-	verbs_destroy(v);
+	verbs_destroy_failed(v);
 	return rc;
+}
+
+static int verbs_accept(struct rmig_ep *listener, int timeout_ms, struct rmig_ep **ep)
+{
+	return verbs_accept_on(listener, NULL, timeout_ms, ep);
 }
 
 /* Resolve addr to a device, port and path (the event, or why not). */
@@ -420,7 +437,7 @@ static int verbs_connect(const struct rmig_ep_opts *opts, const char *addr,
 	if (!rc)
 		rc = device_check(opts, v->id, addr);
 	if (!rc)
-		rc = verbs_qp_setup(v, v->id);
+		rc = verbs_qp_setup(v, v->id, opts->domain ? VERBS_DOM(opts->domain) : NULL);
 	if (rc)
 		goto destroy;
 	verbs_conn_param(v, &cp, VERBS_HELLO, VERBS_HELLO_LEN);
@@ -436,7 +453,7 @@ static int verbs_connect(const struct rmig_ep_opts *opts, const char *addr,
 	return 0;
 
 destroy:
-	verbs_destroy(v);
+	verbs_destroy_failed(v);
 free_res:
 	freeaddrinfo(res);
 	return rc;
@@ -473,7 +490,7 @@ static void verbs_close(struct rmig_ep *ep)
 const struct rmig_transport_ops rmig_verbs_ops = {
 	.size = sizeof(struct rmig_transport_ops),
 	.name = "verbs",
-	.caps = RMIG_CAP_WRITE | RMIG_CAP_ZERO_COPY | RMIG_CAP_CROSS_HOST,
+	.caps = RMIG_CAP_WRITE | RMIG_CAP_ZERO_COPY | RMIG_CAP_CROSS_HOST | RMIG_CAP_DOMAIN,
 	.probe = verbs_probe,
 	.listen = verbs_listen,
 	.accept = verbs_accept,
@@ -486,4 +503,6 @@ const struct rmig_transport_ops rmig_verbs_ops = {
 	.send = verbs_send,
 	.recv = verbs_recv,
 	.close = verbs_close,
+	.accept_on = verbs_accept_on,
+	.domain_free = verbs_dom_free,
 };

@@ -313,7 +313,7 @@ int verbs_write_batch(struct rmig_ep *ep, const struct rmig_write *w, unsigned n
 			return rmig_set_error(ep, -EMSGSIZE,
 					      "a single write is limited to 4 GiB, not %llu bytes",
 					      (unsigned long long)w[i].len);
-		if (w[i].rkey->key > UINT32_MAX || w[i].lmr->ep != ep)
+		if (w[i].rkey->key > UINT32_MAX || w[i].lmr->dom != ep->dom)
 			return rmig_set_error(ep, -EINVAL,
 					      "write %u names a region of another endpoint or backend", i);
 	}

@@ -52,14 +52,34 @@ struct verbs_batch {
 struct verbs_region {
 	struct rmig_mr base;
 	struct ibv_mr *mr;
+	int odp;    /* registered on demand: nothing pinned, no memlock counted */
 	struct verbs_region *next, *prev;
 };
+
+/*
+ * The protection domain endpoints share: one PD on one device context
+ * (librdmacm opens each device once per process, so every cm id on the
+ * device has the same context).  lock guards regions.
+ */
+struct verbs_dom {
+	struct rmig_domain base;
+	struct ibv_context *ctx;
+	struct ibv_pd *pd;
+	/* The device pages RC writes in on demand (ibv_query_device_ex
+	 * odp_caps): guest RAM is registered IBV_ACCESS_ON_DEMAND, unpinned. */
+	int odp;
+	pthread_mutex_t lock;
+	struct verbs_region *regions; /* still registered, freed with the domain */
+};
+#define VERBS_DOM(d) ((struct verbs_dom *)(d))
 
 struct verbs_ep {
 	struct rmig_ep base;
 	struct rdma_event_channel *ech; /* this endpoint's own, non-blocking */
 	struct rdma_cm_id *id;
-	struct ibv_pd *pd;
+	struct verbs_dom *dom; /* base.dom once the QP is made on it */
+	int own_dom;           /* made by this endpoint's setup: freed on a failed open */
+	struct ibv_pd *pd;     /* dom->pd */
 	struct ibv_comp_channel *cc; /* non-blocking */
 	struct ibv_cq *cq;           /* sends, writes and receives */
 	int qp_made;
@@ -81,7 +101,6 @@ struct verbs_ep {
 	int tx_busy[VERBS_NSEND];
 	unsigned tx_nbusy;
 	struct verbs_msg *msgs, **msgs_tail;
-	struct verbs_region *regions; /* still registered, freed by close */
 	int dead;
 	int dead_err;
 	char dead_why[RMIG_ERR_MAX];
@@ -93,7 +112,8 @@ extern const struct rmig_transport_ops rmig_verbs_ops;
 
 /* verbs_qp.c */
 struct verbs_ep *verbs_ep_new(void);
-int verbs_qp_setup(struct verbs_ep *v, struct rdma_cm_id *id);
+/* dom: the domain to make the QP on (NULL: a new one on id's device). */
+int verbs_qp_setup(struct verbs_ep *v, struct rdma_cm_id *id, struct verbs_dom *dom);
 void verbs_qp_teardown(struct verbs_ep *v);
 void verbs_ep_free(struct verbs_ep *v);
 void verbs_conn_param(struct verbs_ep *v, struct rdma_conn_param *p,
@@ -115,7 +135,7 @@ void verbs_drain(struct verbs_ep *v, int timeout_ms);
 int verbs_reg_mr(struct rmig_ep *ep, void *addr, size_t len, unsigned access,
 		 struct rmig_mr **mr);
 int verbs_dereg_mr(struct rmig_ep *ep, struct rmig_mr *mr);
-void verbs_dereg_all(struct verbs_ep *v);
+void verbs_dom_free(struct rmig_domain *dom);
 int verbs_reg_buf(struct verbs_ep *v, void *addr, size_t len, int access,
 		  struct ibv_mr **mr);
 

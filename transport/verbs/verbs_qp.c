@@ -69,7 +69,47 @@ static int verbs_bufs_setup(struct verbs_ep *v)
  * Make the QP on id (resolved or just requested) and everything it needs.
  * On failure the caller runs verbs_qp_teardown.
  */
-int verbs_qp_setup(struct verbs_ep *v, struct rdma_cm_id *id)
+/*
+ * On-demand paging for RC writes, both as their source and their target
+ * (mlx5 reports it; rxe from Linux 6.14, not the 6.1 of the Soft-RoCE VM).
+ * RMIG_VERBS_NO_ODP=1 turns it off (pinned registrations, as without it).
+ */
+static int verbs_has_odp(struct ibv_context *ctx)
+{
+	struct ibv_device_attr_ex a;
+	const uint32_t need = IBV_ODP_SUPPORT_SEND | IBV_ODP_SUPPORT_WRITE;
+	const char *off = getenv("RMIG_VERBS_NO_ODP");
+
+	if ((off && *off && strcmp(off, "0")) || ibv_query_device_ex(ctx, NULL, &a))
+		return 0;
+	return (a.odp_caps.general_caps & IBV_ODP_SUPPORT) &&
+	       (a.odp_caps.per_transport_caps.rc_odp_caps & need) == need;
+}
+
+/* A new domain: a PD on the device id resolved to. */
+static int dom_new(struct verbs_ep *v, struct ibv_context *ctx, const char *dev)
+{
+	struct verbs_dom *d = calloc(1, sizeof(*d));
+
+	if (!d)
+		return rmig_set_error(&v->base, -ENOMEM, "out of memory for a domain");
+	d->base.ops = &rmig_verbs_ops;
+	d->ctx = ctx;
+	pthread_mutex_init(&d->lock, NULL);
+	d->odp = verbs_has_odp(ctx);
+	d->pd = ibv_alloc_pd(ctx);
+	if (!d->pd) {
+		int rc = errno ? -errno : -ENOMEM;
+		verbs_dom_free(&d->base);
+		return rmig_set_error(&v->base, rc, "cannot allocate a protection domain on %s",
+				      dev);
+	}
+	v->dom = d;
+	v->own_dom = 1;
+	return 0;
+}
+
+int verbs_qp_setup(struct verbs_ep *v, struct rdma_cm_id *id, struct verbs_dom *dom)
 {
 	struct ibv_device_attr da;
 	struct ibv_qp_init_attr qa;
@@ -81,10 +121,16 @@ int verbs_qp_setup(struct verbs_ep *v, struct rdma_cm_id *id)
 	if (rc)
 		return rmig_set_error(&v->base, -rc, "cannot query RDMA device %s: %s", dev,
 				      strerror(rc));
-	v->pd = ibv_alloc_pd(id->verbs);
-	if (!v->pd)
-		return rmig_set_error(&v->base, errno ? -errno : -ENOMEM,
-				      "cannot allocate a protection domain on %s", dev);
+	if (dom && dom->ctx != id->verbs)
+		return rmig_set_error(&v->base, -EXDEV,
+				      "the connection is on RDMA device %s, the shared domain on %s: give every channel an address on the same device",
+				      dev, ibv_get_device_name(dom->ctx->device));
+	if (dom)
+		v->dom = dom;
+	else if ((rc = dom_new(v, id->verbs, dev)))
+		return rc;
+	v->pd = v->dom->pd;
+	v->base.dom = &v->dom->base;
 	v->cc = ibv_create_comp_channel(id->verbs);
 	if (!v->cc || set_nonblock(v->cc->fd))
 		return rmig_set_error(&v->base, errno ? -errno : -ENOMEM,
@@ -137,7 +183,6 @@ void verbs_qp_teardown(struct verbs_ep *v)
 		rdma_destroy_qp(v->id);
 		v->qp_made = 0;
 	}
-	verbs_dereg_all(v);
 	if (v->rxmr)
 		ibv_dereg_mr(v->rxmr);
 	if (v->txmr)
@@ -149,8 +194,8 @@ void verbs_qp_teardown(struct verbs_ep *v)
 		ibv_destroy_cq(v->cq);
 	if (v->cc)
 		ibv_destroy_comp_channel(v->cc);
-	if (v->pd)
-		ibv_dealloc_pd(v->pd);
+	/* The PD is the domain's: it goes with the domain's last endpoint. */
+	v->pd = NULL;
 	v->cq = NULL;
 	v->cc = NULL;
 	v->pd = NULL;
