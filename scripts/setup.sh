@@ -21,6 +21,12 @@ fi
 
 BUILD=${BUILD:-build}
 cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=${BUILD_TYPE:-RelWithDebInfo} >/dev/null
-cmake --build "$BUILD" -j"$(nproc)" 2>&1 | grep -vE '^\[ *[0-9]+%\]|^-- ' || true
-test -x "$BUILD/tools/rdmamig" || { echo "setup: build failed" >&2; exit 1; }
+# The progress lines are filtered out; the build's own status decides.
+build_rc=0
+cmake --build "$BUILD" -j"$(nproc)" > "$BUILD/build.log" 2>&1 || build_rc=$?
+grep -vE '^\[ *[0-9]+%\]|^-- ' "$BUILD/build.log" || true
+if [ "$build_rc" != 0 ] || [ ! -x "$BUILD/tools/rdmamig" ]; then
+  echo "setup: the build failed (cmake --build $BUILD exited $build_rc; the compiler's words are above)" >&2
+  exit 1
+fi
 echo "setup: built $BUILD/tools/rdmamig ($("$BUILD/tools/rdmamig" --version))"

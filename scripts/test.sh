@@ -11,7 +11,10 @@ BUILD=${BUILD:-build}
 
 echo "== unit and conformance suites under ASan+UBSan (ctest -L sanitize)"
 cmake -S . -B "$BUILD-asan" -DRMIG_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug >/dev/null
-cmake --build "$BUILD-asan" -j"$(nproc)" 2>&1 | grep -vE '^\[ *[0-9]+%\]' || true
+asan_rc=0
+cmake --build "$BUILD-asan" -j"$(nproc)" > "$BUILD-asan/build.log" 2>&1 || asan_rc=$?
+grep -vE '^\[ *[0-9]+%\]' "$BUILD-asan/build.log" || true
+[ "$asan_rc" = 0 ] || { echo "== FAILED: the ASan build (cmake --build $BUILD-asan exited $asan_rc; the compiler's words are above)" >&2; exit 1; }
 ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1} \
 UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1} \
   ctest --test-dir "$BUILD-asan" --output-on-failure --timeout 900 -j2 -L sanitize
