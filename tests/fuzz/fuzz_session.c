@@ -62,9 +62,12 @@ static void destination(const struct rmig_plugin_ops *ops)
 	n = ops->load_block_count(s);
 	if (n <= 0)
 		abort(); /* accepted an offer without blocks */
+	/* ABI 2's view: names up to 255 bytes (ABI 1's load_block refuses
+	 * those over 63 with -ENAMETOOLONG, which is not a defect). */
 	for (int i = 0; i < n; i++) {
-		struct rmig_block_info bi;
-		if (ops->load_block(s, (uint32_t)i, &bi) || !bi.len || bi.len % 4096 ||
+		struct rmig_block_info2 bi = { .size = sizeof(bi) };
+		if (ops->load_block2(s, (uint32_t)i, &bi) || !bi.len || bi.len % 4096 ||
+		    !bi.page_size || bi.len % bi.page_size ||
 		    !memchr(bi.name, 0, sizeof(bi.name)) || !bi.name[0])
 			abort();
 		total += bi.len;
@@ -73,8 +76,8 @@ static void destination(const struct rmig_plugin_ops *ops)
 		ops->load_refuse(s, -ENOMEM, "too large for the fuzzer");
 	} else {
 		for (int i = 0; i < n && !rc; i++) {
-			struct rmig_block_info bi;
-			ops->load_block(s, (uint32_t)i, &bi);
+			struct rmig_block_info2 bi = { .size = sizeof(bi) };
+			ops->load_block2(s, (uint32_t)i, &bi);
 			mem[i] = aligned_alloc(4096, bi.len);
 			if (!mem[i])
 				abort();
