@@ -213,7 +213,13 @@ keep_run() {
 run_one() {
   local be=$1 ph=$2 fault=$3 d=$W/run
   rm -rf "$d"; mkdir -p "$d"
-  timeout -k 2 "$HARD" "$RDMAMIG" serve --listen "$HOST:0" --backend "$be" --timeout-ms "$TMO" --key-file "$KEY" \
+  # The cancel run checks that the source's CANCEL reaches a destination
+  # still waiting for it.  Between the source's pause and its SIGINT the
+  # harness spends seconds in an emulated VM (polling /proc, starting
+  # python for tgkill), and a destination with the source's deadline could
+  # give up first ("the peer sent nothing"): it gets three times as long.
+  local dtmo=$TMO; [ "$fault" = cancel ] && dtmo=$((TMO * 3))
+  timeout -k 2 "$HARD" "$RDMAMIG" serve --listen "$HOST:0" --backend "$be" --timeout-ms "$dtmo" --key-file "$KEY" \
     --json >"$d/d.json" 2>"$d/d.err" & local dt=$!
   local addr="" i
   for i in $(seq 200); do
