@@ -10,6 +10,7 @@
 
 #include <errno.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -184,6 +185,15 @@ static void close_unauthenticated(struct rmig_ep **ep, int rc)
 	rmig_set_error(NULL, rc, "%s", why);
 }
 
+/* The peer authenticated: the backend opens what it held back. */
+static int auth_granted(struct rmig_ep *ep)
+{
+	if (ep->ops->size < offsetof(struct rmig_transport_ops, authenticated) + sizeof(void *) ||
+	    !ep->ops->authenticated)
+		return 0;
+	return ep->ops->authenticated(ep);
+}
+
 /* A new endpoint holds a reference on its domain until it is closed. */
 static void domain_hold(struct rmig_ep *ep)
 {
@@ -233,6 +243,8 @@ int rmig_accept_on(struct rmig_ep *listener, struct rmig_domain *dom, int timeou
 		domain_hold(*ep);
 		(*ep)->timeout_ms = listener->timeout_ms;
 		rc = auth_run(*ep, listener->auth, 1, listener->timeout_ms);
+		if (!rc)
+			rc = auth_granted(*ep);
 		if (rc)
 			close_unauthenticated(ep, rc);
 	}
@@ -284,6 +296,8 @@ int rmig_connect(const char *backend, const char *addr,
 		domain_hold(*ep);
 		(*ep)->timeout_ms = o.timeout_ms;
 		rc = auth_run(*ep, key, 0, o.timeout_ms);
+		if (!rc)
+			rc = auth_granted(*ep);
 		if (rc)
 			close_unauthenticated(ep, rc);
 	}

@@ -175,12 +175,12 @@ RMIG_EXPORT int rmig_connect(const char *backend, const char *addr,
  * for another backend's domain, -EXDEV when the connection lands on another
  * device than the domain's (verbs).
  */
-struct rmig_domain *rmig_ep_domain(const struct rmig_ep *ep);
-int rmig_accept_on(struct rmig_ep *listener, struct rmig_domain *dom, int timeout_ms,
-		   struct rmig_ep **ep);
+RMIG_EXPORT struct rmig_domain *rmig_ep_domain(const struct rmig_ep *ep);
+RMIG_EXPORT int rmig_accept_on(struct rmig_ep *listener, struct rmig_domain *dom, int timeout_ms,
+			       struct rmig_ep **ep);
 /* Registrations made on a domain so far, and the bytes registered now. */
-uint64_t rmig_domain_regs(const struct rmig_domain *dom);
-uint64_t rmig_domain_pinned(const struct rmig_domain *dom);
+RMIG_EXPORT uint64_t rmig_domain_regs(const struct rmig_domain *dom);
+RMIG_EXPORT uint64_t rmig_domain_pinned(const struct rmig_domain *dom);
 /* "host:port" the endpoint is bound to (a listener's real port). */
 RMIG_EXPORT int rmig_local_addr(struct rmig_ep *ep, char *buf, size_t len);
 

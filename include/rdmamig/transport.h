@@ -102,6 +102,12 @@ struct rmig_transport_ops {
 	int (*accept_on)(struct rmig_ep *listener, struct rmig_domain *dom, int timeout_ms,
 			 struct rmig_ep **ep);
 	void (*domain_free)(struct rmig_domain *dom);
+	/*
+	 * The peer has just authenticated on ep: grant it what the backend held
+	 * back until then (verbs: remote access on an accepted queue pair).
+	 * NULL: nothing is held back.
+	 */
+	int (*authenticated)(struct rmig_ep *ep);
 };
 
 /* Set the endpoint's (may be NULL) and the thread's error phrase; returns err. */

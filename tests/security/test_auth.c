@@ -26,6 +26,11 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
+#ifdef RMIG_HAVE_VERBS
+#include "transport/verbs/verbs_int.h"
+#include <rdma/rdma_verbs.h>
+#endif
+
 #define TIMEOUT_MS 3000
 
 static const char *backend;
@@ -524,6 +529,145 @@ static void test_unauthenticated_writes_land_nowhere(void)
 	free(region);
 }
 
+#ifdef RMIG_HAVE_VERBS
+/* --- verbs: a stranger's queue pair on the session's protection domain ----- */
+
+struct domain_acceptor {
+	struct acceptor *a;
+	struct rmig_domain *dom;
+};
+
+static void *accept_on_main(void *arg)
+{
+	struct domain_acceptor *d = arg;
+
+	d->a->ep = NULL;
+	d->a->rc = rmig_accept_on(d->a->listener, d->dom, TIMEOUT_MS, &d->a->ep);
+	snprintf(d->a->err, sizeof(d->a->err), "%s",
+		 d->a->rc ? rmig_ep_error(d->a->listener) : "");
+	return NULL;
+}
+
+/*
+ * A raw librdmacm peer that sends the verbs backend's hello (so it is
+ * accepted) and then never authenticates: it writes len bytes of 0xee at
+ * rk at once.  Returns the write's completion status, or -1 if it could
+ * not connect or no completion came within 10 s.
+ */
+static int stranger_write(const char *addr, const struct rmig_rkey *rk, size_t len)
+{
+	char host[128], *port;
+	struct rdma_addrinfo hints = { .ai_port_space = RDMA_PS_TCP }, *res = NULL;
+	struct ibv_qp_init_attr qa = { .qp_type = IBV_QPT_RC, .sq_sig_all = 1,
+				       .cap = { .max_send_wr = 2, .max_recv_wr = 2,
+						.max_send_sge = 1, .max_recv_sge = 1 } };
+	struct rdma_conn_param cp = { .private_data = VERBS_HELLO,
+				      .private_data_len = VERBS_HELLO_LEN,
+				      .retry_count = 7, .rnr_retry_count = 7 };
+	struct rdma_cm_id *id = NULL;
+	struct ibv_mr *mr = NULL;
+	struct ibv_wc wc;
+	uint8_t *buf = malloc(len);
+	int status = -1, n = 0;
+
+	snprintf(host, sizeof(host), "%s", addr);
+	port = strrchr(host, ':');
+	if (!buf || !port)
+		goto out;
+	*port++ = '\0';
+	memset(buf, 0xee, len);
+	if (rdma_getaddrinfo(host, port, &hints, &res) || rdma_create_ep(&id, res, NULL, &qa))
+		goto out;
+	mr = ibv_reg_mr(id->pd, buf, len, IBV_ACCESS_LOCAL_WRITE);
+	if (!mr || rdma_connect(id, &cp))
+		goto out;
+	if (rdma_post_write(id, NULL, buf, len, mr, IBV_SEND_SIGNALED, rk->addr,
+			    (uint32_t)rk->key))
+		goto out;
+	for (uint64_t end = rmig_now_ms() + 10000; !n && rmig_now_ms() < end;)
+		if ((n = ibv_poll_cq(id->send_cq, 1, &wc)) == 0)
+			usleep(1000);
+	if (n == 1) {
+		status = (int)wc.status;
+		fprintf(stderr, "\n    stranger's write before authenticating: %s",
+			ibv_wc_status_str(wc.status));
+	}
+	rdma_disconnect(id);
+out:
+	if (mr)
+		ibv_dereg_mr(mr);
+	if (id)
+		rdma_destroy_ep(id);
+	if (res)
+		rdma_freeaddrinfo(res);
+	free(buf);
+	return status;
+}
+
+/*
+ * The destination accepts a session's extra channels on the protection
+ * domain where guest memory is registered.  A connection accepted there
+ * takes no RDMA WRITE before its peer authenticated, whatever rkey it
+ * names; an extra channel that did authenticate writes as usual.
+ */
+static void test_verbs_unauthenticated_qp_takes_no_writes(void)
+{
+	struct rmig_ep_opts o = opts_key(rmig_test_psk, sizeof(rmig_test_psk), 0);
+	const size_t len = 64 << 10;
+	uint8_t *region = malloc(len), *src = malloc(len);
+	struct rmig_ep *cli = NULL, *cli2 = NULL, *authed;
+	struct rmig_mr *mr, *lmr;
+	struct acceptor a;
+	struct domain_acceptor d = { .a = &a };
+	char addr[128];
+
+	if (strcmp(backend, "verbs")) {
+		fprintf(stderr, "(raw verbs peer: the verbs backend only) ");
+		free(region);
+		free(src);
+		return;
+	}
+	CU_ASSERT_FATAL(region && src);
+	rmig_test_fill(region, len, 5, 0);
+	CU_ASSERT_EQUAL_FATAL(listen_with(o, &a, addr, sizeof(addr)), 0);
+	accept_start(&a);
+	CU_ASSERT_EQUAL(rmig_connect(backend, addr, &o, &cli), 0);
+	accept_join(&a);
+	CU_ASSERT_EQUAL_FATAL(a.rc, 0);
+	authed = a.ep;
+	CU_ASSERT_EQUAL_FATAL(rmig_reg_mr(authed, region, len, RMIG_ACCESS_REMOTE_WRITE, &mr), 0);
+	const struct rmig_rkey rk = *rmig_mr_rkey(mr);
+
+	/* The stranger, on the session's domain: refused by the NIC. */
+	d.dom = rmig_ep_domain(authed);
+	pthread_create(&a.t, NULL, accept_on_main, &d);
+	int st = stranger_write(addr, &rk, len);
+	accept_join(&a);
+	CU_ASSERT(st >= 0 && st != IBV_WC_SUCCESS);
+	CU_ASSERT(a.rc < 0);
+	CU_ASSERT_EQUAL(rmig_test_check(region, len, 5, 0), -1);
+
+	/* An extra channel that authenticates on the same domain does write. */
+	pthread_create(&a.t, NULL, accept_on_main, &d);
+	CU_ASSERT_EQUAL(rmig_connect(backend, addr, &o, &cli2), 0);
+	accept_join(&a);
+	CU_ASSERT_EQUAL_FATAL(a.rc, 0);
+	rmig_test_fill(src, len, 6, 0);
+	CU_ASSERT_EQUAL_FATAL(rmig_reg_mr(cli2, src, len, RMIG_ACCESS_LOCAL, &lmr), 0);
+	CU_ASSERT_EQUAL(rmig_write_sync(cli2, lmr, 0, &rk, 0, len), 0);
+	CU_ASSERT_EQUAL(rmig_test_check(region, len, 6, 0), -1);
+	rmig_dereg_mr(cli2, lmr);
+	rmig_close(cli2);
+	rmig_close(a.ep);
+	rmig_dereg_mr(authed, mr);
+	rmig_close(cli);
+	rmig_close(authed);
+	rmig_close(a.listener);
+	free(region);
+	free(src);
+}
+#endif
+
 int main(int argc, char **argv)
 {
 	static const CU_TestInfo tests[] = {
@@ -538,6 +682,10 @@ int main(int argc, char **argv)
 		  test_bad_messages_refused },
 		{ "tcp: unauthenticated write frames land nowhere",
 		  test_unauthenticated_writes_land_nowhere },
+#ifdef RMIG_HAVE_VERBS
+		{ "verbs: a queue pair on the session's domain takes no write before it authenticates",
+		  test_verbs_unauthenticated_qp_takes_no_writes },
+#endif
 		CU_TEST_INFO_NULL,
 	};
 	char why[RMIG_ERR_MAX], name[64];

@@ -30,8 +30,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define VERBS_HELLO "RMIGVRB1"
-#define VERBS_HELLO_LEN 8
 #define VERBS_BACKLOG 64
 /* Longest a close waits for posted sends and writes to finish. */
 #define VERBS_DRAIN_MS 2000
@@ -362,11 +360,9 @@ static int verbs_accept_on(struct rmig_ep *listener, struct rmig_domain *dom, in
 	if (rc)
 		goto reject;
 	verbs_conn_param(v, &cp, VERBS_HELLO, VERBS_HELLO_LEN);
-	if (rdma_accept(v->id, &cp)) {
-		rc = rmig_set_error(NULL, -errno, "cannot accept the RDMA connection: %s",
-				    strerror(errno));
+	rc = verbs_accept_closed(v, &cp);
+	if (rc)
 		goto destroy;
-	}
 	/* timeout_ms bounds the wait for a peer (callers wait in slices); the
 	 * handshake of one that arrived gets the listener's whole deadline. */
 	rc = wait_established(v, rmig_deadline(listener->timeout_ms), listener->timeout_ms,
@@ -505,4 +501,5 @@ const struct rmig_transport_ops rmig_verbs_ops = {
 	.close = verbs_close,
 	.accept_on = verbs_accept_on,
 	.domain_free = verbs_dom_free,
+	.authenticated = verbs_open_access,
 };

@@ -61,6 +61,10 @@ struct verbs_region {
  * (librdmacm opens each device once per process, so every cm id on the
  * device has the same context).  lock guards regions.
  */
+/* The connection request's private data: an rdmamig verbs endpoint, wire v1. */
+#define VERBS_HELLO "RMIGVRB1"
+#define VERBS_HELLO_LEN 8
+
 struct verbs_dom {
 	struct rmig_domain base;
 	struct ibv_context *ctx;
@@ -83,6 +87,8 @@ struct verbs_ep {
 	struct ibv_comp_channel *cc; /* non-blocking */
 	struct ibv_cq *cq;           /* sends, writes and receives */
 	int qp_made;
+	/* Remote access the QP gets once the peer authenticated (0: none held back). */
+	unsigned remote_access;
 	unsigned sq_depth;
 	uint8_t *rxbuf, *txbuf; /* VERBS_NRECV / VERBS_NSEND x RMIG_MSG_MAX */
 	struct ibv_mr *rxmr, *txmr;
@@ -112,6 +118,9 @@ extern const struct rmig_transport_ops rmig_verbs_ops;
 
 /* verbs_qp.c */
 struct verbs_ep *verbs_ep_new(void);
+/* Accept on a QP that takes no remote access until verbs_open_access(). */
+int verbs_accept_closed(struct verbs_ep *v, struct rdma_conn_param *cp);
+int verbs_open_access(struct rmig_ep *ep);
 /* dom: the domain to make the QP on (NULL: a new one on id's device). */
 int verbs_qp_setup(struct verbs_ep *v, struct rdma_cm_id *id, struct verbs_dom *dom);
 void verbs_qp_teardown(struct verbs_ep *v);

@@ -176,6 +176,88 @@ void verbs_conn_param(struct verbs_ep *v, struct rdma_conn_param *p, const void 
 	p->rnr_retry_count = 7;
 }
 
+/*
+ * One step of the QP to state, with the attributes rdma_cm computes for
+ * this connection and no remote access.
+ */
+static int qp_step(struct verbs_ep *v, struct ibv_qp *qp, enum ibv_qp_state state,
+		   const struct rdma_conn_param *cp, int ib_link)
+{
+	struct ibv_qp_attr a;
+	int mask, rc;
+
+	memset(&a, 0, sizeof(a));
+	a.qp_state = state;
+	if (rdma_init_qp_attr(v->id, &a, &mask)) /* -1 and errno */
+		return -errno;
+	if (mask & IBV_QP_ACCESS_FLAGS)
+		a.qp_access_flags = 0;
+	if (state == IBV_QPS_RTR) {
+		a.max_dest_rd_atomic = cp->responder_resources;
+		if (ib_link) /* as librdmacm: the kernel's RoCE-only bits (21-23) off on IB */
+			mask &= ~0xe00000;
+	}
+	if (state == IBV_QPS_RTS)
+		a.max_rd_atomic = cp->initiator_depth;
+	rc = ibv_modify_qp(qp, &a, mask); /* positive errno */
+	return -rc;
+}
+
+/*
+ * Accept the connection request on v->id with the QP moved to RTS here,
+ * not by rdma_accept: rdma_cm would give it remote write (and read) access
+ * at once, and the QP is in the session's protection domain, where guest
+ * memory may already be registered.  Until the peer has authenticated
+ * (verbs_open_access) the responder refuses every RDMA WRITE and READ
+ * aimed at it, whatever rkey a stranger guesses.
+ */
+int verbs_accept_closed(struct verbs_ep *v, struct rdma_conn_param *cp)
+{
+	static const enum ibv_qp_state steps[] = { IBV_QPS_INIT, IBV_QPS_RTR, IBV_QPS_RTS };
+	struct ibv_qp *qp = v->id->qp;
+	struct ibv_port_attr pa;
+	int ib_link = 0, rc = 0;
+
+	if (!ibv_query_port(v->id->verbs, v->id->port_num, &pa))
+		ib_link = pa.link_layer == IBV_LINK_LAYER_INFINIBAND;
+	for (unsigned i = 0; i < sizeof(steps) / sizeof(steps[0]) && !rc; i++)
+		rc = qp_step(v, qp, steps[i], cp, ib_link);
+	if (rc)
+		return rmig_set_error(NULL, rc, "cannot bring the queue pair up: %s", strerror(-rc));
+	v->remote_access = IBV_ACCESS_REMOTE_WRITE |
+			   (cp->responder_resources ? IBV_ACCESS_REMOTE_READ : 0);
+	/* Without id->qp, rdma_accept leaves the QP alone and names cp->qp_num. */
+	cp->qp_num = qp->qp_num;
+	cp->srq = 0;
+	v->id->qp = NULL;
+	rc = rdma_accept(v->id, cp) ? -errno : 0;
+	v->id->qp = qp;
+	if (rc)
+		return rmig_set_error(NULL, rc, "cannot accept the RDMA connection: %s",
+				      strerror(-rc));
+	return 0;
+}
+
+/* The peer authenticated: the QP takes the remote access held back. */
+int verbs_open_access(struct rmig_ep *ep)
+{
+	struct verbs_ep *v = VERBS(ep);
+	struct ibv_qp_attr a;
+	int rc;
+
+	if (!v->remote_access)
+		return 0;
+	memset(&a, 0, sizeof(a));
+	a.qp_access_flags = v->remote_access;
+	rc = ibv_modify_qp(v->id->qp, &a, IBV_QP_ACCESS_FLAGS); /* positive errno */
+	if (rc)
+		return rmig_set_error(ep, -rc,
+				      "cannot open the queue pair to the authenticated peer's writes: %s",
+				      strerror(rc));
+	v->remote_access = 0;
+	return 0;
+}
+
 /* Undo verbs_qp_setup (whatever part of it was done). */
 void verbs_qp_teardown(struct verbs_ep *v)
 {
