@@ -119,6 +119,7 @@ struct mig_chan {
 	uint64_t bw_t0, bw_bytes; /* bandwidth cap window: the round */
 	uint64_t bandwidth;       /* this channel's share of the cap */
 	struct rmig_round_stats round; /* this channel's part of the round */
+	uint64_t alive_ms;        /* channel 0: when the destination last heard from us */
 
 	/* The worker (channels > 1).  lock guards head, tail, end_req,
 	 * round_done, quit and rc/err once the worker runs. */

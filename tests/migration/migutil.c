@@ -45,10 +45,9 @@ void pair_init(struct pair *p, const char *backend, uint64_t guest_size)
 	p->src.backend = backend;
 	p->src.guest_size = guest_size;
 	/*
-	 * RMIG_TEST_TIMEOUT_MS: slow links (Soft-RoCE under emulation on a
-	 * loaded host, ~16 MiB/s) spend more than 5 s in the first round of a
-	 * 128 MiB guest, and the engine sends no control message during a
-	 * round: the destination would give up on a silent source.
+	 * RMIG_TEST_TIMEOUT_MS: a longer deadline for every wait on the peer
+	 * where the link crawls (Soft-RoCE under emulation on a loaded host,
+	 * ~16 MiB/s: a batch of writes alone can take seconds there).
 	 */
 	const char *t = getenv("RMIG_TEST_TIMEOUT_MS");
 	p->src.timeout_ms = t && atoi(t) > 0 ? atoi(t) : 5000;

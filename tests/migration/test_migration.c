@@ -94,6 +94,26 @@ static void test_idle(void)
 	}
 }
 
+/*
+ * Round 0 lasts three times the destination's deadline for the next
+ * message (a bandwidth cap of 16 MiB/s on 48 MiB of data, a 1000 ms
+ * deadline): the source's channel 0 keeps it informed while the one-sided
+ * writes flow, so it does not give up on a silent source.
+ */
+static void test_round_longer_than_deadline(void)
+{
+	struct pair p;
+
+	if (!backend_usable("tcp"))
+		return;
+	pair_init(&p, "tcp", 64 * MiB);
+	p.src.timeout_ms = p.dst.timeout_ms = 1000;
+	p.src.bandwidth = 16 * MiB;
+	int rc = pair_run(&p);
+	expect_verified(&p, rc, "a round three deadlines long");
+	CU_ASSERT(p.sr.round_log[0].ms > 2500);
+}
+
 static void test_dirtying(void)
 {
 	static const enum host_pattern pats[] = { HOST_PAT_UNIFORM, HOST_PAT_HOTSET,
@@ -273,6 +293,7 @@ int main(void)
 		{ "plugin ABI through dlopen", test_plugin_abi },
 		{ "idle guest, every backend", test_idle },
 		{ "dirtying guest, every backend, downtime within limit", test_dirtying },
+		{ "a round longer than the destination's deadline", test_round_longer_than_deadline },
 		{ "chunked registration under a memlock budget", test_chunked_registration },
 		{ "uffd-sync and mprotect trackers, memfd guest, no zero skip", test_trackers_and_memory },
 		CU_TEST_INFO_NULL,
