@@ -380,7 +380,11 @@ int mig_chan_fail(struct rmig_mig *s, struct mig_chan *c)
 	int rc = c->rc ? c->rc : -EIO;
 	char why[RMIG_ERR_MAX];
 
-	s->peer_gone |= c->peer_gone;
+	/* Only channel 0's loss silences the CANCEL: when another channel's
+	 * connection died the control connection may well be up, and the
+	 * destination then hears why instead of waiting out that channel. */
+	if (c->idx == 0)
+		s->peer_gone |= c->peer_gone;
 	if (s->nch == 1)
 		return mig_fail(s, rc, "%s", c->err);
 	snprintf(why, sizeof(why), "%s", c->err);
@@ -665,8 +669,9 @@ int mig_take_fences(struct rmig_mig *s, const struct wire_round *r0, struct wire
 			return mig_fail(s, -EPROTO, "channel %u sent a malformed ROUND: %s", i, why);
 		if (r.channel != i || r.round != r0->round || r.final != r0->final)
 			return mig_fail(s, -EPROTO,
-					"channel %u sent ROUND %u of channel %u, ROUND %u%s was due", i,
-					r.round, r.channel, r0->round, r0->final ? " (final)" : "");
+					"channel %u sent ROUND %u%s of channel %u, ROUND %u%s was due", i,
+					r.round, r.final ? " (final)" : "", r.channel, r0->round,
+					r0->final ? " (final)" : "");
 		acc.pages += r.pages;
 		acc.bytes += r.bytes;
 		acc.zero_pages += r.zero_pages;
