@@ -49,10 +49,13 @@ static struct ofi_ep *ofi_ep_new(int sock)
 }
 
 /* Everything an endpoint holds, whatever stage its setup reached. */
-static void ofi_ep_free(struct ofi_ep *o)
+void ofi_ep_free(struct ofi_ep *o)
 {
 	ofi_stop_progress(o);
+	if (ofi_shm_park(o))
+		return;
 	ofi_close_fabric(o);
+	ofi_shm_release(o);
 	ofi_shm_reap_peer(o);
 	if (o->bufs)
 		munmap(o->bufs, OFI_BUFS_LEN);
@@ -166,6 +169,8 @@ static int ofi_handshake(struct ofi_ep *o, uint64_t deadline)
 		return rc;
 	memcpy(o->peer_name, peer.addr, peer.addrlen);
 	o->peer_namelen = peer.addrlen;
+	memcpy(o->self_name, me.addr, alen);
+	o->self_namelen = alen;
 	pthread_mutex_lock(&o->lock);
 	rc = fi_av_insert(o->av, peer.addr, 1, &o->peer, 0, NULL);
 	pthread_mutex_unlock(&o->lock);
@@ -197,7 +202,7 @@ static int ofi_start(int fd, const char *provider, struct rmig_domain *dom, int 
 		close(fd);
 		return rmig_set_error(NULL, -ENOMEM, "out of memory for an endpoint");
 	}
-	o->base.timeout_ms = timeout_ms;
+	o->base.timeout_ms = o->stall_ms = timeout_ms;
 	rc = local_ip(fd, node, sizeof(node));
 	if (rc)
 		rmig_set_error(&o->base, rc, "cannot read the bootstrap socket's address");
@@ -222,6 +227,7 @@ static int ofi_start(int fd, const char *provider, struct rmig_domain *dom, int 
 		o->base.dom = &o->dom->base;
 		o->dom_owned = 0;
 	}
+	ofi_shm_track(o);
 	*out = &o->base;
 	return 0;
 }

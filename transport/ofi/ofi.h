@@ -116,6 +116,13 @@ struct ofi_ep {
 	fi_addr_t peer;
 	char peer_name[OFI_ADDR_MAX]; /* the peer's fabric address, from its hello */
 	size_t peer_namelen;
+	char self_name[OFI_ADDR_MAX]; /* this endpoint's, as sent in its hello */
+	size_t self_namelen;
+	/* ofi_shm.c's process-wide lists of shm endpoints (open, or parked:
+	 * closed by the caller, its libfabric objects kept until its peer in
+	 * this process closes); guarded by ofi_shm.c's lock. */
+	int shm_listed;
+	struct ofi_ep *shm_next;
 	struct ofi_prov prov;
 	int wait_fd;  /* the CQ's wait fd (FI_WAIT_FD), or -1: sleep-poll */
 	struct fid_cntr *wcntr; /* writes into this end (FI_RMA_EVENT), or NULL */
@@ -139,6 +146,10 @@ struct ofi_ep {
 	unsigned long writes_inflight; /* write ops not yet completed */
 	uint64_t writes_moved_ms; /* last write completion, or first post when idle */
 	uint64_t writes_seen;   /* wcntr's value at the last progress */
+	/* base.timeout_ms as it was when the progress thread started: what
+	 * check_stall reads (the generic layer writes base.timeout_ms again
+	 * after connect/accept return, while the thread already runs). */
+	int stall_ms;
 	int dead;
 	int dead_err;
 	char dead_why[RMIG_ERR_MAX];
@@ -156,6 +167,16 @@ extern const struct rmig_transport_ops rmig_ofi_ops;
 
 /* ofi_shm.c: remove the shm region of a peer that died (on close). */
 void ofi_shm_reap_peer(struct ofi_ep *o);
+/* An shm endpoint is open (after its handshake): list it. */
+void ofi_shm_track(struct ofi_ep *o);
+/* On close, progress stopped: 1 if o is parked (its peer is an open
+ * endpoint of this process; ofi_shm_release frees it later), else 0. */
+int ofi_shm_park(struct ofi_ep *o);
+/* o's libfabric objects are closed: free the parked endpoints whose peer
+ * o was. */
+void ofi_shm_release(struct ofi_ep *o);
+/* ofi.c: everything an endpoint holds (ofi_shm_release frees parked ones). */
+void ofi_ep_free(struct ofi_ep *o);
 /* fi_enable said EBUSY: remove a stale region under our own name; 1 if done. */
 int ofi_shm_clear_stale_self(struct ofi_ep *o);
 

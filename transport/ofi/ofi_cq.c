@@ -228,7 +228,7 @@ static void queue_msgs(struct ofi_ep *o)
  */
 static void check_stall(struct ofi_ep *o)
 {
-	int t = o->base.timeout_ms;
+	int t = o->stall_ms;
 
 	if (!o->writes_inflight || t <= 0 || rmig_now_ms() - o->writes_moved_ms < (uint64_t)t)
 		return;

@@ -12,6 +12,7 @@
 #include "ofi.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -98,4 +99,121 @@ int ofi_shm_clear_stale_self(struct ofi_ep *o)
 	    region_name(name, len, path, sizeof(path), &pid) || pid != (long)getpid())
 		return 0;
 	return !unlink(path) || errno == ENOENT;
+}
+
+/*
+ * Both ends of a connection in one process (the reference host's loopback,
+ * a test, a framework migrating to itself).  shm maps a peer endpoint of
+ * the same process by pointing at that endpoint's own region instead of
+ * mapping its file again, and an endpoint's close unmaps its region.  The
+ * survivor's progress then finishes a send the closed end had answered --
+ * it gives the inject or SAR buffer back to the peer's pool under the
+ * peer's spinlock -- in unmapped memory: SIGSEGV in pthread_spin_trylock
+ * (messages over 4 KiB, shm of libfabric 1.17).  So the end that closes
+ * first is parked: its progress thread stops, its bootstrap socket closes
+ * (the survivor sees the peer leave as before), and its libfabric objects,
+ * region included, stay until its peer closes too.
+ *
+ * SHM_OPEN: listed, open.  SHM_PARKED: closed by the caller, waiting for
+ * its peer.  SHM_RELEASED: off the lists, being freed.
+ */
+enum { SHM_NONE = 0, SHM_OPEN, SHM_PARKED, SHM_RELEASED };
+
+/* shm_lock guards both lists and every listed endpoint's shm_next/shm_listed. */
+static pthread_mutex_t shm_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct ofi_ep *shm_open_list, *shm_parked_list;
+
+static int same_process_shm(const struct ofi_ep *o)
+{
+	char path[OFI_ADDR_MAX + 16];
+	long pid;
+
+	return !strcmp(o->prov.name, "shm") && o->self_namelen &&
+	       !region_name(o->peer_name, o->peer_namelen, path, sizeof(path), &pid) &&
+	       pid == (long)getpid();
+}
+
+static void unlink_from(struct ofi_ep **list, struct ofi_ep *o)
+{
+	for (struct ofi_ep **p = list; *p; p = &(*p)->shm_next)
+		if (*p == o) {
+			*p = o->shm_next;
+			o->shm_next = NULL;
+			return;
+		}
+}
+
+void ofi_shm_track(struct ofi_ep *o)
+{
+	if (!same_process_shm(o))
+		return;
+	pthread_mutex_lock(&shm_lock);
+	o->shm_next = shm_open_list;
+	shm_open_list = o;
+	o->shm_listed = SHM_OPEN;
+	pthread_mutex_unlock(&shm_lock);
+}
+
+int ofi_shm_park(struct ofi_ep *o)
+{
+	struct ofi_ep *p;
+
+	if (o->shm_listed != SHM_OPEN)
+		return 0;
+	pthread_mutex_lock(&shm_lock);
+	unlink_from(&shm_open_list, o);
+	o->shm_listed = SHM_NONE;
+	for (p = shm_open_list; p; p = p->shm_next)
+		if (p->self_namelen == o->peer_namelen &&
+		    !memcmp(p->self_name, o->peer_name, o->peer_namelen))
+			break;
+	if (p) {
+		o->shm_listed = SHM_PARKED;
+		o->shm_next = shm_parked_list;
+		shm_parked_list = o;
+	}
+	pthread_mutex_unlock(&shm_lock);
+	if (!p)
+		return 0;
+	/* The peer reads EOF now, as if the endpoint were gone. */
+	if (o->sock >= 0)
+		close(o->sock);
+	o->sock = -1;
+	/* The generic layer drops the caller's domain reference when close
+	 * returns: the parked objects hold one of their own. */
+	if (o->base.dom)
+		__atomic_add_fetch(&o->base.dom->refs, 1, __ATOMIC_RELAXED);
+	return 1;
+}
+
+void ofi_shm_release(struct ofi_ep *o)
+{
+	struct ofi_ep *mine = NULL, *q, *next;
+
+	/* A parked endpoint being freed: its own domain reference goes. */
+	if (o->shm_listed == SHM_RELEASED) {
+		struct rmig_domain *d = o->base.dom;
+		o->base.dom = NULL;
+		if (d && !__atomic_sub_fetch(&d->refs, 1, __ATOMIC_ACQ_REL))
+			d->ops->domain_free(d);
+		return;
+	}
+	if (!o->self_namelen || strcmp(o->prov.name, "shm"))
+		return;
+	pthread_mutex_lock(&shm_lock);
+	for (q = shm_parked_list; q; q = next) {
+		next = q->shm_next;
+		if (q->peer_namelen == o->self_namelen &&
+		    !memcmp(q->peer_name, o->self_name, o->self_namelen)) {
+			unlink_from(&shm_parked_list, q);
+			q->shm_listed = SHM_RELEASED;
+			q->shm_next = mine;
+			mine = q;
+		}
+	}
+	pthread_mutex_unlock(&shm_lock);
+	for (q = mine; q; q = next) {
+		next = q->shm_next;
+		ofi_ep_free(q);
+	}
 }
