@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: install, build, run the unit and conformance suites
-# under ASan+UBSan, a short fuzzing pass over every decoder, then every
-# CUnit test under ctest.
+# under ASan+UBSan, the threaded suites under TSan, a short fuzzing pass
+# over every decoder, then every CUnit test under ctest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -18,6 +18,17 @@ grep -vE '^\[ *[0-9]+%\]' "$BUILD-asan/build.log" || true
 ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1} \
 UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1} \
   ctest --test-dir "$BUILD-asan" --output-on-failure --timeout 900 -j2 -L sanitize
+
+echo "== threaded suites under ThreadSanitizer (ctest -L tsan: engine, channels, stream, conformance)"
+cmake -S . -B "$BUILD-tsan" -DRMIG_SANITIZE=thread -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+tsan_rc=0
+cmake --build "$BUILD-tsan" -j"$(nproc)" > "$BUILD-tsan/build.log" 2>&1 || tsan_rc=$?
+grep -vE '^\[ *[0-9]+%\]' "$BUILD-tsan/build.log" || true
+[ "$tsan_rc" = 0 ] || { echo "== FAILED: the TSan build (cmake --build $BUILD-tsan exited $tsan_rc; the compiler's words are above)" >&2; exit 1; }
+# A race report makes the process exit 66: the test (or the parent that
+# checks its child's exit) fails.  tests/tsan.supp says why each entry is there.
+TSAN_OPTIONS=${TSAN_OPTIONS:-suppressions=$PWD/tests/tsan.supp:second_deadlock_stack=1} \
+  ctest --test-dir "$BUILD-tsan" --output-on-failure --timeout 900 -j2 -L tsan
 
 echo "== decoders under libFuzzer, short run (scripts/fuzz.sh RUNS for a long one)"
 bash scripts/fuzz.sh "${FUZZ_RUNS:-200000}"
