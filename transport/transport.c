@@ -28,11 +28,6 @@ static const struct rmig_transport_ops *const registry[] = {
 
 static __thread char last_error[RMIG_ERR_MAX];
 
-const char *rmig_version(void)
-{
-	return RMIG_VERSION_STRING;
-}
-
 int rmig_set_error(struct rmig_ep *ep, int err, const char *fmt, ...)
 {
 	char buf[RMIG_ERR_MAX];

@@ -8,7 +8,7 @@
 #define _GNU_SOURCE
 #include "testutil.h"
 #include "migutil.h"
-#include "tools/hygiene.h"
+#include "hygiene.h"
 #include <rdmamig/rdmamig.h>
 
 #include <signal.h>

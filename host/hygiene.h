@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /* Migrations back to back in one process, and what the process holds. */
-#ifndef RMIG_TOOLS_HYGIENE_H
-#define RMIG_TOOLS_HYGIENE_H
+#ifndef RMIG_HOST_HYGIENE_H
+#define RMIG_HOST_HYGIENE_H
 
-#include "../host/host.h"
+#include "host.h"
 
 #define HYGIENE_RSS_RUNS 5 /* RSS at a mark: median over this many migrations */
 
