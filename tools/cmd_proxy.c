@@ -116,8 +116,8 @@ static int parse_args(int argc, char **argv, int out, struct proxy_cfg *c, struc
 
 	*c = (struct proxy_cfg){ .cmd = argv[0], .backend = "auto", .max_conns = DEFAULT_MAX_CONNS,
 				 .workers = DEFAULT_WORKERS,
-				 .o = { .ring = DEFAULT_RING, .chunk = DEFAULT_CHUNK,
-					.timeout_ms = RMIG_DEFAULT_TIMEOUT_MS } };
+				 .o = { .size = sizeof(struct rmig_stream_opts), .ring = DEFAULT_RING,
+					.chunk = DEFAULT_CHUNK, .timeout_ms = RMIG_DEFAULT_TIMEOUT_MS } };
 	for (int i = 1; i < argc; i++) {
 		const char *k = argv[i];
 		int rc;

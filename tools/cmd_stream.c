@@ -8,9 +8,9 @@
 #define _GNU_SOURCE
 #include "commands.h"
 #include "host.h"
-#include "stream_ring.h"
 #include "../common/clock.h"
 #include <rdmamig/rdmamig.h>
+#include <rdmamig/stream.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -30,7 +30,7 @@ struct stream_args {
 	const char *addr;
 	const char *backend;
 	const char *addr_file;
-	struct stream_opts o;
+	struct rmig_stream_opts o;
 	int accept_ms;
 	int verbose;
 	int fork;
@@ -96,7 +96,7 @@ static int parse_args(int argc, char **argv, struct stream_args *a)
 
 	*a = (struct stream_args){ .backend = "auto", .accept_ms = DEFAULT_ACCEPT_MS,
 				   .fork = is_send, .pipe = DEFAULT_PIPE,
-				   .o = { .ring = DEFAULT_RING, .chunk = DEFAULT_CHUNK,
+				   .o = { .size = sizeof(a->o), .ring = DEFAULT_RING, .chunk = DEFAULT_CHUNK,
 					  .timeout_ms = RMIG_DEFAULT_TIMEOUT_MS } };
 	for (int i = 1; i < argc; i++) {
 		const char *k = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -149,7 +149,7 @@ static int parse_args(int argc, char **argv, struct stream_args *a)
 }
 
 static void report(const char *cmd, const struct stream_args *a, struct rmig_ep *ep,
-		   const struct stream_stats *st, uint64_t setup_ns)
+		   const struct rmig_stream_stats *st, uint64_t setup_ns)
 {
 	double secs = (double)st->ns / 1e9;
 
@@ -214,7 +214,7 @@ static int run_in_child(void)
 int cmd_send(int argc, char **argv)
 {
 	struct stream_args a;
-	struct stream_stats st;
+	struct rmig_stream_stats st;
 	struct rmig_ep *ep;
 	char err[RMIG_ERR_MAX];
 	uint64_t t0;
@@ -245,7 +245,7 @@ int cmd_send(int argc, char **argv)
 		return 1;
 	}
 	t0 = rmig_now_ns() - t0;
-	rc = stream_send(ep, STDIN_FILENO, &a.o, &st, err, sizeof(err));
+	rc = rmig_stream_send(ep, STDIN_FILENO, &a.o, &st, err, sizeof(err));
 	if (rc)
 		fprintf(stderr, "rdmamig send: %s\n", err);
 	else
@@ -293,7 +293,7 @@ static int accept_authenticated(struct rmig_ep *l, int accept_ms, struct rmig_ep
 int cmd_recv(int argc, char **argv)
 {
 	struct stream_args a;
-	struct stream_stats st;
+	struct rmig_stream_stats st;
 	struct rmig_ep *l, *ep;
 	struct rmig_ep_opts opts = { .size = sizeof(opts) };
 	char err[RMIG_ERR_MAX];
@@ -336,7 +336,7 @@ int cmd_recv(int argc, char **argv)
 		return 1;
 	}
 	t0 = rmig_now_ns() - t0;
-	rc = stream_recv(ep, STDOUT_FILENO, &a.o, &st, err, sizeof(err));
+	rc = rmig_stream_recv(ep, STDOUT_FILENO, &a.o, &st, err, sizeof(err));
 	if (rc)
 		fprintf(stderr, "rdmamig recv: %s\n", err);
 	else

@@ -33,7 +33,6 @@
 #define _GNU_SOURCE
 #include "proxy.h"
 #include "commands.h"
-#include "stream_wire.h"
 #include "../common/clock.h"
 #ifdef RMIG_HAVE_NUMA
 #include <rdmamig/numa.h>
@@ -98,8 +97,8 @@ struct conn {
 	uint64_t peer_conn, peer_instance; /* proxy-in: proxy-out's names for it */
 	struct conn *next;         /* proxy-in: registry link, guarded by registry_lock */
 	int registered;            /* proxy-in: in the registry (forward thread only) */
-	struct stream_opts o;      /* the configuration's, with this side's name */
-	struct stream_stats st;
+	struct rmig_stream_opts o;      /* the configuration's, with this side's name */
+	struct rmig_stream_stats st;
 	char err[RMIG_ERR_MAX];    /* why it ended, when it failed */
 	char tag[PROXY_NAME_MAX + 48]; /* "NAME#ID" for log lines */
 };
@@ -381,7 +380,7 @@ static int registry_dup(uint64_t inst, uint64_t conn)
  */
 static void conn_end(struct conn *k, int rc)
 {
-	const struct stream_stats *st = &k->st;
+	const struct rmig_stream_stats *st = &k->st;
 	double secs = (double)st->ns / 1e9;
 
 	if (rc && !k->reverse)
@@ -484,8 +483,8 @@ static int out_introduce(struct conn *k, char *err, size_t errlen)
 {
 	struct proxy_msg h = { .type = k->reverse ? PROXY_REVERSE : PROXY_HELLO, .conn = k->id,
 			       .instance = instance };
-	uint8_t raw[STREAM_MSG_MAX > PROXY_MSG_MAX ? STREAM_MSG_MAX : PROXY_MSG_MAX];
-	struct stream_msg m;
+	uint8_t raw[RMIG_STREAM_MSG_MAX > PROXY_MSG_MAX ? RMIG_STREAM_MSG_MAX : PROXY_MSG_MAX];
+	char why[RMIG_STREAM_REASON_MAX + 1];
 	int n;
 
 	snprintf(h.name, sizeof(h.name), "%s", k->route->name);
@@ -499,8 +498,8 @@ static int out_introduce(struct conn *k, char *err, size_t errlen)
 	}
 	if (!proxy_msg_decode(raw, (size_t)n, &h) && h.type == PROXY_READY)
 		return 0;
-	if (!stream_msg_decode(raw, (size_t)n, &m) && m.type == STREAM_ABORT) {
-		snprintf(err, errlen, "refused by %s", m.reason);
+	if (!rmig_stream_abort_reason(raw, (size_t)n, why, sizeof(why))) {
+		snprintf(err, errlen, "refused by %s", why);
 		return -ECONNREFUSED;
 	}
 	snprintf(err, errlen, "proxy-in sent a malformed reply: run the same rdmamig on both ends");
@@ -532,7 +531,7 @@ static void *out_reverse_main(void *arg)
 	if (!rc)
 		rc = out_introduce(k, k->err, sizeof(k->err));
 	if (!rc)
-		rc = stream_recv(k->ep, k->fd, &k->o, &k->st, k->err, sizeof(k->err));
+		rc = rmig_stream_recv(k->ep, k->fd, &k->o, &k->st, k->err, sizeof(k->err));
 	conn_end(k, rc);
 	return NULL;
 }
@@ -583,7 +582,7 @@ static void *out_conn_main(void *arg)
 			plog(c, "%s: QEMU connected on %s, carried to %s over %s (cpu %d)", k->tag,
 			     k->route->path, c->addr, rmig_ep_backend(k->ep), cpu);
 		k->o.fd_name = "the source QEMU's socket";
-		rc = stream_send(k->ep, k->fd, &k->o, &k->st, k->err, sizeof(k->err));
+		rc = rmig_stream_send(k->ep, k->fd, &k->o, &k->st, k->err, sizeof(k->err));
 	}
 	conn_end(k, rc);
 	return NULL;
@@ -667,16 +666,11 @@ int proxy_out_run(struct proxy_cfg *c)
 /* Tell proxy-out why this connection is refused (it reports the reason). */
 static void in_refuse(struct conn *k, const char *why)
 {
-	struct stream_msg m = { .type = STREAM_ABORT };
-	uint8_t raw[STREAM_MSG_MAX];
+	char reason[RMIG_STREAM_REASON_MAX + 1];
 
 	/* Cut to the wire's limit on purpose: the first phrase says it all. */
-	size_t n = strlen(why) < STREAM_REASON_MAX - 10 ? strlen(why) : STREAM_REASON_MAX - 10;
-
-	memcpy(m.reason, "proxy-in: ", 10);
-	memcpy(m.reason + 10, why, n);
-	m.reason[10 + n] = 0;
-	rmig_send(k->ep, raw, stream_msg_encode(&m, raw));
+	snprintf(reason, sizeof(reason), "proxy-in: %.*s", RMIG_STREAM_REASON_MAX - 10, why);
+	rmig_stream_abort(k->ep, reason);
 }
 
 /*
@@ -754,7 +748,7 @@ static int in_reverse(struct conn *k)
 	}
 	rc = in_ready(k, k->err, sizeof(k->err));
 	k->o.fd_name = "the destination QEMU's socket (return path)";
-	return rc ? rc : stream_send(k->ep, k->fd, &k->o, &k->st, k->err, sizeof(k->err));
+	return rc ? rc : rmig_stream_send(k->ep, k->fd, &k->o, &k->st, k->err, sizeof(k->err));
 }
 
 /* Forward: connect the destination QEMU's socket and write the stream into it. */
@@ -779,7 +773,7 @@ static int in_forward(struct conn *k, int cpu)
 	k->eof_to_qemu = 1;
 	k->o.fd_name = "the destination QEMU's socket";
 	k->o.stall_ms = setup_ms(c);
-	return stream_recv(k->ep, k->fd, &k->o, &k->st, k->err, sizeof(k->err));
+	return rmig_stream_recv(k->ep, k->fd, &k->o, &k->st, k->err, sizeof(k->err));
 }
 
 static void *in_conn_main(void *arg)

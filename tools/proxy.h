@@ -6,7 +6,7 @@
  *   source:      QEMU --unix--> proxy-out ==rdmamig==> proxy-in --unix--> QEMU
  *
  * Each QEMU connection proxy-out accepts becomes its own authenticated
- * rdmamig connection carrying one stream (stream_ring.c), served by its own
+ * rdmamig connection carrying one stream (rmig_stream_*, include/rdmamig/stream.h), served by its own
  * thread; proxy-in connects it to the destination socket its route names.
  * One pair serves any number of migrations, at once too: a route per
  * migration socket.
@@ -15,7 +15,7 @@
 #define RMIG_TOOLS_PROXY_H
 
 #include "proxy_wire.h"
-#include "stream_ring.h"
+#include <rdmamig/stream.h>
 #include <rdmamig/rdmamig.h>
 
 #define PROXY_ROUTES_MAX 32
@@ -34,7 +34,7 @@ struct proxy_cfg {
 	const char *addr_file; /* in: write the bound HOST:PORT there */
 	struct proxy_route routes[PROXY_ROUTES_MAX];
 	unsigned nroutes;
-	struct stream_opts o;  /* ring (in), chunk (out), timeout both */
+	struct rmig_stream_opts o;  /* ring (in), chunk (out), timeout both */
 	struct rmig_ep_opts ep_opts; /* holds the key: kept for every connection */
 	unsigned mode;         /* out: chmod of the sockets QEMU connects to; 0 leave */
 	unsigned max_conns;    /* carried connections at once */

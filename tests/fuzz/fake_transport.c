@@ -57,7 +57,7 @@ static int send_fail_rc[FAKE_EPS];
 static unsigned reg_fail_in;
 static int reg_fail_rc;
 static __thread char last_err[RMIG_ERR_MAX];
-int fake_live_mrs, fake_remote_mrs, fake_remote_ok, fake_sent_bad;
+int fake_live_mrs, fake_remote_mrs, fake_remote_ok, fake_sent_bad, fake_poll_dead;
 unsigned fake_nposted;
 int (*fake_check_sent)(const void *msg, size_t len);
 void (*fake_on_send)(unsigned ep, const void *msg, size_t len);
@@ -84,7 +84,7 @@ static void clear_locked(void)
 	}
 	neps = 0;
 	reg_fail_in = 0;
-	fake_live_mrs = fake_remote_mrs = fake_remote_ok = fake_sent_bad = 0;
+	fake_live_mrs = fake_remote_mrs = fake_remote_ok = fake_sent_bad = fake_poll_dead = 0;
 	fake_nposted = 0;
 	fake_connect_rc = fake_accept_rc = fake_write_status = 0;
 	fake_written = 0;
@@ -391,7 +391,7 @@ int rmig_poll(struct rmig_ep *ep, struct rmig_completion *c, unsigned max, int t
 	pthread_mutex_lock(&mu);
 	fake_nposted -= n;
 	pthread_mutex_unlock(&mu);
-	return (int)n;
+	return !n && fake_poll_dead ? -ECONNRESET : (int)n;
 }
 
 /* Everything this side says must be a well-formed message. */

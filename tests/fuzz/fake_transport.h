@@ -19,6 +19,9 @@ extern int fake_remote_mrs;  /* of which with RMIG_ACCESS_REMOTE_WRITE */
 extern int fake_remote_ok;   /* the harness allows remote-write regions */
 extern int fake_sent_bad;    /* a sent message failed fake_check_sent */
 extern unsigned fake_nposted;/* write batches not yet polled */
+/* rmig_poll with nothing to complete says the peer is gone, as the tcp
+ * backend's does once its receive thread saw the close (fake_reset: 0). */
+extern int fake_poll_dead;
 /* Returns nonzero if a message this side sends is malformed. */
 extern int (*fake_check_sent)(const void *msg, size_t len);
 

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * libFuzzer target: the stream channel's engine (tools/stream_ring.c,
+ * libFuzzer target: the stream channel's engine (stream/ring.c, rmig_stream_*,
  * `rdmamig send` / `rdmamig recv`) facing a hostile peer, over the fake
  * transport (fake_transport.c).  The first byte picks the side:
  *
@@ -16,8 +16,7 @@
  * only if the announced stream length is what it delivered.
  */
 #define _GNU_SOURCE
-#include "tools/stream_ring.h"
-#include "tools/stream_wire.h"
+#include "stream/wire.h"
 #include "fake_transport.h"
 
 #include <fcntl.h>
@@ -57,8 +56,9 @@ static int open_once(int *fd, int sender)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static int in_fd = -1, out_fd = -1;
-	const struct stream_opts o = { .ring = 16 << 10, .chunk = 4 << 10, .timeout_ms = 1000 };
-	struct stream_stats st;
+	const struct rmig_stream_opts o = { .size = sizeof(o), .ring = 16 << 10, .chunk = 4 << 10,
+					    .timeout_ms = 1000 };
+	struct rmig_stream_stats st;
 	struct rmig_ep *ep;
 	char err[256];
 	int rc;
@@ -72,12 +72,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (data[0] & 1) {
 		if (lseek(open_once(&in_fd, 1), 0, SEEK_SET))
 			abort();
-		rc = stream_send(ep, in_fd, &o, &st, err, sizeof(err));
+		rc = rmig_stream_send(ep, in_fd, &o, &st, err, sizeof(err));
 		if (!rc && st.bytes != SEND_BYTES)
 			abort(); /* "done" before the receiver confirmed every byte */
 	} else {
 		fake_remote_ok = 1; /* the receiver's ring is for the peer to write */
-		rc = stream_recv(ep, open_once(&out_fd, 0), &o, &st, err, sizeof(err));
+		rc = rmig_stream_recv(ep, open_once(&out_fd, 0), &o, &st, err, sizeof(err));
 	}
 	if (rc && !err[0])
 		abort(); /* every failure says why */

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* libFuzzer target: the stream channel's control messages (tools/stream_wire.h). */
-#include "tools/stream_wire.h"
+/* libFuzzer target: the stream channel's control messages (stream/wire.h). */
+#include "stream/wire.h"
 
 #include <stdint.h>
 #include <stdlib.h>

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Control messages of the stream channel (rdmamig send / recv).
+ * The stream's messages (include/rdmamig/stream.h; rdmamig send / recv,
+ * proxy-out / proxy-in).
  *
  * The bytes themselves never travel in these messages: the sender writes
  * them one-sidedly into the receiver's ring and then announces them with a
@@ -17,11 +18,12 @@
  *  16  u64 b      DATA: length
  *  24  u64 c      reserved, 0
  */
-#ifndef RMIG_TOOLS_STREAM_WIRE_H
-#define RMIG_TOOLS_STREAM_WIRE_H
+#ifndef RMIG_STREAM_WIRE_H
+#define RMIG_STREAM_WIRE_H
 
 #include "../common/le.h"
 #include <rdmamig/rdmamig.h>
+#include <rdmamig/stream.h>
 
 #include <errno.h>
 #include <stdint.h>
@@ -30,8 +32,9 @@
 #define STREAM_MAGIC 0x54534d52u /* "RMST" */
 #define STREAM_VERSION 1
 #define STREAM_HDR_SIZE 32
-#define STREAM_REASON_MAX 200
+#define STREAM_REASON_MAX RMIG_STREAM_REASON_MAX
 #define STREAM_MSG_MAX (STREAM_HDR_SIZE + STREAM_REASON_MAX)
+_Static_assert(STREAM_MSG_MAX == RMIG_STREAM_MSG_MAX, "stream.h's message bound is the wire's");
 
 /*
  * At most this many DATA messages are announced and not yet credited: a

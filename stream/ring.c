@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The stream channel's engine.
+ * The stream (include/rdmamig/stream.h): the ring protocol's two ends.
  *
  * The receiver owns a ring registered REMOTE_WRITE; the sender owns a buffer
  * of the same size registered locally.  Stream byte p lives at offset
@@ -14,8 +14,7 @@
  * transport's messages and completions, keepalives and deadlines.
  */
 #define _GNU_SOURCE
-#include "stream_ring.h"
-#include "stream_wire.h"
+#include "wire.h"
 #include "../common/clock.h"
 
 #include <errno.h>
@@ -30,20 +29,30 @@
 
 #define PING_EVERY_MS 1000
 #define IDLE_WAIT_MS 50
+/* Longest the receiver waits, after DONE, for the sender to close first. */
+#define LINGER_MS 2000
 
 struct stream {
 	struct rmig_ep *ep;
-	const struct stream_opts *o;
+	const struct rmig_stream_opts *o; /* &opts */
+	struct rmig_stream_opts opts;     /* the caller's, fields past its size 0 */
 	uint8_t *buf;       /* ring (receiver) or send buffer (sender) */
 	size_t ring;
 	struct rmig_mr *mr;
 	struct rmig_rkey peer; /* sender: the receiver's ring */
 	uint64_t last_rx, last_tx; /* ms, monotonic */
 	uint64_t t0;
-	struct stream_stats *st;
+	struct rmig_stream_stats *st;
 	char *err;
 	size_t errlen;
 	int failed;         /* err holds the first failure */
+	/*
+	 * What lost() found queued behind a failed operation: the receiver
+	 * credits everything and confirms the end, then closes, and a backend
+	 * may report that close before the messages sent ahead of it are read.
+	 */
+	uint64_t late_credit; /* highest CREDIT among them */
+	int late_done;        /* a DONE was among them (its length in late_credit) */
 };
 
 /* Keep the first failure's phrase; returns rc. */
@@ -72,12 +81,18 @@ static int lost(struct stream *s, int rc, const char *what)
 	struct stream_msg m;
 
 	snprintf(why, sizeof(why), "%s", rmig_ep_error(s->ep));
-	for (int i = 0; i < 2 * STREAM_INFLIGHT_MAX; i++) {
+	for (int i = 0; i < 2 * STREAM_INFLIGHT_MAX + 2; i++) {
 		int n = rmig_recv(s->ep, raw, sizeof(raw), 0);
 		if (n < 0)
 			break;
-		if (!stream_msg_decode(raw, (size_t)n, &m) && m.type == STREAM_ABORT)
+		if (stream_msg_decode(raw, (size_t)n, &m))
+			continue;
+		if (m.type == STREAM_ABORT)
 			return fail(s, -ECONNABORTED, "peer gave up: %s", m.reason);
+		if ((m.type == STREAM_CREDIT || m.type == STREAM_DONE) && m.a > s->late_credit)
+			s->late_credit = m.a;
+		if (m.type == STREAM_DONE)
+			s->late_done = 1;
 	}
 	return fail(s, rc, "%s: %s", what, why);
 }
@@ -181,19 +196,31 @@ static void unmap_buffer(struct stream *s)
 	s->buf = NULL;
 }
 
-static void stream_init(struct stream *s, struct rmig_ep *ep, const struct stream_opts *o,
-			struct stream_stats *st, char *err, size_t errlen)
+/* The caller's options, fields past o->size as 0; -EINVAL names what is wrong. */
+static int stream_init(struct stream *s, struct rmig_ep *ep, const struct rmig_stream_opts *o,
+		       struct rmig_stream_stats *st, char *err, size_t errlen, int sender)
 {
 	memset(s, 0, sizeof(*s));
 	memset(st, 0, sizeof(*st));
 	s->ep = ep;
-	s->o = o;
+	s->o = &s->opts;
 	s->st = st;
 	s->err = err;
 	s->errlen = errlen;
 	err[0] = 0;
 	s->last_rx = s->last_tx = rmig_now_ms();
 	s->t0 = rmig_now_ns();
+	if (!ep || !o || o->size < sizeof(o->size))
+		return fail(s, -EINVAL, "no endpoint or no options (set rmig_stream_opts.size)");
+	memcpy(&s->opts, o, o->size < sizeof(s->opts) ? o->size : sizeof(s->opts));
+	s->opts.size = sizeof(s->opts);
+	if (s->opts.timeout_ms <= 0)
+		return fail(s, -EINVAL, "the stream's timeout must be positive");
+	if (sender && !s->opts.chunk)
+		return fail(s, -EINVAL, "the stream's chunk must be positive");
+	if (!sender && (s->opts.ring < 4096 || s->opts.ring % 4096 || s->opts.ring > (1ull << 34)))
+		return fail(s, -EINVAL, "the stream's ring must be 4 KiB to 16 GiB, a multiple of 4 KiB");
+	return 0;
 }
 
 /* ---- sender ------------------------------------------------------------ */
@@ -426,11 +453,18 @@ static int sender_finish(struct sender *x)
 			return 0;
 		/*
 		 * QEMU kills the receiving command as soon as it has read the
-		 * whole stream: a lost connection after every byte was credited
-		 * is a delivered stream, not a failure.
+		 * whole stream, and a backend may report the receiver's close
+		 * before the CREDIT and DONE it sent ahead of it: a connection
+		 * lost after every byte was credited (now or in what lost()
+		 * found queued) is a delivered stream, not a failure.
 		 */
+		if (rc < 0 && x->s.late_credit > x->credited && x->s.late_credit <= x->head) {
+			x->credited = x->s.late_credit;
+			retire(x);
+		}
 		if (rc < 0 && x->credited == x->head && rc != -ECONNABORTED && rc != -EPROTO) {
 			x->s.err[0] = 0;
+			x->s.failed = 0;
 			return 0;
 		}
 		if (rc < 0)
@@ -440,13 +474,17 @@ static int sender_finish(struct sender *x)
 		    x->s.o->timeout_ms);
 }
 
-int stream_send(struct rmig_ep *ep, int in_fd, const struct stream_opts *o,
-		struct stream_stats *st, char *err, size_t errlen)
+int rmig_stream_send(struct rmig_ep *ep, int in_fd, const struct rmig_stream_opts *o,
+		struct rmig_stream_stats *st, char *err, size_t errlen)
 {
 	struct sender x = { 0 };
 	int rc;
 
-	stream_init(&x.s, ep, o, st, err, errlen);
+	if (!st || !err || !errlen)
+		return -EINVAL;
+	rc = stream_init(&x.s, ep, o, st, err, errlen, 1);
+	if (rc)
+		return rc;
 	rc = sender_handshake(&x);
 	while (!rc && !x.eof)
 		rc = send_step(&x, in_fd);
@@ -455,7 +493,7 @@ int stream_send(struct rmig_ep *ep, int in_fd, const struct stream_opts *o,
 	if (rc && rc != -ECONNABORTED)
 		abort_peer(&x.s);
 	/* Nothing may still read the buffer when it goes (bounded: the peer confirmed). */
-	for (uint64_t deadline = rmig_deadline(o->timeout_ms);
+	for (uint64_t deadline = rmig_deadline(x.s.o->timeout_ms);
 	     !rc && x.q.front < x.q.next && rmig_left_ms(deadline);)
 		if (reap(&x, 10) < 0)
 			break;
@@ -567,15 +605,37 @@ static int receiver_handshake(struct receiver *r)
 	return put(&r->s, &m);
 }
 
-int stream_recv(struct rmig_ep *ep, int out_fd, const struct stream_opts *o,
-		struct stream_stats *st, char *err, size_t errlen)
+/*
+ * The stream is delivered and DONE sent: let the sender close first, so
+ * that our close cannot overtake DONE on its way (a sender that saw the
+ * close first and not DONE could not tell a delivered stream from a lost
+ * one).  Bounded; whatever arrives meanwhile (PING) is dropped.
+ */
+static void linger(struct stream *s)
+{
+	uint8_t raw[STREAM_MSG_MAX];
+	uint64_t deadline = rmig_deadline(s->o->timeout_ms < LINGER_MS ? s->o->timeout_ms
+									  : LINGER_MS);
+	int n;
+
+	do
+		n = rmig_recv(s->ep, raw, sizeof(raw), (int)rmig_left_ms(deadline));
+	while (n >= 0 && rmig_left_ms(deadline));
+}
+
+int rmig_stream_recv(struct rmig_ep *ep, int out_fd, const struct rmig_stream_opts *o,
+		struct rmig_stream_stats *st, char *err, size_t errlen)
 {
 	struct receiver r = { 0 };
 	struct stream_msg m;
 	struct stat sb;
 	int rc;
 
-	stream_init(&r.s, ep, o, st, err, errlen);
+	if (!st || !err || !errlen)
+		return -EINVAL;
+	rc = stream_init(&r.s, ep, o, st, err, errlen, 0);
+	if (rc)
+		return rc;
 	/* Non-blocking only on our own pipe or socket, so a stuck reader is noticed. */
 	if (!fstat(out_fd, &sb) && (S_ISFIFO(sb.st_mode) || S_ISSOCK(sb.st_mode)))
 		fcntl(out_fd, F_SETFL, fcntl(out_fd, F_GETFL) | O_NONBLOCK);
@@ -600,10 +660,35 @@ int stream_recv(struct rmig_ep *ep, int out_fd, const struct stream_opts *o,
 		rc = give_credit(&r);
 		if (!rc)
 			rc = put(&r.s, &m);
+		if (!rc)
+			linger(&r.s);
 	}
 	if (rc && rc != -ECONNABORTED)
 		abort_peer(&r.s);
 	st->ns = rmig_now_ns() - r.s.t0;
 	unmap_buffer(&r.s);
 	return rc;
+}
+
+/* ---- refusals ---------------------------------------------------------- */
+
+int rmig_stream_abort(struct rmig_ep *ep, const char *reason)
+{
+	struct stream_msg m = { .type = STREAM_ABORT };
+	uint8_t raw[STREAM_MSG_MAX];
+
+	if (!ep || !reason)
+		return -EINVAL;
+	snprintf(m.reason, sizeof(m.reason), "%s", reason);
+	return rmig_send(ep, raw, stream_msg_encode(&m, raw));
+}
+
+int rmig_stream_abort_reason(const void *msg, size_t len, char *reason, size_t cap)
+{
+	struct stream_msg m;
+
+	if (!msg || !reason || !cap || stream_msg_decode(msg, len, &m) || m.type != STREAM_ABORT)
+		return -EPROTO;
+	snprintf(reason, cap, "%s", m.reason);
+	return 0;
 }
