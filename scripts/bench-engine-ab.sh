@@ -5,10 +5,11 @@
 # scripts/plot-benchmarks.sh (docs/data/vs-transport.json).
 #
 #   scripts/bench-engine-ab.sh --before BUILD_DIR [--after BUILD_DIR] [--runs N]
-#                              [--backends tcp,ofi/tcp,ofi/shm] [-- MORE_BENCH_ARGS]
+#                              [--backends SPEC,...] [-- MORE_BENCH_ARGS]
+# (default backends: every one that runs here, `rdmamig backends --available`)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-BEFORE='' AFTER=build RUNS=5 BACKENDS=tcp,ofi/tcp,ofi/shm
+BEFORE='' AFTER=build RUNS=5 BACKENDS=''
 while (($#)); do
   case "$1" in
     --before) BEFORE=$2; shift 2 ;;
@@ -20,6 +21,7 @@ while (($#)); do
   esac
 done
 [ -n "$BEFORE" ] || { echo "bench-engine-ab: --before BUILD_DIR (a build of the older commit)" >&2; exit 2; }
+[ -n "$BACKENDS" ] || BACKENDS=$("$AFTER/tools/rdmamig" backends --available | paste -sd, -)
 for i in $(seq "$RUNS"); do
   for lab in before after; do
     dir=$BEFORE; [ "$lab" = after ] && dir=$AFTER

@@ -4,7 +4,7 @@
 # exactly that phase and check the outcome.  Prints a table (fault x phase x
 # backend -> runs as expected / runs) and exits 1 on any unexpected outcome.
 #
-#   scripts/fault-matrix.sh [-r R] [-b "tcp ofi/tcp ofi/shm"] [-p PHASES] [-f FAULTS]
+#   scripts/fault-matrix.sh [-r R] [-b "SPEC ..."] [-p PHASES] [-f FAULTS]
 #                           [-t TIMEOUT_MS] [-g GUEST] [-H HOST] [-o TABLE.md]
 #
 # -H: the address both ends use (default 127.0.0.1; in the Soft-RoCE VM
@@ -53,7 +53,7 @@ cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
 ARGS="$*"
 R=1
-BACKENDS="tcp ofi/tcp ofi/shm"
+BACKENDS=""  # default: every backend that runs here (rdmamig backends --available)
 PHASES="setup round stop-and-copy commit"
 FAULTS="kill-dst kill-src drop-link cancel stop-dst"
 TMO=3000
@@ -76,6 +76,7 @@ while getopts "r:b:p:f:t:g:o:H:h" opt; do
 done
 RDMAMIG=$BUILD/tools/rdmamig
 [ -x "$RDMAMIG" ] || { echo "fault-matrix: build first ($RDMAMIG missing)" >&2; exit 2; }
+[ -n "$BACKENDS" ] || BACKENDS=$("$RDMAMIG" backends --available | tr '\n' ' ')
 case " $FAULTS " in *" drop-link "*)
   command -v ss >/dev/null || { echo "fault-matrix: drop-link needs ss (iproute2)" >&2; exit 2; } ;;
 esac

@@ -18,7 +18,7 @@ B=build-fuzz
 command -v clang >/dev/null || { echo "fuzz: clang is missing (apt-get install clang)" >&2; exit 1; }
 ALL=$(sed -n 's/^set(RMIG_FUZZ_TARGETS \(.*\))/\1/p' tests/fuzz/CMakeLists.txt)
 TARGETS=${*:-$ALL}
-CC=clang cmake -S . -B $B -DRMIG_FUZZ=ON -DCMAKE_BUILD_TYPE=Debug >/dev/null
+CC=clang cmake -S . -B $B -DRMIG_FUZZ=ON -DRMIG_WERROR=${RMIG_WERROR:-OFF} -DCMAKE_BUILD_TYPE=Debug >/dev/null
 cmake --build $B -j"$(nproc)" --target $TARGETS >/dev/null
 status=0
 for t in $TARGETS; do

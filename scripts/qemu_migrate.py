@@ -729,12 +729,14 @@ def available_backends(rdmamig):
     """The stream backends `rdmamig backends` says run here; the others are named."""
     out = subprocess.run([rdmamig, "backends"], capture_output=True, text=True).stdout
     found = []
-    for spec in ("tcp", "ofi/tcp", "ofi/shm", "verbs"):
-        line = next((l for l in out.splitlines() if l.split()[:1] == [spec]), "")
-        if " available" in line:
+    for line in out.splitlines():
+        spec, _, state = line.partition(" ")
+        if spec == "best:":
+            continue
+        if state.strip() == "available":
             found.append(spec)
-        elif spec != "verbs":  # no RDMA device on a host is the normal case
-            log(f"{spec} left out: {line[len(spec):].strip() or 'not listed'}")
+        elif "no RDMA device" not in state:  # no RDMA device on a host is the normal case
+            log(f"{spec} left out: {state.strip()}")
     return found
 
 

@@ -20,7 +20,8 @@ if ((${#missing[@]})); then
 fi
 
 BUILD=${BUILD:-build}
-cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=${BUILD_TYPE:-RelWithDebInfo} >/dev/null
+cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=${BUILD_TYPE:-RelWithDebInfo} \
+  -DRMIG_WERROR=${RMIG_WERROR:-OFF} >/dev/null
 # The progress lines are filtered out; the build's own status decides.
 build_rc=0
 cmake --build "$BUILD" -j"$(nproc)" > "$BUILD/build.log" 2>&1 || build_rc=$?

@@ -4,13 +4,15 @@
 # over every decoder, then every CUnit test under ctest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# CI builds with warnings as errors (setup.sh, fuzz.sh and the ASan build below).
+export RMIG_WERROR=ON
 bash scripts/setup.sh
 # libfabric shm regions of processes killed by earlier runs (see the script).
 bash scripts/clean-shm.sh
 BUILD=${BUILD:-build}
 
 echo "== unit and conformance suites under ASan+UBSan (ctest -L sanitize)"
-cmake -S . -B "$BUILD-asan" -DRMIG_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug >/dev/null
+cmake -S . -B "$BUILD-asan" -DRMIG_SANITIZE=ON -DRMIG_WERROR=ON -DCMAKE_BUILD_TYPE=Debug >/dev/null
 asan_rc=0
 cmake --build "$BUILD-asan" -j"$(nproc)" > "$BUILD-asan/build.log" 2>&1 || asan_rc=$?
 grep -vE '^\[ *[0-9]+%\]' "$BUILD-asan/build.log" || true

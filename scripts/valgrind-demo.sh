@@ -7,14 +7,15 @@
 # leak, if the migration is not verified, or if the dirty tracker is not
 # the mprotect fallback (valgrind has no userfaultfd: auto must fall back).
 # Suppressions: scripts/valgrind.supp (third-party libraries only, each
-# with its reason).  BACKENDS overrides the list (default: tcp ofi/tcp ofi/shm).
+# with its reason).  BACKENDS overrides the list (default: every backend that
+# runs here, `rdmamig backends --available`).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 BIN=${1:-build/tools/rdmamig}
 PLUGIN=${2:-build/librdmamig.so.0}
-BACKENDS=${BACKENDS:-tcp ofi/tcp ofi/shm}
 command -v valgrind >/dev/null || { echo "valgrind-demo: valgrind is missing (apt-get install valgrind)" >&2; exit 77; }
 [ -x "$BIN" ] || { echo "valgrind-demo: no $BIN (build first: scripts/setup.sh)" >&2; exit 1; }
+BACKENDS=${BACKENDS:-$("$BIN" backends --available | tr '\n' ' ')}
 LOG=$(mktemp -d)
 trap 'rm -rf "$LOG"' EXIT
 

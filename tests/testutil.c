@@ -4,6 +4,7 @@
 
 #include <CUnit/Basic.h>
 #include <dirent.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,6 +39,62 @@ static void test_log(void *opaque, int level, const char *msg)
 		fprintf(stderr, "rdmamig: %s\n", msg);
 }
 
+static unsigned skipped;
+
+void rmig_test_skip(const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "SKIP: ");
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "\n");
+	skipped++;
+}
+
+static int backend_selected(const char *spec)
+{
+	const char *list = getenv("RMIG_TEST_BACKENDS"), *p;
+	size_t n = strlen(spec);
+
+	if (!list || !*list)
+		return 1;
+	for (p = list; (p = strstr(p, spec)); p += n)
+		if ((p == list || p[-1] == ',') && (p[n] == ',' || !p[n]))
+			return 1;
+	return 0;
+}
+
+int rmig_test_backend(const char *spec)
+{
+	char why[RMIG_ERR_MAX];
+
+	if (!backend_selected(spec))
+		return 0;
+	if (rmig_backend_probe(spec, why, sizeof(why))) {
+		rmig_test_skip("backend %s cannot run here: %s", spec, why);
+		return 0;
+	}
+	return 1;
+}
+
+/* RMIG_TEST_BACKENDS names backends and none of them runs here. */
+static int no_selected_backend_runs(const char *suite)
+{
+	const char *list = getenv("RMIG_TEST_BACKENDS");
+	char why[RMIG_ERR_MAX];
+
+	if (!list || !*list)
+		return 0;
+	for (int i = 0; rmig_backend_spec(i); i++)
+		if (backend_selected(rmig_backend_spec(i)) &&
+		    !rmig_backend_probe(rmig_backend_spec(i), why, sizeof(why)))
+			return 0;
+	fprintf(stderr, "SKIP: %s: none of RMIG_TEST_BACKENDS=%s can run here\n", suite, list);
+	return 1;
+}
+
 int rmig_test_run(const char *suite, CU_InitializeFunc init, CU_CleanupFunc clean,
 		  const CU_TestInfo *tests)
 {
@@ -49,6 +106,8 @@ int rmig_test_run(const char *suite, CU_InitializeFunc init, CU_CleanupFunc clea
 	unsigned failed, n = 0;
 
 	rmig_set_log(test_log, NULL);
+	if (no_selected_backend_runs(suite))
+		return RMIG_TEST_SKIP;
 
 	if (only && *only) {
 		for (const CU_TestInfo *t = tests; t->pName && n + 1 < 256; t++)
@@ -72,7 +131,10 @@ int rmig_test_run(const char *suite, CU_InitializeFunc init, CU_CleanupFunc clea
 	CU_basic_run_tests();
 	failed = CU_get_number_of_failures() + CU_get_number_of_suites_failed();
 	CU_cleanup_registry();
-	return failed ? 1 : 0;
+	if (!failed && skipped)
+		fprintf(stderr, "%s: SKIPPED: %u part(s) could not run here (SKIP lines above)\n",
+			suite, skipped);
+	return failed ? 1 : skipped ? RMIG_TEST_SKIP : 0;
 }
 
 void rmig_test_fill(void *buf, size_t len, uint32_t seed, uint64_t first)

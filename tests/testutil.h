@@ -21,10 +21,26 @@ extern const uint8_t rmig_test_psk[32];
 
 /*
  * Run one suite of tests, print CUnit's report, return the process exit
- * code (0 all passed, 1 otherwise).  init/clean may be NULL.
+ * code: 1 if a case failed, else RMIG_TEST_SKIP if part of the program
+ * could not run here (rmig_test_skip), else 0.  init/clean may be NULL.
+ * With RMIG_TEST_BACKENDS set and none of its backends able to run here,
+ * nothing runs and the program is skipped.
  */
 int rmig_test_run(const char *suite, CU_InitializeFunc init, CU_CleanupFunc clean,
 		  const CU_TestInfo *tests);
+
+/*
+ * Part of this program cannot run here: why goes to stderr, and the
+ * program ends skipped (never passed) unless a case failed.
+ */
+void rmig_test_skip(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/*
+ * 1 if this program should test backend spec: it is in RMIG_TEST_BACKENDS
+ * (comma-separated; unset: every spec, rmig_backend_spec) and can run here.
+ * A spec selected that cannot run here is a skip (rmig_test_skip).
+ */
+int rmig_test_backend(const char *spec);
 
 /* Deterministic test pattern: byte i of stream seed. */
 static inline uint8_t rmig_test_byte(uint32_t seed, uint64_t i)

@@ -344,7 +344,6 @@ int bench_migrate(int argc, char **argv)
 		{ "channels", required_argument, 0, 'c' }, { "vcpus", required_argument, 0, 'v' },
 		{ "vs-transport", no_argument, 0, 'T' },
 		{ "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 } };
-	static const char *const all[] = { "verbs", "ofi/verbs", "ofi/tcp", "ofi/shm", "tcp" };
 	const char *backends[MAXB];
 	int nb = 0, runs = 3, json = 0, ch, reg_lo = RMIG_REG_WHOLE, reg_hi = RMIG_REG_CHUNKED;
 	uint64_t size = 256ull << 20, rate = 50ull << 20, ref = 0;
@@ -392,9 +391,9 @@ int bench_migrate(int argc, char **argv)
 		return 2;
 	}
 	if (!nb)
-		for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
-			if (!rmig_backend_probe(all[i], why, sizeof(why)))
-				backends[nb++] = all[i];
+		for (int i = 0; rmig_backend_spec(i) && nb < MAXB; i++)
+			if (!rmig_backend_probe(rmig_backend_spec(i), why, sizeof(why)))
+				backends[nb++] = rmig_backend_spec(i);
 	if (vs)
 		return bench_vs_transport(backends, nb, size, rate, runs, listen, json);
 	if (nch)

@@ -341,7 +341,6 @@ int bench_transport_rate(const char *backend, const char *host, unsigned long lo
 
 int bench_transport(int argc, char **argv)
 {
-	static const char *const all[] = { "verbs", "ofi/verbs", "ofi/shm", "ofi/tcp", "tcp" };
 	struct bench_row rows[8 * 32];
 	struct bench_opts o;
 	char why[RMIG_ERR_MAX];
@@ -372,9 +371,9 @@ int bench_transport(int argc, char **argv)
 		o.key.len = 32;
 	}
 	if (!o.nbackends) {
-		for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
-			if (!rmig_backend_probe(all[i], why, sizeof(why)))
-				o.backends[o.nbackends++] = all[i];
+		for (int i = 0; rmig_backend_spec(i) && o.nbackends < (int)(sizeof(o.backends) / sizeof(o.backends[0])); i++)
+			if (!rmig_backend_probe(rmig_backend_spec(i), why, sizeof(why)))
+				o.backends[o.nbackends++] = rmig_backend_spec(i);
 	}
 	for (int b = 0; b < o.nbackends; b++) {
 		if (rmig_backend_probe(o.backends[b], why, sizeof(why))) {

@@ -60,20 +60,29 @@ unsigned long long parse_size(const char *s)
 
 int cmd_backends(int argc, char **argv)
 {
-	static const char *const specs[] = { "verbs", "ofi/verbs", "ofi/tcp", "ofi/shm", "tcp" };
+	int available_only = argc > 1 && !strcmp(argv[1], "--available");
 	char why[RMIG_ERR_MAX];
 
-	if (argc > 1 && !strcmp(argv[1], "--help")) {
-		printf("usage: rdmamig backends\n\nLists the compiled backends (and ofi providers) "
-		       "and whether each can run on this machine.\n");
-		return 0;
+	if (argc > 1 && !available_only) {
+		printf("usage: rdmamig backends [--available]\n\nLists the compiled backends (and ofi "
+		       "providers) and whether each can run on this machine.\n--available: only "
+		       "those that can, one spec a line (for scripts).\n");
+		return strcmp(argv[1], "--help") ? 2 : 0;
 	}
-	for (size_t i = 0; i < sizeof(specs) / sizeof(specs[0]); i++) {
-		int rc = rmig_backend_probe(specs[i], why, sizeof(why));
-		printf("%-10s %s%s%s\n", specs[i], rc ? "unavailable" : "available",
+	for (int i = 0; rmig_backend_spec(i); i++) {
+		const char *spec = rmig_backend_spec(i);
+		int rc = rmig_backend_probe(spec, why, sizeof(why));
+
+		if (available_only) {
+			if (!rc)
+				printf("%s\n", spec);
+			continue;
+		}
+		printf("%-10s %s%s%s\n", spec, rc ? "unavailable" : "available",
 		       rc ? ": " : "", rc ? why : "");
 	}
-	printf("best: %s\n", rmig_backend_best());
+	if (!available_only)
+		printf("best: %s\n", rmig_backend_best());
 	return 0;
 }
 

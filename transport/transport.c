@@ -68,6 +68,23 @@ const char *rmig_backend_name(int i)
 	return i >= 0 && i < NBACKENDS ? registry[i]->name : NULL;
 }
 
+const char *rmig_backend_spec(int i)
+{
+	for (int b = 0; b < NBACKENDS && i >= 0; b++) {
+		const char *const *v = registry[b]->specs;
+
+		if (!v) {
+			if (!i--)
+				return registry[b]->name;
+			continue;
+		}
+		for (; *v; v++)
+			if (!i--)
+				return *v;
+	}
+	return NULL;
+}
+
 /*
  * Resolve a spec ("ofi/shm", "tcp", "auto", NULL) to a backend; the part
  * after '/' becomes opts->provider unless the caller set one.

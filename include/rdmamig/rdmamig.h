@@ -227,6 +227,13 @@ RMIG_EXPORT int rmig_backend_count(void);
 RMIG_EXPORT const char *rmig_backend_name(int i);
 /* 0 if the backend (spec as above) can run here, else -errno and why. */
 RMIG_EXPORT int rmig_backend_probe(const char *backend, char *why, size_t whylen);
+/*
+ * Every spec the compiled backends answer to, i = 0, 1, ... until NULL, in
+ * order of preference ("verbs", "ofi/verbs", "ofi/tcp", "ofi/shm", "tcp"):
+ * the list to probe, test or benchmark.  A spec listed may still not run
+ * here (rmig_backend_probe says why).
+ */
+RMIG_EXPORT const char *rmig_backend_spec(int i);
 /* The spec "auto" resolves to on this machine ("verbs", "ofi", "tcp"). */
 RMIG_EXPORT const char *rmig_backend_best(void);
 

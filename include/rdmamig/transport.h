@@ -108,6 +108,13 @@ struct rmig_transport_ops {
 	 * NULL: nothing is held back.
 	 */
 	int (*authenticated)(struct rmig_ep *ep);
+	/*
+	 * The specs this backend answers to besides its name, NULL-terminated,
+	 * in order of preference (ofi: one per provider it drives, "ofi/tcp").
+	 * NULL: only the name.  rmig_backend_spec lists them: tests, benches
+	 * and scripts take the list of backends from there.
+	 */
+	const char *const *specs;
 };
 
 /* Set the endpoint's (may be NULL) and the thread's error phrase; returns err. */

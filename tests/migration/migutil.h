@@ -4,6 +4,7 @@
 #define RMIG_TESTS_MIGUTIL_H
 
 #include "host.h"
+#include <rdmamig/rdmamig.h>
 #include <sys/types.h>
 
 struct pair {
@@ -41,5 +42,12 @@ void migtest_watchdog(unsigned seconds);
 
 /* 1 if the backend can run here (else prints why). */
 int backend_usable(const char *spec);
+/* Backend spec i of the registry (rmig_backend_spec), NULL past the last:
+ * the tests' list of backends. */
+#define MIGTEST_MAX_BACKENDS 16
+static inline const char *migtest_backend(unsigned i)
+{
+	return i < MIGTEST_MAX_BACKENDS ? rmig_backend_spec((int)i) : NULL;
+}
 
 #endif

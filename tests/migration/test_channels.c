@@ -27,7 +27,6 @@
 #define MiB (1ull << 20)
 
 /* verbs runs in the Soft-RoCE VM only (RMIG_TEST_BACKENDS=verbs there). */
-static const char *const backends[] = { "tcp", "ofi/tcp", "ofi/shm", "verbs" };
 
 static void expect_bound(const struct host_result *r, unsigned n)
 {
@@ -61,18 +60,18 @@ static void test_idle_and_dirtying(void)
 {
 	static const unsigned chans[] = { 2, 4 };
 
-	for (unsigned b = 0; b < sizeof(backends) / sizeof(backends[0]); b++) {
-		if (!backend_usable(backends[b]))
+	for (unsigned b = 0; migtest_backend(b); b++) {
+		if (!backend_usable(migtest_backend(b)))
 			continue;
 		for (unsigned c = 0; c < 2; c++) {
 			for (int dirty = 0; dirty < 2; dirty++) {
 				struct pair p;
-				pair_init(&p, backends[b], dirty ? 64 * MiB : 32 * MiB);
+				pair_init(&p, migtest_backend(b), dirty ? 64 * MiB : 32 * MiB);
 				p.src.channels = p.dst.channels = chans[c];
 				if (dirty) {
 					/* Under emulation rxe moves ~50 MiB/s: dirty
 					 * well below that so pre-copy converges. */
-					p.src.dirty_rate = strcmp(backends[b], "verbs") ? 20 * MiB
+					p.src.dirty_rate = strcmp(migtest_backend(b), "verbs") ? 20 * MiB
 											 : 4 * MiB;
 					p.src.vcpus = 2;
 				}
@@ -115,18 +114,18 @@ static void test_one_registration(void)
 	static const unsigned chans[] = { 1, 2, 4 };
 	const uint64_t size = 32 * MiB;
 
-	for (unsigned b = 0; b < sizeof(backends) / sizeof(backends[0]); b++) {
-		if (!backend_usable(backends[b]))
+	for (unsigned b = 0; migtest_backend(b); b++) {
+		if (!backend_usable(migtest_backend(b)))
 			continue;
 		for (unsigned c = 0; c < 3; c++) {
 			struct pair p;
-			pair_init(&p, backends[b], size);
+			pair_init(&p, migtest_backend(b), size);
 			p.src.channels = p.dst.channels = chans[c];
 			p.src.reg_mode = RMIG_REG_WHOLE;
 			int rc = pair_run(&p);
 			expect_verified(&p, rc, "one registration per side");
 			fprintf(stderr, "%s, %u channels: source %llu regs %llu bytes, destination %llu regs %llu bytes\n",
-				backends[b], chans[c], (unsigned long long)p.sr.regs,
+				migtest_backend(b), chans[c], (unsigned long long)p.sr.regs,
 				(unsigned long long)p.sr.pinned_bytes, (unsigned long long)p.dr.regs,
 				(unsigned long long)p.dr.pinned_bytes);
 			CU_ASSERT_EQUAL(p.sr.regs, 1);
@@ -145,7 +144,7 @@ static void test_vcpus_reserved(void)
 	struct pair p;
 
 	if (sched_getaffinity(0, sizeof(set), &set) || !CPU_ISSET(0, &set) || CPU_COUNT(&set) < 2) {
-		fprintf(stderr, "skipping: needs cpu 0 and another cpu to run on\n");
+		rmig_test_skip("vCPUs reserved: needs cpu 0 and another cpu to run on");
 		return;
 	}
 	pair_init(&p, "tcp", 32 * MiB);
@@ -224,18 +223,18 @@ static void test_missing_fence(void)
 /* Channel 1's connection dies after round 0, on each backend. */
 static void test_channel_dies(void)
 {
-	for (unsigned b = 0; b < sizeof(backends) / sizeof(backends[0]); b++) {
+	for (unsigned b = 0; migtest_backend(b); b++) {
 		struct pair p;
-		if (!backend_usable(backends[b]))
+		if (!backend_usable(migtest_backend(b)))
 			continue;
-		pair_init(&p, backends[b], 32 * MiB);
+		pair_init(&p, migtest_backend(b), 32 * MiB);
 		p.src.channels = p.dst.channels = 2;
 		p.src.timeout_ms = p.dst.timeout_ms = 2000;
 		p.src.dirty_rate = 10 * MiB;
 		setenv("RMIG_TEST_DROP_CHANNEL", "1:0", 1);
 		int rc = pair_run(&p);
 		unsetenv("RMIG_TEST_DROP_CHANNEL");
-		expect_rolled_back(&p, rc, backends[b]);
+		expect_rolled_back(&p, rc, migtest_backend(b));
 	}
 }
 #endif /* RMIG_TEST_HOOKS */

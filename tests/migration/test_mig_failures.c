@@ -89,8 +89,6 @@ static void destination_dies(enum host_stage st, unsigned round, int sig, uint64
 	destination_dies_on("tcp", st, round, sig, rate);
 }
 
-static const char *const rdma_backends[] = { "ofi/tcp", "ofi/shm", "verbs" };
-
 static void test_destination_dies(void)
 {
 	destination_dies(HOST_STAGE_RESERVED, 0, SIGKILL, 0);
@@ -133,10 +131,11 @@ static void source_dies(enum host_stage st)
 /* The same over libfabric and verbs, where they run: a peer lost mid-round and at the end. */
 static void test_ofi_peer_dies(void)
 {
-	for (unsigned i = 0; i < sizeof(rdma_backends) / sizeof(rdma_backends[0]); i++) {
-		if (!backend_usable(rdma_backends[i]))
+	for (unsigned i = 0; migtest_backend(i); i++) {
+		/* tcp: the cases above */
+		if (!strcmp(migtest_backend(i), "tcp") || !backend_usable(migtest_backend(i)))
 			continue;
-		destination_dies_on(rdma_backends[i], HOST_STAGE_ROUND, 1, SIGKILL, 30 * MiB);
+		destination_dies_on(migtest_backend(i), HOST_STAGE_ROUND, 1, SIGKILL, 30 * MiB);
 		/*
 		 * A destination stopped (SIGSTOP) at the final stage, while it
 		 * takes the stream.  Over ofi/shm this case was skipped after
@@ -147,9 +146,9 @@ static void test_ofi_peer_dies(void)
 		 * hang itself was not reproduced (scripts/fault-matrix.sh,
 		 * stop-dst, and this case run repeatedly under load).
 		 */
-		destination_dies_on(rdma_backends[i], HOST_STAGE_FINAL, 0, SIGSTOP, 0);
-		source_dies_on(rdma_backends[i], HOST_STAGE_ROUND);
-		source_dies_on(rdma_backends[i], HOST_STAGE_FINAL);
+		destination_dies_on(migtest_backend(i), HOST_STAGE_FINAL, 0, SIGSTOP, 0);
+		source_dies_on(migtest_backend(i), HOST_STAGE_ROUND);
+		source_dies_on(migtest_backend(i), HOST_STAGE_FINAL);
 	}
 }
 
@@ -397,16 +396,15 @@ static void source_writes_outside(uint64_t roff)
 static void test_stranger_first(void)
 {
 	static const uint8_t other[32] = "a stranger's key, not the test's";
-	static const char *const specs[] = { "tcp", "ofi/tcp", "ofi/shm" };
 
-	for (size_t i = 0; i < sizeof(specs) / sizeof(specs[0]); i++) {
+	for (unsigned i = 0; migtest_backend(i); i++) {
 		struct pair p;
-		if (!backend_usable(specs[i]))
+		if (!backend_usable(migtest_backend(i)))
 			continue;
-		pair_init(&p, specs[i], 4 * MiB);
+		pair_init(&p, migtest_backend(i), 4 * MiB);
 		p.stranger_psk = other;
 		int rc = pair_run(&p);
-		fprintf(stderr, "%s: stranger: %s; migration: %s\n", specs[i], p.stranger_err,
+		fprintf(stderr, "%s: stranger: %s; migration: %s\n", migtest_backend(i), p.stranger_err,
 			rc ? p.sr.error : "committed");
 		CU_ASSERT_EQUAL(p.stranger_rc, -EACCES);
 		CU_ASSERT(strstr(p.stranger_err, "key differs") != NULL);

@@ -20,7 +20,6 @@
 
 #define MiB (1ull << 20)
 
-static const char *const backends[] = { "tcp", "ofi/tcp", "ofi/shm", "verbs" };
 
 static void expect_verified(const struct pair *p, int rc, const char *what)
 {
@@ -45,7 +44,7 @@ static void expect_verified(const struct pair *p, int rc, const char *what)
 	CU_ASSERT(p->dr.regs_remote > 0);
 }
 
-#define NBACKENDS (sizeof(backends) / sizeof(backends[0]))
+#define NBACKENDS MIGTEST_MAX_BACKENDS
 
 /* First-round rate of an idle migration per backend, MiB/s (0: not measured). */
 static double link_mib_s[NBACKENDS];
@@ -62,7 +61,7 @@ static double link_rate(unsigned i)
 	struct pair p;
 
 	if (!link_mib_s[i]) {
-		pair_init(&p, backends[i], 32 * MiB);
+		pair_init(&p, migtest_backend(i), 32 * MiB);
 		if (!pair_run(&p))
 			note_link(i, &p);
 	}
@@ -71,11 +70,11 @@ static double link_rate(unsigned i)
 
 static void test_idle(void)
 {
-	for (unsigned i = 0; i < NBACKENDS; i++) {
+	for (unsigned i = 0; migtest_backend(i); i++) {
 		struct pair p;
-		if (!backend_usable(backends[i]))
+		if (!backend_usable(migtest_backend(i)))
 			continue;
-		pair_init(&p, backends[i], 64 * MiB);
+		pair_init(&p, migtest_backend(i), 64 * MiB);
 		int rc = pair_run(&p);
 		expect_verified(&p, rc, "idle guest");
 		if (!rc)
@@ -86,7 +85,7 @@ static void test_idle(void)
 		 * a write (tcp, ofi/tcp, ofi/shm), written as zeros. */
 		CU_ASSERT_EQUAL(p.sr.bytes + p.sr.zero_pages * 4096, 64 * MiB);
 		CU_ASSERT(p.sr.bytes >= 48 * MiB);
-		if (!strcmp(backends[i], "verbs"))
+		if (!strcmp(migtest_backend(i), "verbs"))
 			CU_ASSERT_EQUAL(p.sr.zero_pages, 64 * MiB / 4096 / 4);
 		CU_ASSERT_EQUAL(p.dr.bytes, p.sr.bytes);
 		CU_ASSERT(p.sr.writes < p.sr.pages / 2); /* contiguous pages coalesced */
@@ -118,9 +117,9 @@ static void test_dirtying(void)
 {
 	static const enum host_pattern pats[] = { HOST_PAT_UNIFORM, HOST_PAT_HOTSET,
 						  HOST_PAT_SEQ };
-	for (unsigned i = 0; i < NBACKENDS; i++) {
+	for (unsigned i = 0; migtest_backend(i); i++) {
 		struct pair p;
-		if (!backend_usable(backends[i]))
+		if (!backend_usable(migtest_backend(i)))
 			continue;
 		/*
 		 * Well below the link: 40 MiB/s, or a quarter of the measured
@@ -132,8 +131,8 @@ static void test_dirtying(void)
 		if (link > 0 && link / 4 < 40)
 			rate = (uint64_t)(link / 4 * (double)MiB);
 		fprintf(stderr, "dirtying guest over %s: %.1f MiB/s (link measured at %.1f MiB/s)\n",
-			backends[i], (double)rate / (double)MiB, link);
-		pair_init(&p, backends[i], 128 * MiB);
+			migtest_backend(i), (double)rate / (double)MiB, link);
+		pair_init(&p, migtest_backend(i), 128 * MiB);
 		p.src.dirty_rate = rate;
 		p.src.vcpus = 2;
 		p.src.pattern = pats[i % 3];
@@ -165,11 +164,11 @@ static int pins_for_writing(const char *spec)
 
 static void test_chunked_registration(void)
 {
-	for (unsigned i = 0; i < sizeof(backends) / sizeof(backends[0]); i++) {
+	for (unsigned i = 0; migtest_backend(i); i++) {
 		struct pair p;
-		if (!backend_usable(backends[i]))
+		if (!backend_usable(migtest_backend(i)))
 			continue;
-		pair_init(&p, backends[i], 64 * MiB);
+		pair_init(&p, migtest_backend(i), 64 * MiB);
 		p.src.reg_mode = 0; /* auto: the budget decides */
 		p.src.memlock_budget = 8 * MiB;
 		p.dst.memlock_budget = 0;
@@ -180,8 +179,8 @@ static void test_chunked_registration(void)
 		CU_ASSERT(p.sr.regs >= 24);
 		/* There "auto" tracks with mprotect (userfaultfd-protected pages
 		 * cannot be pinned on demand: EFAULT). */
-		if (pins_for_writing(backends[i])) {
-			fprintf(stderr, "chunked registration over %s: tracker %s\n", backends[i],
+		if (pins_for_writing(migtest_backend(i))) {
+			fprintf(stderr, "chunked registration over %s: tracker %s\n", migtest_backend(i),
 				p.sr.tracker);
 			CU_ASSERT_STRING_EQUAL(p.sr.tracker, "mprotect");
 		}

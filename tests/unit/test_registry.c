@@ -20,6 +20,38 @@ static void test_lists_tcp(void)
 	CU_ASSERT_PTR_NULL(rmig_backend_name(-1));
 }
 
+/* Every spec names a compiled backend (itself or BACKEND/PROVIDER), every
+ * backend is reached by a spec, and a spec's probe knows it (no -ENOENT). */
+static void test_specs_cover_backends(void)
+{
+	char why[RMIG_ERR_MAX];
+	int nspecs = 0;
+
+	for (int i = 0; rmig_backend_spec(i); i++, nspecs++) {
+		const char *spec = rmig_backend_spec(i);
+		int known = 0;
+
+		for (int b = 0; b < rmig_backend_count(); b++) {
+			size_t n = strlen(rmig_backend_name(b));
+			known |= !strncmp(spec, rmig_backend_name(b), n) &&
+				 (spec[n] == 0 || spec[n] == '/');
+		}
+		CU_ASSERT(known);
+		CU_ASSERT_NOT_EQUAL(rmig_backend_probe(spec, why, sizeof(why)), -ENOENT);
+	}
+	CU_ASSERT(nspecs >= rmig_backend_count());
+	for (int b = 0; b < rmig_backend_count(); b++) {
+		int reached = 0;
+
+		for (int i = 0; rmig_backend_spec(i); i++)
+			reached |= !strncmp(rmig_backend_spec(i), rmig_backend_name(b),
+					    strlen(rmig_backend_name(b)));
+		CU_ASSERT(reached);
+	}
+	CU_ASSERT_PTR_NULL(rmig_backend_spec(-1));
+	CU_ASSERT_PTR_NULL(rmig_backend_spec(nspecs));
+}
+
 static void test_tcp_always_runs(void)
 {
 	char why[RMIG_ERR_MAX];
@@ -140,6 +172,7 @@ static void test_oversize_message_refused(void)
 
 static const CU_TestInfo tests[] = {
 	{ "lists tcp", test_lists_tcp },
+	{ "specs cover the backends", test_specs_cover_backends },
 	{ "tcp always runs", test_tcp_always_runs },
 	{ "unknown backend", test_unknown_backend },
 	{ "best is runnable", test_best_is_runnable },

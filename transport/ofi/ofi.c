@@ -322,4 +322,5 @@ const struct rmig_transport_ops rmig_ofi_ops = {
 	.close = ofi_ep_close,
 	.accept_on = ofi_accept_on,
 	.domain_free = ofi_dom_free,
+	.specs = (const char *const[]){ "ofi/verbs", "ofi/tcp", "ofi/shm", NULL },
 };
