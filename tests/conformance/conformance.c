@@ -152,6 +152,7 @@ static void conn_close(struct conn *c)
 }
 
 /* Send a command; 0 if the peer answers OK, -EIO if BAD, -errno otherwise. */
+__attribute__((format(printf, 2, 3)))
 static int cmd(struct conn *c, const char *fmt, ...)
 {
 	char msg[256], reply[128];

@@ -5,6 +5,7 @@
  * sends.  A message that decodes has exactly its type's length, known
  * flags and code, and re-encodes to the same bytes.
  */
+#include "fuzz.h"
 #include "transport/auth_wire.h"
 
 #include <stdint.h>

@@ -5,6 +5,7 @@
  * every rule of docs/wire.md, and encoding what was decoded must give the
  * same bytes back (no field silently dropped or normalised).
  */
+#include "fuzz.h"
 #include "plugin/wire.h"
 
 #include <stdlib.h>

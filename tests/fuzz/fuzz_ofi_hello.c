@@ -6,6 +6,7 @@
  * NUL-terminated provider name, and encodes back to the same bytes (no
  * reserved or padding byte is silently ignored).
  */
+#include "fuzz.h"
 #include "transport/ofi/ofi_wire.h"
 
 #include <stdint.h>

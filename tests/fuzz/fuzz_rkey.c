@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* libFuzzer target: rkey descriptors as they arrive from a peer. */
+#include "fuzz.h"
 #include <rdmamig/rdmamig.h>
 
 #include <stdint.h>

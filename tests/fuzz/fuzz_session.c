@@ -17,6 +17,7 @@
  * memory region registered once it ends, or grant remote write before the
  * peer's HELLO was accepted.
  */
+#include "fuzz.h"
 #include "plugin/session.h"
 #include "fake_transport.h"
 

@@ -16,6 +16,7 @@
  * only if the announced stream length is what it delivered.
  */
 #define _GNU_SOURCE
+#include "fuzz.h"
 #include "stream/wire.h"
 #include "fake_transport.h"
 

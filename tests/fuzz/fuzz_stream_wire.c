@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* libFuzzer target: the stream channel's control messages (stream/wire.h). */
+#include "fuzz.h"
 #include "stream/wire.h"
 
 #include <stdint.h>

@@ -4,6 +4,7 @@
  * checks.  Whatever the bytes, a frame that decodes must describe a write
  * that the receiver's bounds rule keeps inside the region, or be refused.
  */
+#include "fuzz.h"
 #include "transport/tcp/tcp_wire.h"
 
 #include <stdint.h>

@@ -1,11 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 /* Without libFuzzer: run a target over every file in the folders given. */
+#include "fuzz.h"
+
 #include <dirent.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static int replay_file(const char *path)
 {

@@ -47,6 +47,7 @@
 #define OFI_CQ_BATCH 32
 
 /* Caller holds o->lock. */
+__attribute__((format(printf, 3, 0)))
 static void mark_dead_locked(struct ofi_ep *o, int err, const char *fmt, va_list ap)
 {
 	if (o->dead)
