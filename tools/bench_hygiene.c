@@ -17,11 +17,24 @@
 
 #define MAXB 8
 
+/* The registry's backends that run here, comma-separated. */
+static void default_backends(char *list, size_t cap)
+{
+	char why[RMIG_ERR_MAX];
+	size_t n = 0;
+
+	list[0] = 0;
+	for (int i = 0; rmig_backend_spec(i) && n < cap; i++)
+		if (!rmig_backend_probe(rmig_backend_spec(i), why, sizeof(why)))
+			n += (size_t)snprintf(list + n, cap - n, "%s%s", n ? "," : "",
+					      rmig_backend_spec(i));
+}
+
 static const char usage[] =
 	"usage: rdmamig bench hygiene [--backends LIST] [--count N] [--guest-size SIZE]\n"
 	"                             [--timeout-ms MS] [--rss-slack SIZE]\n\n"
 	"N migrations (default 1000) back to back in this process, both ends on\n"
-	"loopback, for each backend (default: tcp,ofi/tcp,ofi/shm, those usable here);\n"
+	"loopback, for each backend (default: every one that runs here);\n"
 	"open descriptors, threads, RSS and registered regions after the 10th and\n"
 	"the Nth.  Exit 1 if any grew (RSS by more than --rss-slack, default 1M).\n"
 	"Over ofi/shm the destination is a child process per migration (libfabric's\n"
@@ -58,7 +71,7 @@ int bench_hygiene(int argc, char **argv)
 		{ "guest-size", required_argument, 0, 'g' }, { "timeout-ms", required_argument, 0, 't' },
 		{ "rss-slack", required_argument, 0, 's' }, { "help", no_argument, 0, 'h' },
 		{ 0, 0, 0, 0 } };
-	char list[256] = "tcp,ofi/tcp,ofi/shm", *save = NULL;
+	char list[256] = "", *save = NULL;
 	unsigned count = 1000;
 	long slack_kib = 1024;
 	struct host_opts o;
@@ -80,10 +93,13 @@ int bench_hygiene(int argc, char **argv)
 		default: fprintf(stderr, "%s", usage); return 2;
 		}
 	}
-	if (count < 10 || !o.guest_size || o.timeout_ms <= 0) {
-		fprintf(stderr, "rdmamig bench hygiene: --count must be at least 10, --guest-size and --timeout-ms positive\n");
+	if (count < 10 + HYGIENE_RSS_RUNS || !o.guest_size || o.timeout_ms <= 0) {
+		fprintf(stderr, "rdmamig bench hygiene: --count must be at least %d, --guest-size and --timeout-ms positive\n",
+			10 + HYGIENE_RSS_RUNS);
 		return 2;
 	}
+	if (!list[0])
+		default_backends(list, sizeof(list));
 	printf("rdmamig bench hygiene: %u migrations per backend in one process, %llu MiB idle guest\n\n",
 	       count, (unsigned long long)(o.guest_size >> 20));
 	printf("| backend | after migration | open fds | threads | RSS KiB | registered regions | |\n");
