@@ -83,7 +83,7 @@ int rmig_test_backend(const char *spec)
 static int no_selected_backend_runs(const char *suite)
 {
 	const char *list = getenv("RMIG_TEST_BACKENDS");
-	char why[RMIG_ERR_MAX];
+	char why[RMIG_ERR_MAX] = "no backend of that name is compiled in";
 
 	if (!list || !*list)
 		return 0;
@@ -91,7 +91,8 @@ static int no_selected_backend_runs(const char *suite)
 		if (backend_selected(rmig_backend_spec(i)) &&
 		    !rmig_backend_probe(rmig_backend_spec(i), why, sizeof(why)))
 			return 0;
-	fprintf(stderr, "SKIP: %s: none of RMIG_TEST_BACKENDS=%s can run here\n", suite, list);
+	fprintf(stderr, "SKIP: %s: none of RMIG_TEST_BACKENDS=%s can run here (%s)\n", suite, list,
+		why);
 	return 1;
 }
 
