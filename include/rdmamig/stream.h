@@ -9,7 +9,8 @@
  * copies are the two the kernel makes for the descriptors themselves.
  * `rdmamig send` / `rdmamig recv` (QEMU's exec: migration) and
  * `rdmamig proxy-out` / `proxy-in` (QEMU's unix: migration) are built on it.
- * The messages are in docs/wire.md ("The stream").
+ * docs/architecture.md ("The stream") describes the protocol; its
+ * messages are in stream/wire.h.
  *
  * Each call runs one side of one stream to its end on the calling thread,
  * over an endpoint already connected (rmig_connect / rmig_accept) and used
