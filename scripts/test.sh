@@ -22,7 +22,7 @@ UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1} \
   ctest --test-dir "$BUILD-asan" --output-on-failure --timeout 900 -j2 -L sanitize
 
 echo "== threaded suites under ThreadSanitizer (ctest -L tsan: engine, channels, stream, conformance)"
-cmake -S . -B "$BUILD-tsan" -DRMIG_SANITIZE=thread -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake -S . -B "$BUILD-tsan" -DRMIG_SANITIZE=thread -DRMIG_WERROR=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 tsan_rc=0
 cmake --build "$BUILD-tsan" -j"$(nproc)" > "$BUILD-tsan/build.log" 2>&1 || tsan_rc=$?
 grep -vE '^\[ *[0-9]+%\]' "$BUILD-tsan/build.log" || true

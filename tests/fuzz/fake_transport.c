@@ -260,6 +260,12 @@ int rmig_backend_probe(const char *backend, char *why, size_t whylen)
 	return 0;
 }
 
+/* The fake registry: one backend. */
+const char *rmig_backend_spec(int i)
+{
+	return i == 0 ? "fake" : NULL;
+}
+
 /* The fake has no shared domains: the engine registers per channel. */
 int rmig_accept_on(struct rmig_ep *l, struct rmig_domain *dom, int timeout_ms,
 		   struct rmig_ep **ep)
