@@ -30,6 +30,7 @@ import threading
 import time
 
 QEMU = os.environ.get("QEMU", "qemu-system-x86_64")
+QMP_TIMEOUT = 10  # seconds a QMP command may take (--qmp-timeout)
 try:
     QEMU_7 = b"version 7." in subprocess.run([QEMU, "--version"], capture_output=True).stdout
 except OSError:
@@ -94,7 +95,8 @@ class QMP:
             self.events.append(msg)
         return msg
 
-    def cmd(self, name, timeout=10, **args):
+    def cmd(self, name, timeout=None, **args):
+        timeout = timeout or QMP_TIMEOUT
         req = {"execute": name}
         if args:
             req["arguments"] = args
@@ -335,7 +337,12 @@ class ProxyPair:
         self.a, self.backend = a, backend
         self.tag = backend.replace("/", "-")
         self.dir = a.workdir
-        self.start()
+        self.pin = self.pout = None
+        try:
+            self.start()
+        except Exception:
+            self.stop()  # a proxy that did start must not outlive the run
+            raise
 
     def path(self, side, slot):
         return os.path.join(self.dir, f"px-{self.tag}-{side}-{slot}.sock")
@@ -396,6 +403,8 @@ class ProxyPair:
 
     def stop(self):
         for p in (self.pout, self.pin):
+            if p is None:
+                continue
             if p.poll() is None:
                 p.terminate()
             try:
@@ -892,6 +901,9 @@ def main():
                    help="seconds a migration to be cancelled or killed may take to move 2 MiB")
     p.add_argument("--start-timeout", type=int, default=10,
                    help="seconds QEMU may take to answer on QMP after it starts")
+    p.add_argument("--qmp-timeout", type=int, default=10,
+                   help="seconds a QMP command may take (a TCG QEMU in the emulated VM on a "
+                        "loaded host answers slowly while it migrates)")
     p.add_argument("--boot-timeout", type=int, default=120)
     p.add_argument("--check", choices=("all", "last"), default="all",
                    help="run the guest's page check after every migration or the last only")
@@ -910,6 +922,8 @@ def main():
     p.add_argument("--table", action="store_true")
     p.add_argument("--json")
     a = p.parse_args()
+    global QMP_TIMEOUT
+    QMP_TIMEOUT = a.qmp_timeout
     specs = (a.methods, a.cancel, a.kill, a.kill_source, a.proxy_kill, a.concurrent)
     backends = available_backends(a.rdmamig) if any("auto" in x for x in specs) else []
     channels = [int(x) for x in a.proxy_channels.split(",") if x]
