@@ -5,7 +5,10 @@
 #     own rdma: on the same rxe0, and QEMU's tcp: for reference;
 #   --patched: the patched QEMU 10 (integrations/qemu/, scripts/build-qemu.sh)
 #     by its own rdmamig: transport over verbs (QEMU loads librdmamig.so and
-#     writes guest RAM one-sidedly), beside the same binary's rdma: and tcp:.
+#     writes guest RAM one-sidedly), beside the same binary's rdma: and tcp:,
+#     and its own unix: migration through rdmamig proxy-out/proxy-in over
+#     verbs with 0 and 2 multifd channels (QEMU driven as libvirt drives it:
+#     -incoming defer, return-path, pause-before-switchover).
 # QEMU is TCG there (no KVM in the VM), so the guest stays idle (--rate 0):
 # QEMU 7.2's TCG loses pages a guest dirties during migration, and a TCG
 # QEMU inside a TCG VM is too slow to judge a dirtying guest.
@@ -64,7 +67,10 @@ if ((PATCHED)); then
   LIB=$(readlink -f "$B/librdmamig.so.0")
   [ -e "$LIB" ] || fail "$B/librdmamig.so.0 is missing: build first"
   VMD=$B/qemu10-vm
-  : "${METHODS:=plugin:verbs,qemu-rdma,qemu-tcp}"
+  # proxy:verbs:N: QEMU's own unix: migration (multifd with N channels, 0:
+  # off) through rdmamig proxy-out/proxy-in over verbs, QEMU driven as
+  # libvirt drives it (return path on); unix: and multifd are upstream code.
+  : "${METHODS:=plugin:verbs,qemu-rdma,qemu-tcp,proxy:verbs:0,proxy:verbs:2}"
   FAILURES=${FAILURES//V/plugin:verbs}
   PLUGIN_ARGS="--firmware $VMD/firmware"
   [[ "$METHODS $FAILURES" != *plugin:* ]] || PLUGIN_ARGS+=" --library $LIB"
@@ -93,7 +99,8 @@ bash scripts/softroce-vm.sh --build "$BUILD" --mem 2048 --timeout 900 run \
    $VMT/bin/python3 -S $VMD/qemu_migrate.py --accel tcg --host \$RMIG_VM_IP \
    --rdmamig $B/tools/rdmamig --guest $B/guest/rdmamig-guest.bin --workdir /tmp/qm $PLUGIN_ARGS \
    --methods $METHODS --runs $RUNS --rate 0 --guest-mib $GUEST_MIB --ram-mib 128 $FAILURES \
-   --boot-timeout 300 --start-timeout 60 --interrupt-timeout 120 --migrate-timeout 300 --stream-timeout-ms $STREAM_MS --table ${EXTRA[*]} ||
+   --boot-timeout 300 --start-timeout 60 --interrupt-timeout 120 --migrate-timeout 300 --stream-timeout-ms $STREAM_MS \
+   --qmp-timeout 60 --proxy-timeout-ms $STREAM_MS --libvirt-caps verbs --table ${EXTRA[*]} ||
    { st=\$?; for f in /tmp/qm/*.stderr /tmp/qm/*.console; do echo \"--- \$f\"; tail -4 \$f; done; exit \$st; }" \
   >"$LOG" 2>&1 || rc=$?
 # The harness's lines and the table; the whole console is in $LOG.

@@ -62,6 +62,6 @@ BUILD=$BUILD bash scripts/fault-matrix-vm.sh || vm_rc=$?
 echo "== Stock QEMU in the Soft-RoCE VM: exec:rdmamig over verbs, QEMU's own rdma: and tcp:, cancel and a killed receiver over verbs (scripts/qemu-vm-migrate.sh)"
 BUILD=$BUILD bash scripts/qemu-vm-migrate.sh || vm_rc=$?
 
-echo "== The patched QEMU 10 in the Soft-RoCE VM: rdmamig: over verbs (QEMU loads librdmamig.so), the same binary's rdma: and tcp:, cancel and a killed destination over verbs (scripts/qemu-vm-migrate.sh --patched; fails where the patched QEMU is not built)"
+echo "== The patched QEMU 10 in the Soft-RoCE VM: rdmamig: over verbs (QEMU loads librdmamig.so), the same binary's rdma: and tcp:, its unix: through rdmamig proxy-out/proxy-in over verbs (0 and 2 multifd channels), cancel and a killed destination over verbs (scripts/qemu-vm-migrate.sh --patched; fails where the patched QEMU is not built)"
 BUILD=$BUILD bash scripts/qemu-vm-migrate.sh --patched || vm_rc=$?
 exit $((vm_rc || qemu_rc))
