@@ -16,11 +16,19 @@ pages and writes i.done (0 wrong pages or the migration fails).  The pause
 (source STOP to destination RESUME) spans two clocks: b serves its clock on
 TCP and a measures the offset (the sample with the shortest round trip,
 whose half bounds the error) before the migrations.
+
+Methods: qemu-tcp, qemu-rdma, plugin:BACKEND, rdmamig:BACKEND as in
+qemu_migrate.py; qemu-tcp:N is QEMU's tcp: with multifd and N channels;
+proxy:BACKEND:N is QEMU's unix: migration (multifd with N channels, 0: off)
+through rdmamig proxy-out on the source VM and proxy-in on the destination
+VM (used by scripts/bench-proxy.sh).  A proxy pair is started for each
+migration, before it, and stopped after it.
 """
 import argparse
 import json
 import os
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -87,30 +95,128 @@ def clock_offset(peer, n=30):
     return best[0], best[1] / 2
 
 
+def multifd(method):
+    """(base method, multifd channels): qemu-tcp:4 -> (qemu-tcp, 4)."""
+    if method.startswith("proxy:"):
+        return qm.proxy_parts(method)[0], qm.proxy_parts(method)[1]
+    base, _, n = method.partition(":") if method.startswith("qemu-") else (method, "", "")
+    return base, int(n or 0)
+
+
+def spawn(a, name, argv):
+    err = open(os.path.join(a.workdir, f"{name}.stderr"), "a")
+    p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=err, stderr=err,
+                         start_new_session=True)
+    err.close()
+    return p
+
+
+def stop_proc(p):
+    if p and p.poll() is None:
+        p.terminate()
+        try:
+            p.wait(10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
+def wait_path(p, path, what, timeout=60):
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(path):
+        if p.poll() is not None or time.monotonic() > deadline:
+            raise qm.Fail(f"{what} did not start")
+        time.sleep(0.05)
+
+
+def proxy_common(a, backend):
+    return ["--backend", backend, "--timeout", str(a.stream_timeout_ms),
+            "--key-file", a.key_file, "-v"]
+
+
+def start_proxy_out(src, i, method, a, ready):
+    """proxy-out on this (source) VM towards the destination's proxy-in; the
+    unix: URI the source QEMU migrates to."""
+    backend, _ = qm.proxy_parts(method)
+    sock = os.path.join(a.workdir, f"out-{i}.sock")
+    p = spawn(a, f"proxy-out-{i}", [a.rdmamig, "proxy-out", "--to",
+                                    f"{ready['host']}:{ready['port']}",
+                                    "--listen-unix", f"{sock}=m{i}"] + proxy_common(a, backend))
+    wait_path(p, sock, f"proxy-out for migration {i}")
+    src.proxy = p
+    return f"unix:{sock}"
+
+
 def as_source(src, i, method, a):
+    try:
+        migrate_out(src, i, method, a)
+    finally:
+        stop_proc(getattr(src, "proxy", None))
+
+
+def migrate_out(src, i, method, a):
     ready = get(a, f"{i}.ready", a.migrate_timeout)
-    _, uri = qm.channel(method, ns(a, host=ready["host"]), ready["port"])
+    base, n = multifd(method)
+    if method.startswith("proxy:"):
+        uri = start_proxy_out(src, i, method, a, ready)
+    else:
+        _, uri = qm.channel(base, ns(a, host=ready["host"]), ready["port"])
+    # Always: this QEMU may have been the destination of a multifd migration.
+    qm.set_caps(src, n, False, source=True)
     src.qmp.cmd("migrate-set-parameters", **{"max-bandwidth": a.bandwidth,
                                               "downtime-limit": a.downtime_ms})
     src.qmp.events.clear()
+    t0 = time.monotonic()
     src.qmp.cmd("migrate", uri=uri)
     info = qm.wait_status(src, ("completed", "failed", "cancelled"), a.migrate_timeout)
+    wall_ms = round((time.monotonic() - t0) * 1000)  # to 'completed' as polled
     if info["status"] != "completed":
         raise qm.Fail(f"{method}: migration {info['status']}: {info.get('error-desc', '')}; "
                       f"{src.stderr_text()}")
     stop = src.qmp.event("STOP", 5)
     time.sleep(0.5)  # the figures may follow 'completed'
     info = src.qmp.cmd("query-migrate")
-    put(a, f"{i}.mig", {"total_ms": info.get("total-time", 0), "stop": stop,
+    put(a, f"{i}.mig", {"total_ms": info.get("total-time", 0), "wall_ms": wall_ms, "stop": stop,
                         "mbytes": round(info.get("ram", {}).get("transferred", 0) / 1e6, 1)})
     get(a, f"{i}.done", 60)
     src.quit()
 
 
+def start_destination(i, method, a, port):
+    """The destination QEMU (-incoming defer, multifd set, migrate-incoming)
+    and, for proxy:, proxy-in listening on port; (guest, proxy-in or None)."""
+    base, n = multifd(method)
+    pin = None
+    if method.startswith("proxy:"):
+        sock = os.path.join(a.workdir, f"in-{i}.sock")
+        addr = os.path.join(a.workdir, f"in-{i}.addr")
+        pin = spawn(a, f"proxy-in-{i}", [a.rdmamig, "proxy-in", "--listen", f"{a.host}:{port}",
+                                         "--addr-file", addr, "--to-unix", f"{sock}=m{i}"]
+                    + proxy_common(a, qm.proxy_parts(method)[0]))
+        wait_path(pin, addr, f"proxy-in for migration {i}")
+        uri = f"unix:{sock}"
+    else:
+        uri, _ = qm.channel(base, a, port)
+        if not n:  # as before: -incoming URI
+            return qm.Guest(f"p{i}", a, incoming=uri), None
+    try:
+        dst = qm.Guest(f"p{i}", a, incoming="defer")
+    except Exception:
+        stop_proc(pin)
+        raise
+    try:
+        qm.set_caps(dst, n, False, source=False)
+        dst.qmp.cmd("migrate-incoming", uri=uri)
+    except Exception:
+        dst.kill()
+        stop_proc(pin)
+        raise
+    return dst, pin
+
+
 def as_destination(i, method, a):
     port = 7600 + i
-    uri, _ = qm.channel(method, a, port)
-    dst = qm.Guest(f"p{i}", a, incoming=uri)
+    dst, pin = start_destination(i, method, a, port)
     try:
         put(a, f"{i}.ready", {"host": a.host, "port": port})
         mig = get(a, f"{i}.mig", a.migrate_timeout + 30)
@@ -124,6 +230,8 @@ def as_destination(i, method, a):
     except Exception:
         dst.kill()
         raise
+    finally:
+        stop_proc(pin)
     put(a, f"{i}.done", {"bad": bad, "pages": pages, "resume": resume})
     return dst, mig, resume, (before, after), (bad, pages)
 
@@ -176,6 +284,7 @@ def run(a):
                     # resume is on my clock; offset is (the source's clock - mine).
                     pause = (resume + offset - mig["stop"]) * 1000 if mig["stop"] else None
                     res = {"method": method, "run": r, "to": a.me, "total_ms": mig["total_ms"],
+                           "wall_ms": mig.get("wall_ms"),
                            "pause_ms": round(pause, 1) if pause is not None else None,
                            "pause_err_ms": round(err * 1000, 1), "mbytes": mig["mbytes"],
                            "bad": bad, "pages": pages}
@@ -219,6 +328,7 @@ def main():
     p.add_argument("--boot-timeout", type=int, default=300)
     p.add_argument("--start-timeout", type=int, default=60)
     a = p.parse_args()
+    qm.QMP_TIMEOUT = 60  # TCG QEMU in an emulated VM: slow to answer while it migrates
     a.methods = [m for m in a.methods.split(",") if m]
     a.accel, a.send_args, a.recv_args = "tcg", "", ""
     os.environ.setdefault("RMIG_TIMEOUT_MS", str(a.stream_timeout_ms))
