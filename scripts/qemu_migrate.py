@@ -441,6 +441,18 @@ def set_caps(g, n, libvirt, source):
     g.qmp.cmd("migrate-set-capabilities", capabilities=caps)
     if n:
         g.qmp.cmd("migrate-set-parameters", **{"multifd-channels": n})
+    g.caps_set = n > 0 or libvirt
+
+
+def clear_caps(g):
+    """Back to plain precopy before a method that is not proxy: a guest that
+    arrived by a proxy migration keeps its capabilities (rdmamig: refuses
+    multifd: "Migration requires multi-channel URIs")."""
+    if getattr(g, "caps_set", False):
+        g.qmp.cmd("migrate-set-capabilities", capabilities=[
+            {"capability": c, "state": False}
+            for c in ("multifd", "return-path", "pause-before-switchover", "late-block-activate")])
+        g.caps_set = False
 
 
 def start_proxy_migration(src, dst_name, method, a, slot):
@@ -465,6 +477,7 @@ def start_migration(src, dst_name, method, a, bandwidth, slot="mA", go=True):
     if method.startswith("proxy:"):
         dst, uri_out = start_proxy_migration(src, dst_name, method, a, slot)
     else:
+        clear_caps(src)
         uri_in, uri_out = channel(method, a, free_port())
         dst = Guest(dst_name, a, incoming=uri_in)
     src.err_mark = err_offset(src)
