@@ -151,9 +151,14 @@ const char *rmig_backend_best(void)
 	return "tcp";
 }
 
+/* A table shorter than this build's (size first) lacks the later ops. */
+#define HAS_OP(ops, op)                                                        \
+	((ops)->size >= offsetof(struct rmig_transport_ops, op) + sizeof((ops)->op) && \
+	 (ops)->op)
+
 #define NEED_OP(ep, op)                                                        \
 	do {                                                                   \
-		if (!(ep)->ops->op)                                            \
+		if (!HAS_OP((ep)->ops, op))                                    \
 			return rmig_set_error(ep, -EOPNOTSUPP,                 \
 					      "%s backend does not support " #op, \
 					      (ep)->ops->name);                \
@@ -200,8 +205,7 @@ static void close_unauthenticated(struct rmig_ep **ep, int rc)
 /* The peer authenticated: the backend opens what it held back. */
 static int auth_granted(struct rmig_ep *ep)
 {
-	if (ep->ops->size < offsetof(struct rmig_transport_ops, authenticated) + sizeof(void *) ||
-	    !ep->ops->authenticated)
+	if (!HAS_OP(ep->ops, authenticated))
 		return 0;
 	return ep->ops->authenticated(ep);
 }
@@ -339,10 +343,13 @@ int rmig_reg_mr(struct rmig_ep *ep, void *addr, size_t len, unsigned access,
 	NEED_OP(ep, reg_mr);
 	if (!addr || !len)
 		return rmig_set_error(ep, -EINVAL, "cannot register an empty region");
-	if (access & ~(unsigned)(RMIG_ACCESS_REMOTE_WRITE | RMIG_ACCESS_REMOTE_READ))
+	if (access & ~(unsigned)(RMIG_ACCESS_REMOTE_WRITE | RMIG_ACCESS_REMOTE_READ |
+				 RMIG_ACCESS_LOCAL_WRITE))
 		return rmig_set_error(ep, -EINVAL, "unknown access flags 0x%x", access);
 	rc = ep->ops->reg_mr(ep, addr, len, access, mr);
 	if (!rc) {
+		/* The key tells the peer what it may do: local rights stay here. */
+		(*mr)->rkey.flags &= RMIG_ACCESS_REMOTE_WRITE | RMIG_ACCESS_REMOTE_READ;
 		__atomic_add_fetch(&mrs_live, 1, __ATOMIC_RELAXED);
 		if (ep->dom) {
 			__atomic_add_fetch(&ep->dom->regs, 1, __ATOMIC_RELAXED);
@@ -406,6 +413,37 @@ int rmig_write_batch(struct rmig_ep *ep, const struct rmig_write *w, unsigned n,
 	return ep->ops->write_batch(ep, w, n, wr_id);
 }
 
+int rmig_read_batch(struct rmig_ep *ep, const struct rmig_read *r, unsigned n,
+		    uint64_t wr_id)
+{
+	NEED_OP(ep, read_batch);
+	if (!n || n > RMIG_BATCH_MAX)
+		return rmig_set_error(ep, -EINVAL, "a batch holds 1 to %d reads, not %u",
+				      RMIG_BATCH_MAX, n);
+	for (unsigned i = 0; i < n; i++) {
+		if (!r[i].lmr || !r[i].rkey || !r[i].len)
+			return rmig_set_error(ep, -EINVAL, "read %u of the batch is empty", i);
+		if (!fits(r[i].loff, r[i].len, r[i].lmr->len))
+			return rmig_set_error(ep, -ERANGE,
+					      "read of %llu bytes at local offset %llu is outside the %zu-byte destination region",
+					      (unsigned long long)r[i].len,
+					      (unsigned long long)r[i].loff, r[i].lmr->len);
+		if (!fits(r[i].roff, r[i].len, r[i].rkey->len))
+			return rmig_set_error(ep, -ERANGE,
+					      "read of %llu bytes at offset %llu is outside the peer's %llu-byte region",
+					      (unsigned long long)r[i].len,
+					      (unsigned long long)r[i].roff,
+					      (unsigned long long)r[i].rkey->len);
+		if (!(r[i].rkey->flags & RMIG_ACCESS_REMOTE_READ))
+			return rmig_set_error(ep, -EACCES,
+					      "the peer's region does not grant remote read (it registers with RMIG_ACCESS_REMOTE_READ)");
+		if (!(r[i].lmr->access & RMIG_ACCESS_LOCAL_WRITE))
+			return rmig_set_error(ep, -EACCES,
+					      "a read's destination must be registered with RMIG_ACCESS_LOCAL_WRITE");
+	}
+	return ep->ops->read_batch(ep, r, n, wr_id);
+}
+
 int rmig_poll(struct rmig_ep *ep, struct rmig_completion *c, unsigned max,
 	      int timeout_ms)
 {
@@ -429,6 +467,26 @@ int rmig_write_sync(struct rmig_ep *ep, const struct rmig_mr *lmr, uint64_t loff
 	rc = rmig_poll(ep, &c, 1, ep->timeout_ms);
 	if (rc == 0)
 		return rmig_set_error(ep, -ETIMEDOUT, "write not completed within %d ms",
+				      ep->timeout_ms);
+	if (rc < 0)
+		return rc;
+	return c.status;
+}
+
+int rmig_read_sync(struct rmig_ep *ep, const struct rmig_mr *lmr, uint64_t loff,
+		   const struct rmig_rkey *rkey, uint64_t roff, uint64_t len)
+{
+	static const uint64_t sync_id = 0x52454144ull; /* "READ" */
+	struct rmig_read r = { .lmr = lmr, .loff = loff, .rkey = rkey,
+			       .roff = roff, .len = len };
+	struct rmig_completion c;
+	int rc = rmig_read_batch(ep, &r, 1, sync_id);
+
+	if (rc)
+		return rc;
+	rc = rmig_poll(ep, &c, 1, ep->timeout_ms);
+	if (rc == 0)
+		return rmig_set_error(ep, -ETIMEDOUT, "read not completed within %d ms",
 				      ep->timeout_ms);
 	if (rc < 0)
 		return rc;

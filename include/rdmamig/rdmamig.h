@@ -47,6 +47,10 @@ enum rmig_access {
 	RMIG_ACCESS_LOCAL = 0,        /* only read locally (source of writes) */
 	RMIG_ACCESS_REMOTE_WRITE = 1, /* the peer may write into it */
 	RMIG_ACCESS_REMOTE_READ = 2,  /* the peer may read it (post-copy) */
+	/* Local only: rmig_read may place data in it (a read's destination).
+	 * Never on the wire (rkey flags carry the REMOTE_* bits alone); verbs
+	 * pins such a region writable, which breaks copy-on-write sharing. */
+	RMIG_ACCESS_LOCAL_WRITE = 4,
 };
 
 /* Capability bits of a backend (struct rmig_transport_ops.caps). */
@@ -55,6 +59,7 @@ enum rmig_cap {
 	RMIG_CAP_ZERO_COPY = 1u << 1,  /* no bounce buffer on the write path */
 	RMIG_CAP_CROSS_HOST = 1u << 2, /* peers may be on different hosts */
 	RMIG_CAP_DOMAIN = 1u << 3,     /* endpoints may share a domain (rmig_ep_domain) */
+	RMIG_CAP_READ = 1u << 4,       /* one-sided read wired (rmig_read_batch) */
 };
 
 /*
@@ -79,6 +84,19 @@ struct rmig_domain;
 
 /* One write: len bytes from a local region at loff into the peer's region at roff. */
 struct rmig_write {
+	const struct rmig_mr *lmr;
+	uint64_t loff;
+	const struct rmig_rkey *rkey;
+	uint64_t roff;
+	uint64_t len;
+};
+
+/*
+ * One read: len bytes of the peer's region at roff into a local region at
+ * loff.  The local region is registered with RMIG_ACCESS_LOCAL_WRITE; the
+ * peer's key grants RMIG_ACCESS_REMOTE_READ.
+ */
+struct rmig_read {
 	const struct rmig_mr *lmr;
 	uint64_t loff;
 	const struct rmig_rkey *rkey;
@@ -209,6 +227,26 @@ RMIG_EXPORT int rmig_poll(struct rmig_ep *ep, struct rmig_completion *c, unsigne
 /* Post one write and wait for it: convenience for tests and setup. */
 RMIG_EXPORT int rmig_write_sync(struct rmig_ep *ep, const struct rmig_mr *lmr, uint64_t loff,
 		    const struct rmig_rkey *rkey, uint64_t roff, uint64_t len);
+
+/*
+ * Post n (1..RMIG_BATCH_MAX) one-sided reads: the peer's software takes no
+ * part (verbs RDMA READ, libfabric fi_read; tcp: the peer's receiver thread
+ * answers from its region table, checking key, access and bounds as for a
+ * write).  One completion carrying wr_id is reported by rmig_poll once
+ * every byte is in the local regions; batches of reads and of writes share
+ * the RMIG_OUTSTANDING_MAX limit.  Checked first, nothing posted on failure:
+ * -ERANGE if a read is out of bounds of either region, -EACCES if the key
+ * lacks REMOTE_READ or the local region LOCAL_WRITE, -EOPNOTSUPP where the
+ * backend has no RMIG_CAP_READ.  A read the peer refuses (unknown key, no
+ * REMOTE_READ, out of its region) fails its batch and ends the endpoint.
+ * No order is promised between a read and operations posted after it:
+ * wait for its completion.  The local region stays registered until then.
+ */
+RMIG_EXPORT int rmig_read_batch(struct rmig_ep *ep, const struct rmig_read *r, unsigned n,
+		    uint64_t wr_id);
+/* Post one read and wait for it. */
+RMIG_EXPORT int rmig_read_sync(struct rmig_ep *ep, const struct rmig_mr *lmr, uint64_t loff,
+		   const struct rmig_rkey *rkey, uint64_t roff, uint64_t len);
 
 /* Control messages of at most RMIG_MSG_MAX bytes. */
 RMIG_EXPORT int rmig_send(struct rmig_ep *ep, const void *buf, size_t len);

@@ -59,7 +59,7 @@ struct rmig_mr {
 	struct rmig_domain *dom; /* the domain it is registered on (NULL: ep's alone) */
 };
 
-#define RMIG_TRANSPORT_OPS_VERSION 1
+#define RMIG_TRANSPORT_OPS_VERSION 2
 
 /*
  * One const table per backend, designated initializers, size first.  The
@@ -115,6 +115,14 @@ struct rmig_transport_ops {
 	 * and scripts take the list of backends from there.
 	 */
 	const char *const *specs;
+	/*
+	 * One-sided reads (caps has RMIG_CAP_READ; ops version 2).  Checked
+	 * by the generic layer like writes; completes through poll, in the
+	 * same RMIG_OUTSTANDING_MAX budget.  The backend makes the peer's side
+	 * refuse a region registered without RMIG_ACCESS_REMOTE_READ.
+	 */
+	int (*read_batch)(struct rmig_ep *ep, const struct rmig_read *r, unsigned n,
+			  uint64_t wr_id);
 };
 
 /* Set the endpoint's (may be NULL) and the thread's error phrase; returns err. */

@@ -52,10 +52,12 @@ static const char *local_host = "127.0.0.1"; /* RMIG_CONF_HOST */
 static char peer_addr[128];
 static pid_t peer_pid;   /* 0 when the peer is remote (--peer) */
 static uint8_t *local;   /* BIG_REGION bytes, the source of every write */
+static uint8_t *sink;    /* BIG_REGION bytes, the destination of every read */
 
 struct conn {
 	struct rmig_ep *ep;
 	struct rmig_mr *lmr;
+	struct rmig_mr *smr; /* sink, LOCAL_WRITE: read sessions only */
 	struct rmig_rkey rk;
 };
 
@@ -110,8 +112,10 @@ static pid_t fork_peer(char *addr, size_t len)
 	return pid;
 }
 
-/* Connect, ask for a region of rlen bytes, learn its key. */
-static int conn_open(struct conn *c, const char *addr, uint64_t rlen, int timeout_ms)
+/* Connect, ask for a region of rlen bytes (the peer may read it: mode
+ * "READ"; else ""), learn its key; read sessions register the sink. */
+static int conn_open_mode(struct conn *c, const char *addr, uint64_t rlen, int timeout_ms,
+			  const char *mode, int reads)
 {
 	struct rmig_ep_opts o = { .size = sizeof(o), RMIG_TEST_PSK, .timeout_ms = timeout_ms };
 	uint8_t key[RMIG_RKEY_WIRE_SIZE];
@@ -125,9 +129,11 @@ static int conn_open(struct conn *c, const char *addr, uint64_t rlen, int timeou
 		return rc;
 	}
 	rc = rmig_reg_mr(c->ep, local, BIG_REGION, RMIG_ACCESS_LOCAL, &c->lmr);
+	if (!rc && reads)
+		rc = rmig_reg_mr(c->ep, sink, BIG_REGION, RMIG_ACCESS_LOCAL_WRITE, &c->smr);
 	if (rc)
 		goto fail;
-	snprintf(msg, sizeof(msg), "REGION %llu", (unsigned long long)rlen);
+	snprintf(msg, sizeof(msg), "REGION %llu %s", (unsigned long long)rlen, mode);
 	rc = rmig_send(c->ep, msg, strlen(msg) + 1);
 	if (rc)
 		goto fail;
@@ -142,10 +148,22 @@ fail:
 	return rc;
 }
 
+static int conn_open(struct conn *c, const char *addr, uint64_t rlen, int timeout_ms)
+{
+	return conn_open_mode(c, addr, rlen, timeout_ms, "", 0);
+}
+
+/* A session whose region the peer lets us read. */
+static int conn_open_read(struct conn *c, const char *addr, uint64_t rlen, int timeout_ms)
+{
+	return conn_open_mode(c, addr, rlen, timeout_ms, "READ", 1);
+}
+
 static void conn_close(struct conn *c)
 {
 	if (!c->ep)
 		return;
+	rmig_dereg_mr(c->ep, c->smr);
 	rmig_dereg_mr(c->ep, c->lmr);
 	rmig_close(c->ep);
 	c->ep = NULL;
@@ -425,6 +443,191 @@ static void test_calls_after_peer_left(void)
 	conn_close(&c);
 }
 
+/* --- reads ----------------------------------------------------------------- */
+
+static int all_bytes(const uint8_t *p, uint8_t b, size_t len)
+{
+	for (size_t i = 0; i < len; i++)
+		if (p[i] != b)
+			return 0;
+	return 1;
+}
+
+/*
+ * Whether a read fails, whichever way the backend says it: refused when
+ * posted, a failed completion, a dead endpoint, or no completion within
+ * the deadline.
+ */
+static int read_fails(struct conn *c, const struct rmig_rkey *rk, uint64_t roff, uint64_t len)
+{
+	struct rmig_read r = { c->smr, 0, rk, roff, len };
+	struct rmig_completion comp;
+	int n;
+
+	if (rmig_read_batch(c->ep, &r, 1, 21))
+		return 1;
+	n = rmig_poll(c->ep, &comp, 1, FAIL_TIMEOUT_MS);
+	if (n == 1 && comp.status == 0)
+		return 0;
+	fprintf(stderr, "  (read refused: %d, %s)\n", n == 1 ? comp.status : n,
+		rmig_ep_error(c->ep));
+	return 1;
+}
+
+/* 1 B to 64 MiB, unaligned on both sides; nothing around the bytes read moves. */
+static void test_read_sizes_unaligned(void)
+{
+	static const uint64_t sizes[] = { 1, 3, 4095, 4097, 65537, MIB + 13,
+					  16 * MIB + 5, 64 * MIB };
+	struct conn c;
+
+	CU_ASSERT_EQUAL_FATAL(conn_open_read(&c, peer_addr, BIG_REGION, RMIG_DEFAULT_TIMEOUT_MS), 0);
+	CU_ASSERT(c.rk.flags & RMIG_ACCESS_REMOTE_READ);
+	for (unsigned i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+		uint64_t loff = 9 + i, roff = 11 + 5 * i, len = sizes[i];
+		unsigned seed = 300 + i;
+
+		CU_ASSERT_EQUAL(cmd(&c, "PATTERN %u %llu %llu", seed, (unsigned long long)roff,
+				    (unsigned long long)len), 0);
+		memset(sink, 0x5a, loff + len + 64);
+		int rc = rmig_read_sync(c.ep, c.smr, loff, &c.rk, roff, len);
+		CU_ASSERT_EQUAL(rc, 0);
+		if (rc)
+			fprintf(stderr, "read of %llu B: %s\n", (unsigned long long)len,
+				rmig_ep_error(c.ep));
+		CU_ASSERT(rmig_test_check(sink + loff, len, seed, 0) < 0);
+		CU_ASSERT(all_bytes(sink, 0x5a, loff));
+		CU_ASSERT(all_bytes(sink + loff + len, 0x5a, 64));
+	}
+	CU_ASSERT_EQUAL(cmd(&c, "BYE"), 0);
+	conn_close(&c);
+}
+
+/* 4,000 small reads in batches of 100, at most 8 batches in flight. */
+static void test_many_small_reads(void)
+{
+	const unsigned total = 4000, per = 100, stride = 53, len = 48, seed = 88;
+	struct rmig_read r[100];
+	struct rmig_completion comp[8];
+	unsigned posted = 0, inflight = 0, done = 0;
+	struct conn c;
+
+	CU_ASSERT_EQUAL_FATAL(conn_open_read(&c, peer_addr, MIB, RMIG_DEFAULT_TIMEOUT_MS), 0);
+	CU_ASSERT_EQUAL(cmd(&c, "PATTERN %u 0 %u", seed, total * stride), 0);
+	memset(sink, 0, (size_t)total * stride);
+	while (done < total / per) {
+		while (posted < total && inflight < 8) {
+			for (unsigned i = 0; i < per; i++) {
+				uint64_t off = (uint64_t)(posted + i) * stride;
+				r[i] = (struct rmig_read){ c.smr, off, &c.rk, off, len };
+			}
+			CU_ASSERT_EQUAL_FATAL(rmig_read_batch(c.ep, r, per, posted / per), 0);
+			posted += per;
+			inflight++;
+		}
+		int n = rmig_poll(c.ep, comp, 8, 10000);
+		CU_ASSERT_FATAL(n > 0);
+		for (int i = 0; i < n; i++)
+			CU_ASSERT_EQUAL(comp[i].status, 0);
+		inflight -= (unsigned)n;
+		done += (unsigned)n;
+	}
+	for (unsigned k = 0; k < total; k++) {
+		uint8_t want[48];
+		rmig_test_fill(want, len, seed, (uint64_t)k * stride);
+		if (memcmp(sink + (size_t)k * stride, want, len) ||
+		    !all_bytes(sink + (size_t)k * stride + len, 0, stride - len)) {
+			CU_FAIL("a read slice differs from the peer's bytes");
+			break;
+		}
+	}
+	CU_ASSERT_EQUAL(cmd(&c, "BYE"), 0);
+	conn_close(&c);
+}
+
+/* Refused locally: out of either region, no REMOTE_READ in the key, no LOCAL_WRITE here. */
+static void test_read_refused_locally(void)
+{
+	struct rmig_read r;
+	struct rmig_rkey nor;
+	struct conn c;
+	uint64_t end;
+
+	CU_ASSERT_EQUAL_FATAL(conn_open_read(&c, peer_addr, MIB, RMIG_DEFAULT_TIMEOUT_MS), 0);
+	end = c.rk.len;
+	r = (struct rmig_read){ c.smr, 0, &c.rk, end - 10, 11 };
+	CU_ASSERT_EQUAL(rmig_read_batch(c.ep, &r, 1, 1), -ERANGE);
+	r = (struct rmig_read){ c.smr, 0, &c.rk, end, 1 };
+	CU_ASSERT_EQUAL(rmig_read_batch(c.ep, &r, 1, 1), -ERANGE);
+	r = (struct rmig_read){ c.smr, 0, &c.rk, UINT64_MAX - 1, 4 };
+	CU_ASSERT_EQUAL(rmig_read_batch(c.ep, &r, 1, 1), -ERANGE);
+	r = (struct rmig_read){ c.smr, BIG_REGION - 10, &c.rk, 0, 11 };
+	CU_ASSERT_EQUAL(rmig_read_batch(c.ep, &r, 1, 1), -ERANGE);
+	nor = c.rk;
+	nor.flags &= ~(uint32_t)RMIG_ACCESS_REMOTE_READ;
+	r = (struct rmig_read){ c.smr, 0, &nor, 0, 4096 };
+	CU_ASSERT_EQUAL(rmig_read_batch(c.ep, &r, 1, 1), -EACCES);
+	r = (struct rmig_read){ c.lmr, 0, &c.rk, 0, 4096 }; /* no LOCAL_WRITE */
+	CU_ASSERT_EQUAL(rmig_read_batch(c.ep, &r, 1, 1), -EACCES);
+	/* The endpoint is still good after refused reads. */
+	CU_ASSERT_EQUAL(cmd(&c, "PATTERN 5 0 4096"), 0);
+	CU_ASSERT_EQUAL(rmig_read_sync(c.ep, c.smr, 0, &c.rk, 0, 4096), 0);
+	CU_ASSERT(rmig_test_check(sink, 4096, 5, 0) < 0);
+	CU_ASSERT_EQUAL(cmd(&c, "BYE"), 0);
+	conn_close(&c);
+}
+
+/*
+ * A hostile client lies about the region's length, so the local check
+ * passes and the read goes on the wire: the peer must refuse it, and not a
+ * byte of its guard area arrives.
+ */
+static void test_hostile_read_refused_by_peer(void)
+{
+	struct conn c;
+
+	CU_ASSERT_EQUAL_FATAL(conn_open_read(&c, peer_addr, MIB, FAIL_TIMEOUT_MS), 0);
+	CU_ASSERT_EQUAL(cmd(&c, "FILL 0"), 0);
+	memset(sink, 0x33, 8192);
+	struct rmig_rkey forged = c.rk;
+	forged.len += 64 * 1024;
+	CU_ASSERT(read_fails(&c, &forged, c.rk.len, 4096));
+	CU_ASSERT(all_bytes(sink, 0x33, 8192));
+	conn_close(&c);
+}
+
+/* A region registered without REMOTE_READ: a key that claims it opens nothing. */
+static void test_read_without_flag_refused_by_peer(void)
+{
+	struct conn c;
+
+	CU_ASSERT_EQUAL_FATAL(conn_open_mode(&c, peer_addr, MIB, FAIL_TIMEOUT_MS, "", 1), 0);
+	CU_ASSERT_FALSE(c.rk.flags & RMIG_ACCESS_REMOTE_READ);
+	CU_ASSERT_EQUAL(cmd(&c, "PATTERN 6 0 8192"), 0);
+	memset(sink, 0x33, 8192);
+	struct rmig_rkey forged = c.rk;
+	forged.flags |= RMIG_ACCESS_REMOTE_READ;
+	CU_ASSERT(read_fails(&c, &forged, 0, 8192));
+	CU_ASSERT(all_bytes(sink, 0x33, 8192));
+	conn_close(&c);
+}
+
+/* After the peer deregisters a region, its old key reads nothing. */
+static void test_read_after_dereg_refused(void)
+{
+	struct conn c;
+
+	CU_ASSERT_EQUAL_FATAL(conn_open_read(&c, peer_addr, MIB, FAIL_TIMEOUT_MS), 0);
+	CU_ASSERT_EQUAL(cmd(&c, "PATTERN 7 0 8192"), 0);
+	/* Readable before: the refusal below is the deregistration's doing. */
+	CU_ASSERT_EQUAL(rmig_read_sync(c.ep, c.smr, 0, &c.rk, 0, 4096), 0);
+	CU_ASSERT_EQUAL(cmd(&c, "DEREG"), 0);
+	memset(sink, 0x33, 8192);
+	CU_ASSERT(read_fails(&c, &c.rk, 0, 8192));
+	CU_ASSERT(all_bytes(sink, 0x33, 8192));
+	conn_close(&c);
+}
+
 /* --- local-only tests (need to fork or kill the peer) ---------------------- */
 
 static void test_connect_to_nothing(void)
@@ -496,6 +699,51 @@ static void test_peer_killed_mid_transfer(void)
 	t0 = rmig_now_ms();
 	CU_ASSERT(rmig_recv(c.ep, buf, sizeof(buf), FAIL_TIMEOUT_MS) < 0);
 	CU_ASSERT(rmig_now_ms() - t0 <= FAIL_TIMEOUT_MS + SLACK_MS);
+	conn_close(&c);
+	waitpid(pid, NULL, 0);
+}
+
+/* The peer process dies in the middle of a stream of reads. */
+static void test_peer_killed_mid_read(void)
+{
+	struct rmig_read r[4];
+	struct rmig_completion comp[16];
+	char addr[128] = "";
+	struct conn c;
+	pid_t pid = fork_peer(addr, sizeof(addr));
+	uint64_t t0, killed_at = 0;
+	unsigned inflight = 0, id = 0;
+	int rc = 0;
+
+	CU_ASSERT_FATAL(pid > 0);
+	CU_ASSERT_EQUAL_FATAL(conn_open_read(&c, addr, 32 * MIB, FAIL_TIMEOUT_MS), 0);
+	t0 = rmig_now_ms();
+	while (!rc && rmig_now_ms() - t0 < 30000) {
+		if (!killed_at && rmig_now_ms() - t0 > 200) {
+			kill(pid, SIGKILL);
+			killed_at = rmig_now_ms();
+		}
+		while (!rc && inflight < 8) {
+			for (unsigned i = 0; i < 4; i++)
+				r[i] = (struct rmig_read){ c.smr, i * 4 * MIB, &c.rk,
+							   i * 4 * MIB, 4 * MIB };
+			rc = rmig_read_batch(c.ep, r, 4, id++);
+			inflight += !rc;
+		}
+		int n = rc ? 0 : rmig_poll(c.ep, comp, 16, 100);
+		for (int i = 0; i < n && !rc; i++)
+			rc = comp[i].status;
+		if (n < 0)
+			rc = n;
+		if (n > 0)
+			inflight -= (unsigned)n;
+	}
+	CU_ASSERT(rc < 0);
+	CU_ASSERT(killed_at && rmig_now_ms() - killed_at < FAIL_TIMEOUT_MS + SLACK_MS);
+	if (rc < 0)
+		fprintf(stderr, "  (peer killed: error %d '%s' after %llu ms)\n", rc,
+			rmig_ep_error(c.ep),
+			(unsigned long long)(rmig_now_ms() - killed_at));
 	conn_close(&c);
 	waitpid(pid, NULL, 0);
 }
@@ -595,7 +843,9 @@ static int suite_init(void)
 {
 	local = mmap(NULL, BIG_REGION, PROT_READ | PROT_WRITE,
 		     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (local == MAP_FAILED)
+	sink = mmap(NULL, BIG_REGION, PROT_READ | PROT_WRITE,
+		    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (local == MAP_FAILED || sink == MAP_FAILED)
 		return 1;
 	if (peer_addr[0])
 		return 0;
@@ -615,6 +865,7 @@ static int suite_clean(void)
 	if (peer_pid > 0)
 		waitpid(peer_pid, NULL, 0);
 	munmap(local, BIG_REGION);
+	munmap(sink, BIG_REGION);
 	return 0;
 }
 
@@ -626,6 +877,12 @@ static const CU_TestInfo cross_host_tests[] = {
 	{ "out of bounds refused locally", test_out_of_bounds_refused_locally },
 	{ "hostile write refused by the peer", test_hostile_write_refused_by_peer },
 	{ "write after deregistration refused", test_write_after_dereg_refused },
+	{ "reads 1 B to 64 MiB, unaligned", test_read_sizes_unaligned },
+	{ "4,000 small reads in batches", test_many_small_reads },
+	{ "reads refused locally", test_read_refused_locally },
+	{ "hostile read refused by the peer", test_hostile_read_refused_by_peer },
+	{ "read without the read flag refused", test_read_without_flag_refused_by_peer },
+	{ "read after deregistration refused", test_read_after_dereg_refused },
 	{ "calls after the peer left fail", test_calls_after_peer_left },
 	CU_TEST_INFO_NULL,
 };
@@ -638,9 +895,16 @@ static const CU_TestInfo all_tests[] = {
 	{ "out of bounds refused locally", test_out_of_bounds_refused_locally },
 	{ "hostile write refused by the peer", test_hostile_write_refused_by_peer },
 	{ "write after deregistration refused", test_write_after_dereg_refused },
+	{ "reads 1 B to 64 MiB, unaligned", test_read_sizes_unaligned },
+	{ "4,000 small reads in batches", test_many_small_reads },
+	{ "reads refused locally", test_read_refused_locally },
+	{ "hostile read refused by the peer", test_hostile_read_refused_by_peer },
+	{ "read without the read flag refused", test_read_without_flag_refused_by_peer },
+	{ "read after deregistration refused", test_read_after_dereg_refused },
 	{ "calls after the peer left fail", test_calls_after_peer_left },
 	{ "connect to nothing", test_connect_to_nothing },
 	{ "peer killed mid-transfer", test_peer_killed_mid_transfer },
+	{ "peer killed mid-read", test_peer_killed_mid_read },
 	{ "1000 connect/close cycles", test_connect_close_cycles },
 	CU_TEST_INFO_NULL,
 };

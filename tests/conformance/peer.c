@@ -4,11 +4,13 @@
  * and answers text commands about what landed in it.  It runs as a forked
  * process on loopback, or alone on another host (conformance --serve).
  *
- * Session: the client sends "REGION <len>"; the peer maps len bytes plus a
- * guard area right after them, registers only the first len bytes for
- * remote write and sends the rkey.  Commands, each answered "OK" or
- * "BAD <why>":
+ * Session: the client sends "REGION <len>" or "REGION <len> READ"; the peer
+ * maps len bytes plus a guard area right after them, registers only the
+ * first len bytes for remote write (and, with READ, remote read) and sends
+ * the rkey.  Commands, each answered "OK" or "BAD <why>":
  *   FILL <byte>                          set the whole region
+ *   PATTERN <seed> <off> <len>           region[off..] = pattern(seed, 0..len),
+ *                                        for the client to read
  *   CHECK <seed> <off> <len>             region[off..] == pattern(seed, 0..len)
  *   STRIDE <seed> <n> <stride> <len>     n slices of len at k*stride hold the
  *                                        pattern at their own offsets, gaps 0
@@ -93,6 +95,12 @@ static int peer_command(struct peer_region *pr, uint8_t *region, size_t rlen,
 	if (sscanf(cmd, "FILL %u", &byte) == 1) {
 		memset(region, (int)byte, rlen);
 		pr->filled = (int)(uint8_t)byte;
+	} else if (sscanf(cmd, "PATTERN %u %llu %llu", &seed, &off, &len) == 3) {
+		if (off + len > rlen || off + len < off)
+			snprintf(reply, replen, "BAD outside the region");
+		else
+			rmig_test_fill(region + off, len, seed, 0);
+		pr->filled = -1;
 	} else if (!strcmp(cmd, "DEREG")) {
 		if (rmig_dereg_mr(pr->ep, pr->mr))
 			snprintf(reply, replen, "BAD %s", rmig_ep_error(pr->ep));
@@ -121,6 +129,7 @@ static int peer_session(struct rmig_ep *ep)
 {
 	char msg[512], reply[128];
 	unsigned long long rlen;
+	char mode[8] = "";
 	uint8_t key[RMIG_RKEY_WIRE_SIZE];
 	struct peer_region pr = { .ep = ep, .filled = -1 };
 	uint8_t *map;
@@ -137,14 +146,15 @@ static int peer_session(struct rmig_ep *ep)
 		rmig_send(ep, reply, strlen(reply) + 1);
 		return 0;
 	}
-	if (sscanf(msg, "REGION %llu", &rlen) != 1 || !rlen)
+	if (sscanf(msg, "REGION %llu %7s", &rlen, mode) < 1 || !rlen)
 		return 0;
 	map = mmap(NULL, rlen + GUARD_LEN, PROT_READ | PROT_WRITE,
 		   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (map == MAP_FAILED)
 		return 0;
 	memset(map + rlen, GUARD_BYTE, GUARD_LEN);
-	if (rmig_reg_mr(ep, map, rlen, RMIG_ACCESS_REMOTE_WRITE, &pr.mr)) {
+	if (rmig_reg_mr(ep, map, rlen, RMIG_ACCESS_REMOTE_WRITE |
+			(strcmp(mode, "READ") ? 0 : RMIG_ACCESS_REMOTE_READ), &pr.mr)) {
 		fprintf(stderr, "peer: %s\n", rmig_ep_error(ep));
 		goto unmap;
 	}

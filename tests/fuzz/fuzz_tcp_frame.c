@@ -1,8 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * libFuzzer target: the tcp backend's frame header and the receiver's
- * checks.  Whatever the bytes, a frame that decodes must describe a write
- * that the receiver's bounds rule keeps inside the region, or be refused.
+ * checks.  Whatever the bytes, a frame that decodes must be one the
+ * receiver can act on safely: a write or a read request that its bounds
+ * rule (tcp_frame_in_region, the one tcp.c uses) keeps inside the region
+ * or refuses, a message within the limit, a read answer whose status and
+ * payload agree.
  */
 #include "fuzz.h"
 #include "transport/tcp/tcp_wire.h"
@@ -25,11 +28,27 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	for (int i = 0; i < TCP_HDR_SIZE; i++)
 		if (again[i] != data[i])
 			abort();
-	if (h.type == TCP_FRAME_MSG && h.len > RMIG_MSG_MAX)
-		abort();
-	/* The receiver's rule (tcp.c, tcp_apply_write) never lets a write past the end. */
-	if (h.type == TCP_FRAME_WRITE && !(h.len > region || h.off > region - h.len))
-		if (h.off + h.len > region || h.off + h.len < h.off)
+	switch (h.type) {
+	case TCP_FRAME_MSG:
+		if (h.len > RMIG_MSG_MAX || h.id || h.key || h.off)
 			abort();
+		break;
+	case TCP_FRAME_WRITE:
+	case TCP_FRAME_READ_REQ:
+		/* The receiver's rule never lets a write or a read past the end. */
+		if (!h.len)
+			abort();
+		if (tcp_frame_in_region(&h, region) &&
+		    (h.off + h.len > region || h.off + h.len < h.off))
+			abort();
+		break;
+	case TCP_FRAME_READ_RESP:
+		/* A refusal carries no payload; an answer carries some. */
+		if (h.key || h.id > TCP_STATUS_MAX || (h.id && h.len) || (!h.id && !h.len))
+			abort();
+		break;
+	default:
+		abort();
+	}
 	return 0;
 }

@@ -4,6 +4,7 @@
 #include <rdmamig/transport.h>
 
 #include <errno.h>
+#include <stddef.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -99,6 +100,18 @@ static void test_missing_ops_are_eopnotsupp(void)
 	CU_ASSERT_EQUAL(rmig_poll(&ep, &c, 1, 0), -EOPNOTSUPP);
 	CU_ASSERT_EQUAL(rmig_reg_mr(&ep, buf, sizeof(buf), 0, &mr), -EOPNOTSUPP);
 	CU_ASSERT_EQUAL(rmig_local_addr(&ep, buf, sizeof(buf)), -EOPNOTSUPP);
+	struct rmig_mr lmr = { .ep = &ep, .addr = buf, .len = sizeof(buf),
+			       .access = RMIG_ACCESS_LOCAL_WRITE };
+	struct rmig_rkey rk = { .len = 8, .flags = RMIG_ACCESS_REMOTE_READ };
+	struct rmig_read r = { &lmr, 0, &rk, 0, 8 };
+	CU_ASSERT_EQUAL(rmig_read_batch(&ep, &r, 1, 1), -EOPNOTSUPP);
+	CU_ASSERT_PTR_NOT_NULL(strstr(rmig_ep_error(&ep), "does not support read_batch"));
+	/* A table of an older size (before read_batch) lacks the op. */
+	struct rmig_transport_ops old = { .size = offsetof(struct rmig_transport_ops, read_batch),
+					  .name = "old", .read_batch = (void *)1 };
+	ep.ops = &old;
+	CU_ASSERT_EQUAL(rmig_read_batch(&ep, &r, 1, 1), -EOPNOTSUPP);
+	ep.ops = &empty_ops;
 	ep.listener = 1;
 	CU_ASSERT_EQUAL(rmig_accept(&ep, 0, (struct rmig_ep **)&mr), -EOPNOTSUPP);
 }
@@ -119,11 +132,19 @@ static int count_send(struct rmig_ep *ep, const void *buf, size_t len)
 	sends_seen++;
 	return 0;
 }
+static int reads_seen;
+static int count_read(struct rmig_ep *ep, const struct rmig_read *r, unsigned n, uint64_t id)
+{
+	(void)ep; (void)r; (void)id;
+	reads_seen += (int)n;
+	return 0;
+}
 static const struct rmig_transport_ops write_ops = {
 	.size = sizeof(struct rmig_transport_ops),
 	.name = "counting",
 	.write_batch = count_write,
 	.send = count_send,
+	.read_batch = count_read,
 };
 
 static void test_write_bounds_checked(void)
@@ -159,6 +180,39 @@ static void test_write_bounds_checked(void)
 	CU_ASSERT_PTR_NOT_NULL(strstr(rmig_ep_error(&ep), "outside"));
 }
 
+/* Reads: bounds both ways, REMOTE_READ in the key, LOCAL_WRITE on the destination. */
+static void test_read_checked(void)
+{
+	struct rmig_ep ep = { .ops = &write_ops };
+	char local[100];
+	struct rmig_mr lmr = { .ep = &ep, .addr = local, .len = sizeof(local),
+			       .access = RMIG_ACCESS_LOCAL_WRITE };
+	struct rmig_rkey rk = { .len = 50, .flags = RMIG_ACCESS_REMOTE_READ };
+	struct rmig_read ok = { &lmr, 0, &rk, 10, 40 };
+	struct rmig_read r;
+
+	reads_seen = 0;
+	CU_ASSERT_EQUAL(rmig_read_batch(&ep, &ok, 1, 1), 0);
+	CU_ASSERT_EQUAL(reads_seen, 1);
+	r = ok; r.roff = 11;
+	CU_ASSERT_EQUAL(rmig_read_batch(&ep, &r, 1, 1), -ERANGE);
+	r = ok; r.roff = UINT64_MAX - 5;
+	CU_ASSERT_EQUAL(rmig_read_batch(&ep, &r, 1, 1), -ERANGE);
+	r = ok; r.loff = 61;
+	CU_ASSERT_EQUAL(rmig_read_batch(&ep, &r, 1, 1), -ERANGE);
+	r = ok; r.len = 0;
+	CU_ASSERT_EQUAL(rmig_read_batch(&ep, &r, 1, 1), -EINVAL);
+	CU_ASSERT_EQUAL(rmig_read_batch(&ep, &ok, 0, 1), -EINVAL);
+	CU_ASSERT_EQUAL(rmig_read_batch(&ep, &ok, RMIG_BATCH_MAX + 1, 1), -EINVAL);
+	rk.flags = RMIG_ACCESS_REMOTE_WRITE; /* writable is not readable */
+	CU_ASSERT_EQUAL(rmig_read_batch(&ep, &ok, 1, 1), -EACCES);
+	rk.flags = RMIG_ACCESS_REMOTE_READ;
+	lmr.access = RMIG_ACCESS_LOCAL;      /* destination not registered for it */
+	CU_ASSERT_EQUAL(rmig_read_batch(&ep, &ok, 1, 1), -EACCES);
+	CU_ASSERT_PTR_NOT_NULL(strstr(rmig_ep_error(&ep), "RMIG_ACCESS_LOCAL_WRITE"));
+	CU_ASSERT_EQUAL(reads_seen, 1);
+}
+
 static void test_oversize_message_refused(void)
 {
 	struct rmig_ep ep = { .ops = &write_ops };
@@ -178,6 +232,7 @@ static const CU_TestInfo tests[] = {
 	{ "best is runnable", test_best_is_runnable },
 	{ "missing ops are -EOPNOTSUPP", test_missing_ops_are_eopnotsupp },
 	{ "writes bounds-checked", test_write_bounds_checked },
+	{ "reads checked", test_read_checked },
 	{ "oversize message refused", test_oversize_message_refused },
 	CU_TEST_INFO_NULL,
 };

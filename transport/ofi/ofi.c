@@ -307,7 +307,8 @@ static void ofi_ep_close(struct rmig_ep *ep)
 const struct rmig_transport_ops rmig_ofi_ops = {
 	.size = sizeof(struct rmig_transport_ops),
 	.name = "ofi",
-	.caps = RMIG_CAP_WRITE | RMIG_CAP_ZERO_COPY | RMIG_CAP_CROSS_HOST | RMIG_CAP_DOMAIN,
+	.caps = RMIG_CAP_WRITE | RMIG_CAP_ZERO_COPY | RMIG_CAP_CROSS_HOST | RMIG_CAP_DOMAIN |
+		RMIG_CAP_READ,
 	.probe = ofi_probe,
 	.listen = ofi_listen,
 	.accept = ofi_accept,
@@ -323,4 +324,5 @@ const struct rmig_transport_ops rmig_ofi_ops = {
 	.accept_on = ofi_accept_on,
 	.domain_free = ofi_dom_free,
 	.specs = (const char *const[]){ "ofi/verbs", "ofi/tcp", "ofi/shm", NULL },
+	.read_batch = ofi_read_batch,
 };

@@ -24,7 +24,7 @@
 #define OFI_BUFS_LEN ((size_t)(OFI_NRX + OFI_NTX) * RMIG_MSG_MAX)
 
 enum ofi_ctx_kind {
-	OFI_CTX_WRITE = 1,
+	OFI_CTX_RMA = 1, /* a write or a read of a batch */
 	OFI_CTX_SEND,
 	OFI_CTX_RECV,
 };
@@ -47,6 +47,7 @@ struct ofi_batch {
 	int status;       /* first error of any op, or 0 */
 	int posting;      /* write_batch is still posting ops into it */
 	int orphan;       /* write_batch failed: its caller expects no completion */
+	int read;         /* a batch of reads (for the error phrase) */
 };
 
 struct ofi_region {
@@ -143,8 +144,8 @@ struct ofi_ep {
 	struct rmig_completion done[RMIG_OUTSTANDING_MAX]; /* ring, in finishing order */
 	unsigned done_head, done_count;
 	unsigned outstanding;   /* batches posted and not yet reaped by poll */
-	unsigned long writes_inflight; /* write ops not yet completed */
-	uint64_t writes_moved_ms; /* last write completion, or first post when idle */
+	unsigned long rma_inflight; /* write and read ops not yet completed */
+	uint64_t rma_moved_ms;   /* last write/read completion, or first post when idle */
 	uint64_t writes_seen;   /* wcntr's value at the last progress */
 	/* base.timeout_ms as it was when the progress thread started: what
 	 * check_stall reads (the generic layer writes base.timeout_ms again
@@ -206,6 +207,8 @@ void ofi_stop_progress(struct ofi_ep *o);
 void ofi_drain_sends(struct ofi_ep *o, int timeout_ms);
 int ofi_write_batch(struct rmig_ep *ep, const struct rmig_write *w, unsigned n,
 		    uint64_t wr_id);
+int ofi_read_batch(struct rmig_ep *ep, const struct rmig_read *r, unsigned n,
+		   uint64_t wr_id);
 int ofi_poll(struct rmig_ep *ep, struct rmig_completion *c, unsigned max,
 	     int timeout_ms);
 int ofi_send(struct rmig_ep *ep, const void *buf, size_t len);

@@ -138,15 +138,15 @@ static void handle(struct ofi_ep *o, const struct ofi_ctx *c, size_t len, int er
 	struct ofi_batch *b;
 
 	switch (c->kind) {
-	case OFI_CTX_WRITE:
+	case OFI_CTX_RMA:
 		b = &o->batches[c->idx];
 		b->pending--;
-		o->writes_inflight--;
-		o->writes_moved_ms = rmig_now_ms();
+		o->rma_inflight--;
+		o->rma_moved_ms = rmig_now_ms();
 		if (err && !b->status) {
 			b->status = peer_errno(err); /* ENOTCONN & co: the peer is gone */
 			snprintf(o->batch_why, sizeof(o->batch_why),
-				 "ofi/%s: write failed: %s", o->prov.name, why);
+				 "ofi/%s: %s failed: %s", o->prov.name, b->read ? "read" : "write", why);
 		}
 		if (!b->pending && !b->posting)
 			finish_batch(o, b);
@@ -222,8 +222,9 @@ static void queue_msgs(struct ofi_ep *o)
 }
 
 /*
- * Writes that stop completing end the endpoint: a provider drops a write
- * the peer refuses (bad key, out of bounds) without an error completion, and
+ * Writes (and reads) that stop completing end the endpoint: a provider drops
+ * a write the peer refuses (bad key, out of bounds) without an error
+ * completion, and
  * a peer that stops progressing looks the same.  The clock restarts at every
  * write completion, so a long queue that drains steadily never trips it.
  */
@@ -231,10 +232,10 @@ static void check_stall(struct ofi_ep *o)
 {
 	int t = o->stall_ms;
 
-	if (!o->writes_inflight || t <= 0 || rmig_now_ms() - o->writes_moved_ms < (uint64_t)t)
+	if (!o->rma_inflight || t <= 0 || rmig_now_ms() - o->rma_moved_ms < (uint64_t)t)
 		return;
 	dead_locked(o, -ETIMEDOUT,
-		    "ofi/%s: writes got no completion for %d ms (the peer refused them or stopped progressing)",
+		    "ofi/%s: writes or reads got no completion for %d ms (the peer refused them or stopped progressing)",
 		    o->prov.name, t);
 }
 
@@ -454,6 +455,38 @@ void ofi_drain_sends(struct ofi_ep *o, int timeout_ms)
 	} while (0)
 
 /*
+ * Post one read (w describes it: the local region is its destination),
+ * split into ops of at most max_msg bytes; each asks for a completion,
+ * which means the bytes are in local memory.
+ */
+static int post_read(struct ofi_ep *o, struct ofi_batch *b, const struct rmig_write *w,
+		     uint64_t deadline)
+{
+	const struct ofi_region *lr = (const struct ofi_region *)w->lmr;
+	int rc = 0;
+
+	for (uint64_t off = 0; off < w->len; off += o->prov.max_msg) {
+		uint64_t chunk = w->len - off < o->prov.max_msg ? w->len - off : o->prov.max_msg;
+		struct iovec iov = { (char *)lr->base.addr + w->loff + off, chunk };
+		void *desc = lr->desc;
+		struct fi_rma_iov rma = { .addr = ofi_remote_addr(w->rkey->addr, w->roff + off),
+					  .len = chunk, .key = w->rkey->key };
+		struct fi_msg_rma msg = { .msg_iov = &iov, .desc = &desc, .iov_count = 1,
+					  .addr = o->peer, .rma_iov = &rma,
+					  .rma_iov_count = 1, .context = &b->ctx };
+
+		POST_RETRY(o, deadline, rc, fi_readmsg(o->ep, &msg, FI_COMPLETION));
+		if (rc)
+			return rc;
+		if (!o->rma_inflight)
+			o->rma_moved_ms = rmig_now_ms();
+		b->pending++;
+		o->rma_inflight++;
+	}
+	return 0;
+}
+
+/*
  * Post one write, split into ops of at most max_msg bytes.  Which ops ask
  * for delivery completion: all of them, or, where writes are ordered
  * (FI_ORDER_WAW), only the batch's last: once it is placed at the peer, the
@@ -464,6 +497,8 @@ void ofi_drain_sends(struct ofi_ep *o, int timeout_ms)
 static int post_write(struct ofi_ep *o, struct ofi_batch *b, const struct rmig_write *w,
 		      int last_write, uint64_t deadline)
 {
+	if (b->read)
+		return post_read(o, b, w, deadline);
 	const struct ofi_region *lr = (const struct ofi_region *)w->lmr;
 	int rc = 0;
 
@@ -484,10 +519,10 @@ static int post_write(struct ofi_ep *o, struct ofi_batch *b, const struct rmig_w
 		POST_RETRY(o, deadline, rc, fi_writemsg(o->ep, &msg, flags));
 		if (rc)
 			return rc;
-		if (!o->writes_inflight)
-			o->writes_moved_ms = rmig_now_ms();
+		if (!o->rma_inflight)
+			o->rma_moved_ms = rmig_now_ms();
 		b->pending++;
-		o->writes_inflight++;
+		o->rma_inflight++;
 	}
 	return 0;
 }
@@ -498,25 +533,28 @@ static struct ofi_batch *new_batch(struct ofi_ep *o, uint64_t wr_id)
 		struct ofi_batch *b = &o->batches[i];
 		if (b->used)
 			continue;
-		*b = (struct ofi_batch){ .ctx = { .kind = OFI_CTX_WRITE, .idx = i },
+		*b = (struct ofi_batch){ .ctx = { .kind = OFI_CTX_RMA, .idx = i },
 					 .used = 1, .wr_id = wr_id, .posting = 1 };
 		return b;
 	}
 	return NULL;
 }
 
-int ofi_write_batch(struct rmig_ep *ep, const struct rmig_write *w, unsigned n,
-		    uint64_t wr_id)
+/* Writes, or reads (read: each w describes a read, its lmr the destination). */
+static int rma_batch(struct rmig_ep *ep, const struct rmig_write *w, unsigned n,
+		     uint64_t wr_id, int read)
 {
 	struct ofi_ep *o = OFI(ep);
 	uint64_t deadline = rmig_deadline(ep->timeout_ms);
+	const char *what = read ? "read" : "write";
 	struct ofi_batch *b;
 	int rc = 0;
 
 	for (unsigned i = 0; i < n; i++)
 		if (w[i].lmr->ep != ep && (!ep->dom || w[i].lmr->dom != ep->dom))
 			return rmig_set_error(ep, -EINVAL,
-					      "write %u's source region is registered on another endpoint", i);
+					      "%s %u's local region is registered on another endpoint",
+					      what, i);
 	pthread_mutex_lock(&o->lock);
 	if (o->dead) {
 		pthread_mutex_unlock(&o->lock);
@@ -529,6 +567,7 @@ int ofi_write_batch(struct rmig_ep *ep, const struct rmig_write *w, unsigned n,
 				      RMIG_OUTSTANDING_MAX);
 	}
 	o->outstanding++;
+	b->read = read;
 	for (unsigned i = 0; i < n && !rc; i++)
 		rc = post_write(o, b, &w[i], i + 1 == n, deadline);
 	b->posting = 0;
@@ -541,13 +580,30 @@ int ofi_write_batch(struct rmig_ep *ep, const struct rmig_write *w, unsigned n,
 				    "ofi/%s: the send queue stayed full for %d ms (peer not progressing)",
 				    o->prov.name, ep->timeout_ms);
 		else
-			dead_locked(o, peer_errno(ofi_errno(rc)), "ofi/%s: cannot post a write: %s",
-				    o->prov.name, fi_strerror(-rc));
+			dead_locked(o, peer_errno(ofi_errno(rc)), "ofi/%s: cannot post a %s: %s",
+				    o->prov.name, what, fi_strerror(-rc));
 	}
 	if (!b->pending)
 		finish_batch(o, b);
 	pthread_mutex_unlock(&o->lock);
 	return rc ? dead_error(o) : 0;
+}
+
+int ofi_write_batch(struct rmig_ep *ep, const struct rmig_write *w, unsigned n,
+		    uint64_t wr_id)
+{
+	return rma_batch(ep, w, n, wr_id, 0);
+}
+
+int ofi_read_batch(struct rmig_ep *ep, const struct rmig_read *r, unsigned n,
+		   uint64_t wr_id)
+{
+	struct rmig_write w[RMIG_BATCH_MAX];
+
+	for (unsigned i = 0; i < n; i++)
+		w[i] = (struct rmig_write){ .lmr = r[i].lmr, .loff = r[i].loff, .rkey = r[i].rkey,
+					    .roff = r[i].roff, .len = r[i].len };
+	return rma_batch(ep, w, n, wr_id, 1);
 }
 
 static int have_done(struct ofi_ep *o)
@@ -581,7 +637,7 @@ int ofi_poll(struct rmig_ep *ep, struct rmig_completion *c, unsigned max, int ti
 
 static int writes_done(struct ofi_ep *o)
 {
-	return !o->writes_inflight;
+	return !o->rma_inflight;
 }
 
 static int some_tx_free(struct ofi_ep *o)

@@ -90,7 +90,7 @@ static struct fi_info *make_hints(const char *provider, uint64_t mr_mode,
 	if (!h)
 		return NULL;
 	h->caps = FI_MSG | FI_RMA | FI_SEND | FI_RECV | FI_WRITE | FI_REMOTE_WRITE |
-		  (w->rma_event ? FI_RMA_EVENT : 0);
+		  FI_READ | FI_REMOTE_READ | (w->rma_event ? FI_RMA_EVENT : 0);
 	h->mode = 0; /* no FI_CONTEXT: op contexts are ours */
 	h->ep_attr->type = FI_EP_RDM;
 	h->domain_attr->mr_mode = (int)mr_mode;

@@ -16,7 +16,9 @@
  *                    registers only memory it owns, our buffers are touched
  *   FI_MR_RAW        refused when the domain is opened (ofi_fabric.c)
  * Access is the least needed: FI_REMOTE_WRITE only for regions the peer
- * writes into; local-only regions get FI_WRITE | FI_SEND.
+ * writes into, FI_REMOTE_READ only for regions it reads; regions with no
+ * remote right get FI_WRITE | FI_SEND (sources of our writes), and FI_READ
+ * (the destination of our reads) with RMIG_ACCESS_LOCAL_WRITE.
  */
 #define _GNU_SOURCE
 #include "ofi.h"
@@ -91,6 +93,8 @@ int ofi_reg_mr(struct rmig_ep *ep, void *addr, size_t len, unsigned access,
 		fiacc |= FI_REMOTE_READ;
 	if (!fiacc)
 		fiacc = FI_WRITE | FI_SEND;
+	if (access & RMIG_ACCESS_LOCAL_WRITE)
+		fiacc |= FI_READ;
 	if (o->prov.pins) {
 		rc = rmig_memlock_reserve(ep, len);
 		if (rc)

@@ -9,6 +9,16 @@
  * taking part, as an RDMA NIC would.  Control messages follow on the same
  * stream, so a message sent after a write arrives only once the write's
  * bytes are in place (the ordering guarantee).
+ *
+ * Reads are answered the same way: the requester sends READ_REQ frames and
+ * keeps the batch in a queue; the peer's receiver checks each request
+ * against its region table and sends the bytes straight from the region
+ * (tcp_serve_read); the requester's receiver places each answer, in
+ * order, straight into the destination region and completes the batch
+ * once its last read is in.  The serving receiver sends under the peer's
+ * tx_lock: with reads flowing both ways at once and both sockets' buffers
+ * full, two receivers could each wait for the other, until the send
+ * deadline ends the connection (post-copy reads one way only).
  */
 #define _GNU_SOURCE
 #include "tcp_wire.h"
@@ -50,22 +60,48 @@ struct tcp_msg {
 	uint8_t data[];
 };
 
+/* One read of a posted batch, as the receiver places its answer. */
+struct tcp_rd {
+	char *dst;                 /* lmr->addr + loff */
+	const struct rmig_mr *lmr; /* still registered (under its id) when placed? */
+	uint32_t lmr_id;
+	uint64_t roff, len;
+};
+
+/*
+ * A batch of reads on the wire.  The poster appends it (lock, in wire
+ * order: tx_lock held); only the receiver takes it off the head and frees
+ * it, so the receiver may use the head batch outside the lock.
+ */
+struct tcp_rbatch {
+	struct tcp_rbatch *next;
+	uint64_t wr_id;
+	unsigned n, done; /* reads, and reads answered */
+	int status;       /* first failure, or 0 */
+	int orphan;       /* the poster returned an error: no completion */
+	struct tcp_rd rd[];
+};
+
 struct tcp_ep {
 	struct rmig_ep base;
 	int fd;
 	pthread_t rx;
 	int rx_started;
 
-	/* tx_lock: frames of concurrent senders never interleave; guards cq. */
+	/* tx_lock: frames of concurrent senders never interleave.  Taken
+	 * before lock, never while holding it. */
 	pthread_mutex_t tx_lock;
-	struct rmig_completion cq[RMIG_OUTSTANDING_MAX];
-	unsigned cq_head, cq_count;
 
 	struct tcp_dom *dom; /* base.dom: its region table */
 
-	/* lock guards msgs, dead, dead_err, dead_why; cond signals both. */
+	/* lock guards everything below; cond signals a message, a completion
+	 * and death. */
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
+	struct rmig_completion cq[RMIG_OUTSTANDING_MAX];
+	unsigned cq_head, cq_count;
+	unsigned outstanding; /* batches posted and not yet reaped by poll */
+	struct tcp_rbatch *rq_head, **rq_tail; /* reads sent, not all answered */
 	struct tcp_msg *msgs, **msgs_tail;
 	int dead;
 	int dead_err;
@@ -74,15 +110,49 @@ struct tcp_ep {
 
 #define TCP(ep) ((struct tcp_ep *)(ep))
 
-static void tcp_mark_dead(struct tcp_ep *t, int err, const char *why)
+/* Queue a finished batch's completion (lock held; outstanding made room). */
+static void tcp_complete(struct tcp_ep *t, uint64_t wr_id, int status)
 {
-	pthread_mutex_lock(&t->lock);
+	unsigned tail = (t->cq_head + t->cq_count++) % RMIG_OUTSTANDING_MAX;
+
+	t->cq[tail] = (struct rmig_completion){ .wr_id = wr_id, .status = status };
+	pthread_cond_broadcast(&t->cond);
+}
+
+static void tcp_mark_dead_locked(struct tcp_ep *t, int err, const char *why)
+{
 	if (!t->dead) {
 		t->dead = 1;
 		t->dead_err = err;
 		snprintf(t->dead_why, sizeof(t->dead_why), "%s", why);
 	}
 	pthread_cond_broadcast(&t->cond);
+}
+
+static void tcp_mark_dead(struct tcp_ep *t, int err, const char *why)
+{
+	pthread_mutex_lock(&t->lock);
+	tcp_mark_dead_locked(t, err, why);
+	pthread_mutex_unlock(&t->lock);
+}
+
+/*
+ * The receiver is ending: dead, and every read still waiting fails with
+ * the reason, in one step, so that a poster either sees the endpoint dead
+ * or has its batch failed here.
+ */
+static void tcp_rx_end(struct tcp_ep *t, int err, const char *why)
+{
+	pthread_mutex_lock(&t->lock);
+	tcp_mark_dead_locked(t, err, why);
+	while (t->rq_head) {
+		struct tcp_rbatch *b = t->rq_head;
+		t->rq_head = b->next;
+		if (!b->orphan)
+			tcp_complete(t, b->wr_id, b->status ? b->status : t->dead_err);
+		free(b);
+	}
+	t->rq_tail = &t->rq_head;
 	pthread_mutex_unlock(&t->lock);
 }
 
@@ -128,7 +198,30 @@ static int rx_read(int fd, void *buf, size_t len)
 	return 0;
 }
 
-/* Read and drop len bytes (never used for a frame that failed a check). */
+/* Read and drop len bytes: an answer whose destination was deregistered. */
+static int rx_discard(int fd, uint64_t len)
+{
+	char sink[16384];
+	int rc = 0;
+
+	while (len && !rc) {
+		size_t n = len < sizeof(sink) ? (size_t)len : sizeof(sink);
+		rc = rx_read(fd, sink, n);
+		len -= n;
+	}
+	return rc;
+}
+
+/* The region a frame names, if id and key match (d->lock held). */
+static struct tcp_region *tcp_lookup(struct tcp_dom *d, const struct tcp_hdr *h)
+{
+	struct tcp_region *r = NULL;
+
+	if (h->id >= 1 && h->id <= d->nregions)
+		r = d->regions[h->id - 1];
+	return r && r->base.rkey.key == h->key ? r : NULL;
+}
+
 static int tcp_apply_write(struct tcp_ep *t, const struct tcp_hdr *h)
 {
 	struct tcp_dom *d = t->dom;
@@ -136,15 +229,14 @@ static int tcp_apply_write(struct tcp_ep *t, const struct tcp_hdr *h)
 	int rc;
 
 	pthread_rwlock_rdlock(&d->lock);
-	if (h->id >= 1 && h->id <= d->nregions)
-		r = d->regions[h->id - 1];
-	if (!r || r->base.rkey.key != h->key) {
+	r = tcp_lookup(d, h);
+	if (!r) {
 		rc = -EACCES;
 		tcp_mark_dead(t, -EACCES, "peer wrote with an unknown region key");
 	} else if (!(r->base.access & RMIG_ACCESS_REMOTE_WRITE)) {
 		rc = -EACCES;
 		tcp_mark_dead(t, -EACCES, "peer wrote into a region without remote write access");
-	} else if (h->len > r->base.len || h->off > r->base.len - h->len) {
+	} else if (!tcp_frame_in_region(h, r->base.len)) {
 		rc = -ERANGE;
 		tcp_mark_dead(t, -ERANGE, "peer wrote outside a registered region");
 	} else {
@@ -152,6 +244,106 @@ static int tcp_apply_write(struct tcp_ep *t, const struct tcp_hdr *h)
 	}
 	pthread_rwlock_unlock(&d->lock);
 	return rc;
+}
+
+/*
+ * Answer a READ_REQ from the region table, the bytes straight from the
+ * region.  The region stays registered while they are sent (d->lock held
+ * for reading: deregistration waits).  A refused request is answered with
+ * its status and ends the connection, as a refused write does.
+ */
+static int tcp_serve_read(struct tcp_ep *t, const struct tcp_hdr *h)
+{
+	struct tcp_dom *d = t->dom;
+	const char *why = NULL;
+	struct tcp_region *r;
+	uint8_t raw[TCP_HDR_SIZE];
+	struct iovec iov[2];
+	uint32_t status = 0;
+	int rc;
+
+	pthread_rwlock_rdlock(&d->lock);
+	r = tcp_lookup(d, h);
+	if (!r)
+		status = EACCES, why = "peer read with an unknown region key";
+	else if (!(r->base.access & RMIG_ACCESS_REMOTE_READ))
+		status = EACCES, why = "peer read a region without remote read access";
+	else if (!tcp_frame_in_region(h, r->base.len))
+		status = ERANGE, why = "peer read outside a registered region";
+	struct tcp_hdr a = { .type = TCP_FRAME_READ_RESP, .id = status, .off = h->off,
+			     .len = status ? 0 : h->len };
+	tcp_hdr_encode(&a, raw);
+	iov[0] = (struct iovec){ raw, TCP_HDR_SIZE };
+	if (!status)
+		iov[1] = (struct iovec){ (char *)r->base.addr + h->off, h->len };
+	pthread_mutex_lock(&t->tx_lock);
+	rc = rmig_sock_sendv(t->fd, iov, status ? 1 : 2, rmig_deadline(t->base.timeout_ms));
+	pthread_mutex_unlock(&t->tx_lock);
+	pthread_rwlock_unlock(&d->lock);
+	if (status) {
+		tcp_mark_dead(t, -(int)status, why);
+		return -(int)status;
+	}
+	if (rc == -ETIMEDOUT)
+		tcp_mark_dead(t, rc, "peer stopped taking the answer to its read (send timed out)");
+	return rc;
+}
+
+/*
+ * Place the answer to the oldest read still waiting, straight into its
+ * destination, if that is still registered (else the bytes are dropped
+ * and the batch fails).  The head batch is the receiver's to free.
+ */
+static int tcp_take_answer(struct tcp_ep *t, const struct tcp_hdr *h)
+{
+	struct tcp_dom *d = t->dom;
+	struct tcp_rbatch *b;
+	struct tcp_rd *rd;
+	char why[RMIG_ERR_MAX];
+	int rc, status = 0;
+
+	pthread_mutex_lock(&t->lock);
+	b = t->rq_head;
+	pthread_mutex_unlock(&t->lock);
+	if (!b) {
+		tcp_mark_dead(t, -EPROTO, "peer answered a read that was not asked for");
+		return -EPROTO;
+	}
+	rd = &b->rd[b->done];
+	if (h->id) {
+		snprintf(why, sizeof(why), "the peer refused the read: %s", strerror((int)h->id));
+		b->status = -(int)h->id;
+		tcp_mark_dead(t, -(int)h->id, why);
+		return -(int)h->id;
+	}
+	if (h->off != rd->roff || h->len != rd->len) {
+		tcp_mark_dead(t, -EPROTO, "peer answered a read with another offset or length than asked");
+		return -EPROTO;
+	}
+	pthread_rwlock_rdlock(&d->lock);
+	if (rd->lmr_id >= 1 && rd->lmr_id <= d->nregions &&
+	    d->regions[rd->lmr_id - 1] && &d->regions[rd->lmr_id - 1]->base == rd->lmr) {
+		rc = rx_read(t->fd, rd->dst, rd->len);
+	} else {
+		rc = rx_discard(t->fd, rd->len);
+		status = -ENOENT;
+	}
+	pthread_rwlock_unlock(&d->lock);
+	if (rc)
+		return rc;
+	pthread_mutex_lock(&t->lock);
+	if (status && !b->status)
+		b->status = status;
+	if (++b->done == b->n) {
+		t->rq_head = b->next;
+		if (!t->rq_head)
+			t->rq_tail = &t->rq_head;
+		if (!b->orphan)
+			tcp_complete(t, b->wr_id, b->status);
+		free(b);
+	}
+	pthread_mutex_unlock(&t->lock);
+	return 0;
 }
 
 static int tcp_queue_msg(struct tcp_ep *t, const struct tcp_hdr *h)
@@ -193,8 +385,20 @@ static void *tcp_rx_main(void *arg)
 			tcp_mark_dead(t, -EPROTO, "peer sent a malformed frame");
 			break;
 		}
-		rc = h.type == TCP_FRAME_WRITE ? tcp_apply_write(t, &h)
-					       : tcp_queue_msg(t, &h);
+		switch (h.type) {
+		case TCP_FRAME_WRITE:
+			rc = tcp_apply_write(t, &h);
+			break;
+		case TCP_FRAME_READ_REQ:
+			rc = tcp_serve_read(t, &h);
+			break;
+		case TCP_FRAME_READ_RESP:
+			rc = tcp_take_answer(t, &h);
+			break;
+		default:
+			rc = tcp_queue_msg(t, &h);
+			break;
+		}
 		if (rc)
 			break;
 	}
@@ -207,7 +411,7 @@ static void *tcp_rx_main(void *arg)
 		snprintf(why, sizeof(why), "connection lost: %s", strerror(-rc));
 		tcp_mark_dead(t, -ECONNRESET, why);
 	}
-	tcp_mark_dead(t, -ECONNRESET, "connection closed by the peer");
+	tcp_rx_end(t, -ECONNRESET, "connection closed by the peer");
 	/* Stop the peer from sending more into a connection we no longer read. */
 	shutdown(t->fd, SHUT_RDWR);
 	return NULL;
@@ -221,6 +425,7 @@ static struct tcp_ep *tcp_ep_new(int fd)
 		return NULL;
 	t->fd = fd;
 	t->msgs_tail = &t->msgs;
+	t->rq_tail = &t->rq_head;
 	pthread_mutex_init(&t->tx_lock, NULL);
 	pthread_mutex_init(&t->lock, NULL);
 	pthread_cond_init(&t->cond, NULL);
@@ -254,6 +459,11 @@ static void tcp_dom_free(struct rmig_domain *dom)
 
 static void tcp_ep_free(struct tcp_ep *t)
 {
+	while (t->rq_head) {
+		struct tcp_rbatch *b = t->rq_head;
+		t->rq_head = b->next;
+		free(b);
+	}
 	while (t->msgs) {
 		struct tcp_msg *m = t->msgs;
 		t->msgs = m->next;
@@ -420,16 +630,44 @@ static int tcp_dereg_mr(struct rmig_ep *ep, struct rmig_mr *mr)
 	return 0;
 }
 
+/*
+ * Take a slot among the outstanding batches and, for reads, queue the batch
+ * for the receiver: 0, the dead endpoint's error or -EAGAIN.  Readers call
+ * it with tx_lock held, so the queue is in wire order.
+ */
+static int tcp_reserve(struct tcp_ep *t, struct tcp_rbatch *b)
+{
+	int rc = 0;
+
+	pthread_mutex_lock(&t->lock);
+	if (t->dead) {
+		rc = 1;
+	} else if (t->outstanding == RMIG_OUTSTANDING_MAX) {
+		rc = -EAGAIN;
+	} else {
+		t->outstanding++;
+		if (b) {
+			*t->rq_tail = b;
+			t->rq_tail = &b->next;
+		}
+	}
+	pthread_mutex_unlock(&t->lock);
+	if (rc == 1)
+		return tcp_dead_error(t);
+	if (rc)
+		return rmig_set_error(&t->base, -EAGAIN, "%d batches outstanding: poll first",
+				      RMIG_OUTSTANDING_MAX);
+	return 0;
+}
+
 static int tcp_write_batch(struct rmig_ep *ep, const struct rmig_write *w,
 			   unsigned n, uint64_t wr_id)
 {
 	struct tcp_ep *t = TCP(ep);
 	uint8_t hdr[RMIG_BATCH_MAX][TCP_HDR_SIZE];
 	struct iovec iov[2 * RMIG_BATCH_MAX];
-	int rc = tcp_dead_error(t);
+	int rc;
 
-	if (rc)
-		return rc;
 	for (unsigned i = 0; i < n; i++) {
 		struct tcp_hdr h = { .type = TCP_FRAME_WRITE, .id = w[i].rkey->id,
 				     .key = w[i].rkey->key, .off = w[i].roff,
@@ -440,16 +678,20 @@ static int tcp_write_batch(struct rmig_ep *ep, const struct rmig_write *w,
 						 w[i].len };
 	}
 	pthread_mutex_lock(&t->tx_lock);
-	if (t->cq_count == RMIG_OUTSTANDING_MAX) {
+	rc = tcp_reserve(t, NULL);
+	if (rc) {
 		pthread_mutex_unlock(&t->tx_lock);
-		return rmig_set_error(ep, -EAGAIN, "%d batches outstanding: poll first",
-				      RMIG_OUTSTANDING_MAX);
+		return rc;
 	}
+	/* Complete as soon as sent: the bytes are in the stream, ahead of
+	 * any message sent after them. */
 	rc = rmig_sock_sendv(t->fd, iov, (int)(2 * n), rmig_deadline(ep->timeout_ms));
-	if (!rc) {
-		unsigned tail = (t->cq_head + t->cq_count++) % RMIG_OUTSTANDING_MAX;
-		t->cq[tail] = (struct rmig_completion){ .wr_id = wr_id, .status = 0 };
-	}
+	pthread_mutex_lock(&t->lock);
+	if (!rc)
+		tcp_complete(t, wr_id, 0);
+	else
+		t->outstanding--;
+	pthread_mutex_unlock(&t->lock);
 	pthread_mutex_unlock(&t->tx_lock);
 	if (rc) {
 		tcp_mark_dead(t, rc == -ETIMEDOUT ? -ETIMEDOUT : -ECONNRESET,
@@ -460,21 +702,128 @@ static int tcp_write_batch(struct rmig_ep *ep, const struct rmig_write *w,
 	return 0;
 }
 
-/* Writes complete as they are sent, so there is never anything to wait for. */
+/* A new read batch as the receiver will place it, and its requests. */
+static struct tcp_rbatch *tcp_rbatch_new(const struct rmig_read *r, unsigned n, uint64_t wr_id,
+					 uint8_t (*hdr)[TCP_HDR_SIZE], struct iovec *iov)
+{
+	struct tcp_rbatch *b = calloc(1, sizeof(*b) + n * sizeof(b->rd[0]));
+
+	if (!b)
+		return NULL;
+	b->wr_id = wr_id;
+	b->n = n;
+	for (unsigned i = 0; i < n; i++) {
+		struct tcp_hdr h = { .type = TCP_FRAME_READ_REQ, .id = r[i].rkey->id,
+				     .key = r[i].rkey->key, .off = r[i].roff, .len = r[i].len };
+		b->rd[i] = (struct tcp_rd){ .dst = (char *)r[i].lmr->addr + r[i].loff,
+					    .lmr = r[i].lmr, .lmr_id = r[i].lmr->rkey.id,
+					    .roff = r[i].roff, .len = r[i].len };
+		tcp_hdr_encode(&h, hdr[i]);
+		iov[i] = (struct iovec){ hdr[i], TCP_HDR_SIZE };
+	}
+	return b;
+}
+
+static int tcp_read_batch(struct rmig_ep *ep, const struct rmig_read *r, unsigned n,
+			  uint64_t wr_id)
+{
+	struct tcp_ep *t = TCP(ep);
+	uint8_t hdr[RMIG_BATCH_MAX][TCP_HDR_SIZE];
+	struct iovec iov[RMIG_BATCH_MAX];
+	struct tcp_rbatch *b, *p;
+	int rc;
+
+	for (unsigned i = 0; i < n; i++)
+		if (!ep->dom || r[i].lmr->dom != ep->dom)
+			return rmig_set_error(ep, -EINVAL,
+					      "read %u's destination is registered on another endpoint's domain", i);
+	b = tcp_rbatch_new(r, n, wr_id, hdr, iov);
+	if (!b)
+		return rmig_set_error(ep, -ENOMEM, "out of memory for a batch of reads");
+	pthread_mutex_lock(&t->tx_lock);
+	rc = tcp_reserve(t, b);
+	if (rc) {
+		pthread_mutex_unlock(&t->tx_lock);
+		free(b);
+		return rc;
+	}
+	rc = rmig_sock_sendv(t->fd, iov, (int)n, rmig_deadline(ep->timeout_ms));
+	pthread_mutex_unlock(&t->tx_lock);
+	if (!rc)
+		return 0;
+	/*
+	 * Not every request went out: answers can no longer complete the
+	 * batch.  Still queued: the caller gets the error and no completion.
+	 * Already failed by the ending receiver: its completion says it.
+	 */
+	pthread_mutex_lock(&t->lock);
+	for (p = t->rq_head; p && p != b; p = p->next)
+		;
+	if (p) {
+		b->orphan = 1;
+		t->outstanding--;
+	}
+	tcp_mark_dead_locked(t, rc == -ETIMEDOUT ? -ETIMEDOUT : -ECONNRESET,
+			     rc == -ETIMEDOUT ? "peer stopped taking data (send timed out)"
+					      : "connection lost while asking for a read");
+	pthread_mutex_unlock(&t->lock);
+	shutdown(t->fd, SHUT_RDWR); /* the receiver ends and fails what still waits */
+	return p ? tcp_dead_error(t) : 0;
+}
+
+/* Wait on cond (lock held) until ready(t) or the deadline: 0 or -ETIMEDOUT. */
+static int tcp_wait_locked(struct tcp_ep *t, uint64_t deadline,
+			   int (*ready)(const struct tcp_ep *t))
+{
+	struct timespec ts;
+
+	while (!ready(t)) {
+		int left = rmig_left_ms(deadline);
+
+		if (left < 0) {
+			pthread_cond_wait(&t->cond, &t->lock);
+			continue;
+		}
+		if (!left)
+			return -ETIMEDOUT;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		uint64_t abs_ns = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec +
+				  (uint64_t)left * 1000000ull;
+		ts.tv_sec = (time_t)(abs_ns / 1000000000ull);
+		ts.tv_nsec = (long)(abs_ns % 1000000000ull);
+		pthread_cond_timedwait(&t->cond, &t->lock, &ts);
+	}
+	return 0;
+}
+
+/* A completion is there, none can come (nothing pending), or the end. */
+static int tcp_poll_ready(const struct tcp_ep *t)
+{
+	return t->cq_count || !t->outstanding || t->dead;
+}
+
+/* Writes complete as they are sent; reads once their last answer is placed. */
 static int tcp_poll(struct rmig_ep *ep, struct rmig_completion *c, unsigned max,
 		    int timeout_ms)
 {
 	struct tcp_ep *t = TCP(ep);
 	unsigned n = 0;
+	int failed = 0;
 
-	(void)timeout_ms;
-	pthread_mutex_lock(&t->tx_lock);
+	pthread_mutex_lock(&t->lock);
+	tcp_wait_locked(t, rmig_deadline(timeout_ms), tcp_poll_ready);
 	while (n < max && t->cq_count) {
-		c[n++] = t->cq[t->cq_head];
+		c[n] = t->cq[t->cq_head];
+		failed |= c[n++].status != 0;
 		t->cq_head = (t->cq_head + 1) % RMIG_OUTSTANDING_MAX;
 		t->cq_count--;
+		t->outstanding--;
 	}
-	pthread_mutex_unlock(&t->tx_lock);
+	/* A failed batch: the endpoint's phrase says why (reads fail only
+	 * as the connection ends, or with the answer's status). */
+	if (failed && t->dead)
+		rmig_set_error(ep, t->dead_err, "%s", t->dead_why);
+	pthread_mutex_unlock(&t->lock);
 	return n ? (int)n : tcp_dead_error(t);
 }
 
@@ -500,29 +849,19 @@ static int tcp_send(struct rmig_ep *ep, const void *buf, size_t len)
 	return 0;
 }
 
+static int tcp_recv_ready(const struct tcp_ep *t)
+{
+	return t->msgs || t->dead;
+}
+
 static int tcp_recv(struct rmig_ep *ep, void *buf, size_t cap, int timeout_ms)
 {
 	struct tcp_ep *t = TCP(ep);
-	uint64_t deadline = rmig_deadline(timeout_ms);
-	struct timespec ts;
 	struct tcp_msg *m;
-	int rc = 0;
+	int rc;
 
 	pthread_mutex_lock(&t->lock);
-	while (!t->msgs && !t->dead && !rc) {
-		if (deadline == UINT64_MAX) {
-			pthread_cond_wait(&t->cond, &t->lock);
-			continue;
-		}
-		clock_gettime(CLOCK_REALTIME, &ts);
-		uint64_t abs_ns = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec +
-				  (uint64_t)rmig_left_ms(deadline) * 1000000ull;
-		ts.tv_sec = (time_t)(abs_ns / 1000000000ull);
-		ts.tv_nsec = (long)(abs_ns % 1000000000ull);
-		if (pthread_cond_timedwait(&t->cond, &t->lock, &ts) == ETIMEDOUT &&
-		    !t->msgs && !t->dead)
-			rc = -ETIMEDOUT;
-	}
+	rc = tcp_wait_locked(t, rmig_deadline(timeout_ms), tcp_recv_ready);
 	m = t->msgs;
 	if (m && m->len > cap) {
 		rc = -EMSGSIZE;
@@ -561,7 +900,7 @@ static void tcp_close(struct rmig_ep *ep)
 const struct rmig_transport_ops rmig_tcp_ops = {
 	.size = sizeof(struct rmig_transport_ops),
 	.name = "tcp",
-	.caps = RMIG_CAP_WRITE | RMIG_CAP_CROSS_HOST | RMIG_CAP_DOMAIN,
+	.caps = RMIG_CAP_WRITE | RMIG_CAP_CROSS_HOST | RMIG_CAP_DOMAIN | RMIG_CAP_READ,
 	.listen = tcp_listen,
 	.accept = tcp_accept,
 	.connect = tcp_connect,
@@ -575,4 +914,5 @@ const struct rmig_transport_ops rmig_tcp_ops = {
 	.close = tcp_close,
 	.accept_on = tcp_accept_on,
 	.domain_free = tcp_dom_free,
+	.read_batch = tcp_read_batch,
 };

@@ -3,13 +3,27 @@
  * The tcp backend's byte stream.  After an 8-byte hello each way, frames of
  * a 32-byte little-endian header, then len payload bytes:
  *
- *   0  u32 type   TCP_FRAME_WRITE or TCP_FRAME_MSG
- *   4  u32 id     WRITE: region id from the rkey; MSG: 0
- *   8  u64 key    WRITE: region secret from the rkey; MSG: 0
- *  16  u64 off    WRITE: offset in the region; MSG: 0
- *  24  u64 len    payload bytes (MSG: at most RMIG_MSG_MAX)
+ *   0  u32 type   TCP_FRAME_*
+ *   4  u32 id     WRITE, READ_REQ: region id from the rkey
+ *                 READ_RESP: status, 0 or a positive errno (the refusal)
+ *                 MSG: 0
+ *   8  u64 key    WRITE, READ_REQ: region secret from the rkey; else 0
+ *  16  u64 off    WRITE, READ_REQ: offset in the region
+ *                 READ_RESP: the offset the request asked for (echoed)
+ *                 MSG: 0
+ *  24  u64 len    WRITE, MSG, READ_RESP: payload bytes that follow
+ *                 READ_REQ: bytes asked for (no payload follows)
  *
- * The receiver checks id, key, access and bounds before a byte is applied.
+ * WRITE (1) carries len bytes into the peer's region; MSG (2) a control
+ * message of at most RMIG_MSG_MAX bytes.  READ_REQ (3) asks the peer for
+ * len bytes of its region at off; its receiver answers each request, in
+ * the order they came, with READ_RESP (4): status 0 and exactly len bytes,
+ * or a nonzero status, no payload, and the end of the connection.  The
+ * receiver checks id, key, access (REMOTE_WRITE for WRITE, REMOTE_READ for
+ * READ_REQ) and bounds (tcp_frame_in_region) before a byte is applied or
+ * sent.  A peer built before reads refuses frame types 3 and 4 as
+ * malformed; rdmamig issues reads only to a peer that agreed to post-copy
+ * in its own handshake.
  */
 #ifndef RMIG_TCP_WIRE_H
 #define RMIG_TCP_WIRE_H
@@ -28,7 +42,12 @@
 enum tcp_frame_type {
 	TCP_FRAME_WRITE = 1,
 	TCP_FRAME_MSG = 2,
+	TCP_FRAME_READ_REQ = 3,
+	TCP_FRAME_READ_RESP = 4,
 };
+
+/* Largest status a READ_RESP may carry (a positive errno). */
+#define TCP_STATUS_MAX 4095
 
 struct tcp_hdr {
 	uint32_t type;
@@ -47,7 +66,7 @@ static inline void tcp_hdr_encode(const struct tcp_hdr *h, uint8_t out[TCP_HDR_S
 	rmig_put_le64(out + 24, h->len);
 }
 
-/* -EPROTO for an unknown type or an oversize message. */
+/* -EPROTO for an unknown type, an oversize message or a nonzero reserved field. */
 static inline int tcp_hdr_decode(const uint8_t in[TCP_HDR_SIZE], struct tcp_hdr *h)
 {
 	h->type = rmig_get_le32(in);
@@ -55,11 +74,28 @@ static inline int tcp_hdr_decode(const uint8_t in[TCP_HDR_SIZE], struct tcp_hdr 
 	h->key = rmig_get_le64(in + 8);
 	h->off = rmig_get_le64(in + 16);
 	h->len = rmig_get_le64(in + 24);
-	if (h->type == TCP_FRAME_MSG)
+	switch (h->type) {
+	case TCP_FRAME_MSG:
 		return h->len <= RMIG_MSG_MAX && !h->id && !h->key && !h->off ? 0 : -EPROTO;
-	if (h->type == TCP_FRAME_WRITE)
+	case TCP_FRAME_WRITE:
+	case TCP_FRAME_READ_REQ:
 		return h->len ? 0 : -EPROTO;
-	return -EPROTO;
+	case TCP_FRAME_READ_RESP:
+		if (h->key || h->id > TCP_STATUS_MAX)
+			return -EPROTO;
+		return (h->id ? !h->len : h->len != 0) ? 0 : -EPROTO;
+	default:
+		return -EPROTO;
+	}
+}
+
+/*
+ * The receiver's bounds rule for WRITE and READ_REQ: len bytes at off lie
+ * inside a region of rlen bytes (no overflow).
+ */
+static inline int tcp_frame_in_region(const struct tcp_hdr *h, uint64_t rlen)
+{
+	return h->len <= rlen && h->off <= rlen - h->len;
 }
 
 #endif

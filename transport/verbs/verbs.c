@@ -41,6 +41,7 @@ struct cm_result {
 	struct rdma_cm_id *id;
 	uint8_t priv[VERBS_HELLO_LEN];
 	int hello_ok;
+	uint8_t responder_resources, initiator_depth; /* a request's offer */
 };
 
 /* Next event on ech by the deadline: 0, -ETIMEDOUT or -errno. */
@@ -56,6 +57,8 @@ static int cm_wait(struct rdma_event_channel *ech, uint64_t deadline, struct cm_
 			r->type = e->event;
 			r->status = e->status;
 			r->id = e->id;
+			r->responder_resources = e->param.conn.responder_resources;
+			r->initiator_depth = e->param.conn.initiator_depth;
 			if (e->param.conn.private_data_len >= VERBS_HELLO_LEN) {
 				memcpy(r->priv, e->param.conn.private_data, VERBS_HELLO_LEN);
 				r->hello_ok = !memcmp(r->priv, VERBS_HELLO, VERBS_HELLO_LEN);
@@ -360,6 +363,11 @@ static int verbs_accept_on(struct rmig_ep *listener, struct rmig_domain *dom, in
 	if (rc)
 		goto reject;
 	verbs_conn_param(v, &cp, VERBS_HELLO, VERBS_HELLO_LEN);
+	/* Serve no more reads than the peer issues, issue no more than it serves. */
+	if (cp.responder_resources > r.initiator_depth)
+		cp.responder_resources = r.initiator_depth;
+	if (cp.initiator_depth > r.responder_resources)
+		cp.initiator_depth = r.responder_resources;
 	rc = verbs_accept_closed(v, &cp);
 	if (rc)
 		goto destroy;
@@ -486,7 +494,8 @@ static void verbs_close(struct rmig_ep *ep)
 const struct rmig_transport_ops rmig_verbs_ops = {
 	.size = sizeof(struct rmig_transport_ops),
 	.name = "verbs",
-	.caps = RMIG_CAP_WRITE | RMIG_CAP_ZERO_COPY | RMIG_CAP_CROSS_HOST | RMIG_CAP_DOMAIN,
+	.caps = RMIG_CAP_WRITE | RMIG_CAP_ZERO_COPY | RMIG_CAP_CROSS_HOST | RMIG_CAP_DOMAIN |
+		RMIG_CAP_READ,
 	.probe = verbs_probe,
 	.listen = verbs_listen,
 	.accept = verbs_accept,
@@ -502,4 +511,5 @@ const struct rmig_transport_ops rmig_verbs_ops = {
 	.accept_on = verbs_accept_on,
 	.domain_free = verbs_dom_free,
 	.authenticated = verbs_open_access,
+	.read_batch = verbs_read_batch,
 };

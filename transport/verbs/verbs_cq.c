@@ -134,7 +134,7 @@ static void on_write(struct verbs_ep *v, const struct ibv_wc *wc, unsigned slot)
 	struct verbs_batch *b = &v->batch[slot];
 
 	if (wc->status != IBV_WC_SUCCESS)
-		wc_failed(v, wc, "RDMA write");
+		wc_failed(v, wc, slot < RMIG_OUTSTANDING_MAX && b->read ? "RDMA read" : "RDMA write");
 	/* Unsignaled entries report only errors; the first report ends the batch. */
 	if (slot >= RMIG_OUTSTANDING_MAX || !b->busy)
 		return;
@@ -274,8 +274,9 @@ static int batch_room(struct verbs_ep *v, void *arg)
 	return v->sq_used + n <= v->sq_depth;
 }
 
-static int verbs_post_writes(struct verbs_ep *v, const struct rmig_write *w, unsigned n,
-			     unsigned slot)
+/* Writes, or reads (opcode IBV_WR_RDMA_READ: each w's lmr is the destination). */
+static int verbs_post_rma(struct verbs_ep *v, const struct rmig_write *w, unsigned n,
+			  unsigned slot, enum ibv_wr_opcode opcode)
 {
 	struct ibv_send_wr wr[RMIG_BATCH_MAX], *bad;
 	struct ibv_sge sge[RMIG_BATCH_MAX];
@@ -289,8 +290,9 @@ static int verbs_post_writes(struct verbs_ep *v, const struct rmig_write *w, uns
 			.next = i + 1 < n ? &wr[i + 1] : NULL,
 			.sg_list = &sge[i],
 			.num_sge = 1,
-			.opcode = IBV_WR_RDMA_WRITE,
-			/* One completion per batch: in-order SQ, so the last implies all. */
+			.opcode = opcode,
+			/* One completion per batch: in-order SQ, so the last implies all
+			 * (a READ's completion too: requests complete in order). */
 			.send_flags = i + 1 == n ? IBV_SEND_SIGNALED : 0,
 			.wr.rdma = { .remote_addr = w[i].rkey->addr + w[i].roff,
 				     .rkey = (uint32_t)w[i].rkey->key },
@@ -299,10 +301,11 @@ static int verbs_post_writes(struct verbs_ep *v, const struct rmig_write *w, uns
 	return ibv_post_send(v->id->qp, wr, &bad); /* positive errno */
 }
 
-int verbs_write_batch(struct rmig_ep *ep, const struct rmig_write *w, unsigned n,
-		      uint64_t wr_id)
+static int rma_batch(struct rmig_ep *ep, const struct rmig_write *w, unsigned n,
+		     uint64_t wr_id, int read)
 {
 	struct verbs_ep *v = VERBS(ep);
+	const char *what = read ? "read" : "write";
 	unsigned slot;
 	int rc;
 
@@ -311,15 +314,16 @@ int verbs_write_batch(struct rmig_ep *ep, const struct rmig_write *w, unsigned n
 	for (unsigned i = 0; i < n; i++) {
 		if (w[i].len > UINT32_MAX)
 			return rmig_set_error(ep, -EMSGSIZE,
-					      "a single write is limited to 4 GiB, not %llu bytes",
-					      (unsigned long long)w[i].len);
+					      "a single %s is limited to 4 GiB, not %llu bytes",
+					      what, (unsigned long long)w[i].len);
 		if (w[i].rkey->key > UINT32_MAX || w[i].lmr->dom != ep->dom)
 			return rmig_set_error(ep, -EINVAL,
-					      "write %u names a region of another endpoint or backend", i);
+					      "%s %u names a region of another endpoint or backend",
+					      what, i);
 	}
 	if (n > v->sq_depth)
-		return rmig_set_error(ep, -EINVAL, "a batch of %u writes exceeds the %u-entry send queue",
-				      n, v->sq_depth);
+		return rmig_set_error(ep, -EINVAL, "a batch of %u %ss exceeds the %u-entry send queue",
+				      n, what, v->sq_depth);
 	if (!verbs_wait_locked(v, rmig_deadline(ep->timeout_ms), batch_room, &n)) {
 		rc = verbs_dead_error(v);
 		return rc ? rc : rmig_set_error(ep, -ETIMEDOUT,
@@ -333,15 +337,34 @@ int verbs_write_batch(struct rmig_ep *ep, const struct rmig_write *w, unsigned n
 	}
 	for (slot = 0; v->batch[slot].busy; slot++)
 		;
-	rc = verbs_post_writes(v, w, n, slot);
+	/* Set before posting: an error completion may name the batch's kind. */
+	v->batch[slot] = (struct verbs_batch){ .wr_id = wr_id, .nwr = n, .read = read };
+	rc = verbs_post_rma(v, w, n, slot, read ? IBV_WR_RDMA_READ : IBV_WR_RDMA_WRITE);
 	if (!rc) {
-		v->batch[slot] = (struct verbs_batch){ .wr_id = wr_id, .nwr = n, .busy = 1 };
+		v->batch[slot].busy = 1;
 		v->nbusy++;
 		v->sq_used += n;
 	}
 	pthread_mutex_unlock(&v->lock);
-	return rc ? rmig_set_error(ep, -rc, "cannot post %u RDMA writes: %s", n, strerror(rc))
+	return rc ? rmig_set_error(ep, -rc, "cannot post %u RDMA %ss: %s", n, what, strerror(rc))
 		  : 0;
+}
+
+int verbs_write_batch(struct rmig_ep *ep, const struct rmig_write *w, unsigned n,
+		      uint64_t wr_id)
+{
+	return rma_batch(ep, w, n, wr_id, 0);
+}
+
+int verbs_read_batch(struct rmig_ep *ep, const struct rmig_read *r, unsigned n,
+		     uint64_t wr_id)
+{
+	struct rmig_write w[RMIG_BATCH_MAX];
+
+	for (unsigned i = 0; i < n; i++)
+		w[i] = (struct rmig_write){ .lmr = r[i].lmr, .loff = r[i].loff, .rkey = r[i].rkey,
+					    .roff = r[i].roff, .len = r[i].len };
+	return rma_batch(ep, w, n, wr_id, 1);
 }
 
 static int have_done(struct verbs_ep *v, void *arg)

@@ -30,7 +30,7 @@
 
 /* What a work completion belongs to: wr_id = tag << 32 | slot. */
 enum verbs_tag {
-	VERBS_TAG_WRITE = 1, /* slot: index in batch[] */
+	VERBS_TAG_WRITE = 1, /* slot: index in batch[] (writes or reads) */
 	VERBS_TAG_SEND = 2,  /* slot: send buffer */
 	VERBS_TAG_RECV = 3,  /* slot: receive buffer */
 };
@@ -47,7 +47,11 @@ struct verbs_batch {
 	uint64_t wr_id; /* the caller's */
 	unsigned nwr;   /* send-queue entries it holds */
 	int busy;
+	int read;       /* RDMA READs, not WRITEs (for the error phrase) */
 };
+
+/* RDMA READs in flight per QP, each way (initiator depth, responder resources). */
+#define VERBS_RD_ATOM_WANT 16
 
 struct verbs_region {
 	struct rmig_mr base;
@@ -90,6 +94,7 @@ struct verbs_ep {
 	/* Remote access the QP gets once the peer authenticated (0: none held back). */
 	unsigned remote_access;
 	unsigned sq_depth;
+	uint8_t rd_atom;  /* reads in flight we issue / serve (device-capped) */
 	uint8_t *rxbuf, *txbuf; /* VERBS_NRECV / VERBS_NSEND x RMIG_MSG_MAX */
 	struct ibv_mr *rxmr, *txmr;
 	size_t bufs_pinned;
@@ -134,6 +139,8 @@ int verbs_dead_error(struct verbs_ep *v);
 int verbs_post_recv(struct verbs_ep *v, unsigned slot);
 int verbs_write_batch(struct rmig_ep *ep, const struct rmig_write *w, unsigned n,
 		      uint64_t wr_id);
+int verbs_read_batch(struct rmig_ep *ep, const struct rmig_read *r, unsigned n,
+		     uint64_t wr_id);
 int verbs_poll(struct rmig_ep *ep, struct rmig_completion *c, unsigned max,
 	       int timeout_ms);
 int verbs_send(struct rmig_ep *ep, const void *buf, size_t len);

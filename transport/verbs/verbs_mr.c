@@ -4,7 +4,9 @@
  * the peer writes into gets LOCAL_WRITE|REMOTE_WRITE (the HCA writes it on
  * the peer's behalf); a region that is only the source of our writes is
  * only read by the local HCA, which needs no access flag at all: no rkey it
- * hands out opens it to anyone.
+ * hands out opens it to anyone.  REMOTE_READ is given only to regions the
+ * peer is to read (post-copy's source RAM); LOCAL_WRITE alone to the
+ * destinations of our reads.
  */
 #define _GNU_SOURCE
 #include "verbs_int.h"
@@ -21,6 +23,8 @@ static int verbs_access(unsigned access)
 		a |= IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE;
 	if (access & RMIG_ACCESS_REMOTE_READ)
 		a |= IBV_ACCESS_REMOTE_READ;
+	if (access & RMIG_ACCESS_LOCAL_WRITE)
+		a |= IBV_ACCESS_LOCAL_WRITE;
 	return a;
 }
 

@@ -136,6 +136,8 @@ int verbs_qp_setup(struct verbs_ep *v, struct rdma_cm_id *id, struct verbs_dom *
 		return rmig_set_error(&v->base, errno ? -errno : -ENOMEM,
 				      "cannot create a completion channel on %s", dev);
 	v->sq_depth = umin(VERBS_SQ_WANT, (unsigned)da.max_qp_wr);
+	v->rd_atom = (uint8_t)umin(VERBS_RD_ATOM_WANT,
+				   umin((unsigned)da.max_qp_rd_atom, (unsigned)da.max_qp_init_rd_atom));
 	/* Room for a flush completion of every entry when the QP dies. */
 	cqe = umin(v->sq_depth + VERBS_NRECV + 1, (unsigned)da.max_cqe);
 	v->cq = ibv_create_cq(id->verbs, (int)cqe, NULL, v->cc, 0);
@@ -164,13 +166,14 @@ int verbs_qp_setup(struct verbs_ep *v, struct rdma_cm_id *id, struct verbs_dom *
 void verbs_conn_param(struct verbs_ep *v, struct rdma_conn_param *p, const void *priv,
 		      uint8_t privlen)
 {
-	(void)v;
 	memset(p, 0, sizeof(*p));
 	p->private_data = priv;
 	p->private_data_len = privlen;
-	/* Writes and sends only: no RDMA READ or atomics are issued or served. */
-	p->responder_resources = 0;
-	p->initiator_depth = 0;
+	/* RDMA READs both ways (post-copy); whether a region may be read is
+	 * the region's access, not the connection's.  The passive side
+	 * lowers these to what the request offers (verbs_accept_on). */
+	p->responder_resources = v->rd_atom;
+	p->initiator_depth = v->rd_atom;
 	p->retry_count = 7;
 	/* Receives are reposted as soon as a message is copied out: an RNR wait is short. */
 	p->rnr_retry_count = 7;
