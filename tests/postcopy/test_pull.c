@@ -11,7 +11,9 @@
  * holds the pattern already (as after pre-copy), except the pages it marks
  * missing (stale bytes), and the zero tail (never sent, never touched); it
  * starts the mover and touches pages the way a guest would.  Exits 77 when
- * the backend or userfaultfd is not available here.
+ * the backend or userfaultfd is not available here.  RMIG_CONF_HOST is the
+ * address the source listens on (default 127.0.0.1; verbs on RoCE needs the
+ * RDMA netdev's, as for the conformance suite).
  */
 #define _GNU_SOURCE
 #include "testutil.h"
@@ -52,11 +54,13 @@ static int source_main(const char *spec, uint64_t len, unsigned seed)
 	struct rmig_ep *l, *ep[2] = { 0 };
 	struct rmig_mr *mr[2] = { 0 };
 	uint8_t key[RMIG_RKEY_WIRE_SIZE];
-	char addr[128], buf[16];
+	const char *host = getenv("RMIG_CONF_HOST");
+	char addr[128], listen_addr[160], buf[16];
 	uint8_t *mem;
 
+	snprintf(listen_addr, sizeof(listen_addr), "%s:0", host && *host ? host : "127.0.0.1");
 	mem = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (mem == MAP_FAILED || rmig_listen(spec, "127.0.0.1:0", &o, &l) ||
+	if (mem == MAP_FAILED || rmig_listen(spec, listen_addr, &o, &l) ||
 	    rmig_local_addr(l, addr, sizeof(addr)))
 		return 1;
 	rmig_test_fill(mem, len - ZERO_TAIL * PAGE, seed, 0);
