@@ -241,23 +241,39 @@ int verbs_accept_closed(struct verbs_ep *v, struct rdma_conn_param *cp)
 	return 0;
 }
 
-/* The peer authenticated: the QP takes the remote access held back. */
+/*
+ * The peer authenticated: the QP takes the remote access held back.  A peer
+ * that left right after authenticating may already have put the QP in the
+ * error state (its DISCONNECTED seen while its last message was read), where
+ * no access can be set: the endpoint is handed out dead, as accept hands out
+ * one whose peer left before ESTABLISHED, and says so at its first use.
+ */
 int verbs_open_access(struct rmig_ep *ep)
 {
 	struct verbs_ep *v = VERBS(ep);
+	struct ibv_qp_init_attr ia;
 	struct ibv_qp_attr a;
-	int rc;
+	int rc = 0;
 
 	if (!v->remote_access)
 		return 0;
-	memset(&a, 0, sizeof(a));
-	a.qp_access_flags = v->remote_access;
-	rc = ibv_modify_qp(v->id->qp, &a, IBV_QP_ACCESS_FLAGS); /* positive errno */
+	pthread_mutex_lock(&v->lock); /* no verbs_mark_dead in between */
+	if (!v->dead) {
+		memset(&a, 0, sizeof(a));
+		a.qp_access_flags = v->remote_access;
+		rc = ibv_modify_qp(v->id->qp, &a, IBV_QP_ACCESS_FLAGS); /* positive errno */
+		if (rc && !ibv_query_qp(v->id->qp, &a, IBV_QP_STATE, &ia) &&
+		    a.qp_state == IBV_QPS_ERR) {
+			verbs_mark_dead(v, -ECONNRESET, "connection closed by the peer");
+			rc = 0;
+		}
+	}
+	v->remote_access = 0;
+	pthread_mutex_unlock(&v->lock);
 	if (rc)
 		return rmig_set_error(ep, -rc,
 				      "cannot open the queue pair to the authenticated peer's writes: %s",
 				      strerror(rc));
-	v->remote_access = 0;
 	return 0;
 }
 
