@@ -490,6 +490,12 @@ int mig_stats(struct rmig_mig *s, struct rmig_mig_stats *out)
 	n = out->size < sizeof(s->st) ? out->size : sizeof(s->st);
 	memcpy(out, &s->st, n);
 	out->size = n;
+	/* Inside a round: the bytes the channels have posted so far too, so
+	 * that a host can credit them while the round goes on. */
+	if (s->role == MIG_SOURCE && s->in_round &&
+	    n >= offsetof(struct rmig_mig_stats, bytes) + sizeof(out->bytes))
+		for (unsigned i = 0; i < s->nch; i++)
+			out->bytes += __atomic_load_n(&s->ch[i].round.bytes, __ATOMIC_RELAXED);
 	return 0;
 }
 

@@ -165,7 +165,8 @@ int chan_post_batch(struct mig_chan *c)
 		goto lost;
 	c->inflight_ids[c->inflight++] = c->next_wr_id++;
 	c->round.batches++;
-	c->round.bytes += c->batch_bytes;
+	/* stats() reads it from the framework thread during the round. */
+	__atomic_store_n(&c->round.bytes, c->round.bytes + c->batch_bytes, __ATOMIC_RELAXED);
 	c->bw_bytes += c->batch_bytes;
 	c->nbatch = 0;
 	c->batch_bytes = 0;
