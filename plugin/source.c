@@ -180,31 +180,41 @@ lost:
 	return chan_err(c, rc, "page writes failed: %s", rmig_ep_error(c->ep));
 }
 
-/* Turn the open extent into writes (split at chunk and size limits); a
- * zero gap after it is dropped (skipped). */
-static int flush_extent(struct mig_chan *c)
+/* The longest write the open extent's head can become (chunk and size
+ * limits). */
+static uint64_t extent_piece(const struct mig_chan *c, const struct mig_extent *e)
+{
+	uint64_t n = MIG_WRITE_MAX;
+
+	if (c->s->chunked && MIG_CHUNK_SIZE - e->off % MIG_CHUNK_SIZE < n)
+		n = MIG_CHUNK_SIZE - e->off % MIG_CHUNK_SIZE;
+	return n;
+}
+
+/*
+ * The batch is posted once it holds MIG_BATCH_BYTES, or a single write's
+ * worth while fewer than two batches are in flight: the link never waits
+ * for a large batch to fill (round 0 starts writing after the first
+ * MiB, not the first 8), and once it is busy batches grow again.
+ */
+static int batch_full(const struct mig_chan *c)
+{
+	return c->nbatch == RMIG_BATCH_MAX || c->batch_bytes >= MIG_BATCH_BYTES ||
+	       (c->inflight < 2 && c->batch_bytes >= MIG_WRITE_MAX);
+}
+
+/* Write the open extent's first len bytes (whole pieces, or all of it). */
+static int emit(struct mig_chan *c, uint64_t len)
 {
 	struct mig_extent *e = &c->ext;
 	int rc;
 
-	if (!e->open)
-		return 0;
-	e->open = 0;
-	e->gap = 0;
-	while (e->len) {
-		uint64_t n = e->len, loff, room;
+	while (len) {
+		uint64_t n = extent_piece(c, e), loff;
 		const struct rmig_mr *mr;
 
-		if (n > MIG_WRITE_MAX)
-			n = MIG_WRITE_MAX;
-		if (c->s->chunked) {
-			room = MIG_CHUNK_SIZE - e->off % MIG_CHUNK_SIZE;
-			if (n > room)
-				n = room;
-		}
-		if ((c->nbatch == RMIG_BATCH_MAX || c->batch_bytes >= MIG_BATCH_BYTES) &&
-		    (rc = chan_post_batch(c)))
-			return rc;
+		if (n > len)
+			n = len;
 		if ((rc = mig_local_mr(c, e->block, e->off, &mr, &loff)))
 			return rc;
 		c->batch[c->nbatch++] = (struct rmig_write){
@@ -214,7 +224,36 @@ static int flush_extent(struct mig_chan *c)
 		c->round.writes++;
 		e->off += n;
 		e->len -= n;
+		len -= n;
+		if (batch_full(c) && (rc = chan_post_batch(c)))
+			return rc;
 	}
+	return 0;
+}
+
+/* Turn the open extent into writes (split at chunk and size limits); a
+ * zero gap after it is dropped (skipped). */
+static int flush_extent(struct mig_chan *c)
+{
+	struct mig_extent *e = &c->ext;
+
+	if (!e->open)
+		return 0;
+	e->open = 0;
+	e->gap = 0;
+	return emit(c, e->len);
+}
+
+/* The open extent's head as writes once it is a whole write: a long run of
+ * pages goes out while the scan goes on, not when the run ends. */
+static int emit_whole(struct mig_chan *c)
+{
+	struct mig_extent *e = &c->ext;
+	int rc;
+
+	while (e->len >= extent_piece(c, e))
+		if ((rc = emit(c, extent_piece(c, e))))
+			return rc;
 	return 0;
 }
 
@@ -271,12 +310,12 @@ static int data_page(struct mig_chan *c, uint32_t block, uint64_t off)
 		}
 		e->len += e->gap + ps;
 		e->gap = 0;
-		return 0;
+		return emit_whole(c);
 	}
 	if ((rc = flush_extent(c)))
 		return rc;
 	*e = (struct mig_extent){ .block = block, .off = off, .len = ps, .open = 1 };
-	return 0;
+	return emit_whole(c);
 }
 
 /* How many pages ahead the scan asks for the first line of a page. */
