@@ -385,27 +385,46 @@ static int fits(uint64_t off, uint64_t len, uint64_t total)
 	return len <= total && off <= total - len;
 }
 
+/* One write or read of a batch: not empty, both ends within their regions. */
+static int check_op(struct rmig_ep *ep, const char *op, unsigned i, const struct rmig_mr *lmr,
+		    uint64_t loff, const struct rmig_rkey *rkey, uint64_t roff, uint64_t len,
+		    const char *local)
+{
+	if (!lmr || !rkey || !len)
+		return rmig_set_error(ep, -EINVAL, "%s %u of the batch is empty", op, i);
+	if (!fits(loff, len, lmr->len))
+		return rmig_set_error(ep, -ERANGE,
+				      "%s of %llu bytes at local offset %llu is outside the %zu-byte %s region",
+				      op, (unsigned long long)len, (unsigned long long)loff, lmr->len,
+				      local);
+	if (!fits(roff, len, rkey->len))
+		return rmig_set_error(ep, -ERANGE,
+				      "%s of %llu bytes at offset %llu is outside the peer's %llu-byte region",
+				      op, (unsigned long long)len, (unsigned long long)roff,
+				      (unsigned long long)rkey->len);
+	return 0;
+}
+
+static int check_batch_size(struct rmig_ep *ep, const char *ops, unsigned n)
+{
+	if (!n || n > RMIG_BATCH_MAX)
+		return rmig_set_error(ep, -EINVAL, "a batch holds 1 to %d %s, not %u",
+				      RMIG_BATCH_MAX, ops, n);
+	return 0;
+}
+
 int rmig_write_batch(struct rmig_ep *ep, const struct rmig_write *w, unsigned n,
 		     uint64_t wr_id)
 {
+	int rc;
+
 	NEED_OP(ep, write_batch);
-	if (!n || n > RMIG_BATCH_MAX)
-		return rmig_set_error(ep, -EINVAL, "a batch holds 1 to %d writes, not %u",
-				      RMIG_BATCH_MAX, n);
+	if ((rc = check_batch_size(ep, "writes", n)))
+		return rc;
 	for (unsigned i = 0; i < n; i++) {
-		if (!w[i].lmr || !w[i].rkey || !w[i].len)
-			return rmig_set_error(ep, -EINVAL, "write %u of the batch is empty", i);
-		if (!fits(w[i].loff, w[i].len, w[i].lmr->len))
-			return rmig_set_error(ep, -ERANGE,
-					      "write of %llu bytes at local offset %llu is outside the %zu-byte source region",
-					      (unsigned long long)w[i].len,
-					      (unsigned long long)w[i].loff, w[i].lmr->len);
-		if (!fits(w[i].roff, w[i].len, w[i].rkey->len))
-			return rmig_set_error(ep, -ERANGE,
-					      "write of %llu bytes at offset %llu is outside the peer's %llu-byte region",
-					      (unsigned long long)w[i].len,
-					      (unsigned long long)w[i].roff,
-					      (unsigned long long)w[i].rkey->len);
+		if ((rc = check_op(ep, "write", i, w[i].lmr, w[i].loff, w[i].rkey, w[i].roff,
+				   w[i].len, "source")))
+			return rc;
 		if (!(w[i].rkey->flags & RMIG_ACCESS_REMOTE_WRITE))
 			return rmig_set_error(ep, -EACCES,
 					      "the peer's region does not grant remote write");
@@ -416,24 +435,15 @@ int rmig_write_batch(struct rmig_ep *ep, const struct rmig_write *w, unsigned n,
 int rmig_read_batch(struct rmig_ep *ep, const struct rmig_read *r, unsigned n,
 		    uint64_t wr_id)
 {
+	int rc;
+
 	NEED_OP(ep, read_batch);
-	if (!n || n > RMIG_BATCH_MAX)
-		return rmig_set_error(ep, -EINVAL, "a batch holds 1 to %d reads, not %u",
-				      RMIG_BATCH_MAX, n);
+	if ((rc = check_batch_size(ep, "reads", n)))
+		return rc;
 	for (unsigned i = 0; i < n; i++) {
-		if (!r[i].lmr || !r[i].rkey || !r[i].len)
-			return rmig_set_error(ep, -EINVAL, "read %u of the batch is empty", i);
-		if (!fits(r[i].loff, r[i].len, r[i].lmr->len))
-			return rmig_set_error(ep, -ERANGE,
-					      "read of %llu bytes at local offset %llu is outside the %zu-byte destination region",
-					      (unsigned long long)r[i].len,
-					      (unsigned long long)r[i].loff, r[i].lmr->len);
-		if (!fits(r[i].roff, r[i].len, r[i].rkey->len))
-			return rmig_set_error(ep, -ERANGE,
-					      "read of %llu bytes at offset %llu is outside the peer's %llu-byte region",
-					      (unsigned long long)r[i].len,
-					      (unsigned long long)r[i].roff,
-					      (unsigned long long)r[i].rkey->len);
+		if ((rc = check_op(ep, "read", i, r[i].lmr, r[i].loff, r[i].rkey, r[i].roff,
+				   r[i].len, "destination")))
+			return rc;
 		if (!(r[i].rkey->flags & RMIG_ACCESS_REMOTE_READ))
 			return rmig_set_error(ep, -EACCES,
 					      "the peer's region does not grant remote read (it registers with RMIG_ACCESS_REMOTE_READ)");
