@@ -6,10 +6,28 @@
 #
 #   scripts/fault-matrix.sh [-r R] [-b "SPEC ..."] [-p PHASES] [-f FAULTS]
 #                           [-t TIMEOUT_MS] [-g GUEST] [-H HOST] [-o TABLE.md]
+#                           [-P DIR]
+#   scripts/fault-matrix.sh -A DIR -H HOST      (the destination's agent)
 #
 # -H: the address both ends use (default 127.0.0.1; in the Soft-RoCE VM
 # rxe0's, since RoCE has no loopback route: scripts/fault-matrix-vm.sh runs
 # this script there over verbs with the device faults below).
+#
+# Two hosts (-P DIR, -A DIR; scripts/fault-matrix-vm.sh --pair runs them in
+# two Soft-RoCE VMs): with -P this script runs the source only, and asks an
+# agent on the other host (-A, same DIR, a folder both see) to start each
+# destination and to inject the faults on its side.  One folder per run,
+# DIR/N: the source side writes req ("BACKEND TIMEOUT_MS HARD_S"); the agent
+# starts `rdmamig serve` on its -H and writes addr; the source side starts
+# the migration, and once it is paused writes fault (the fault's name); the
+# agent injects a destination-side fault and writes applied, and when its
+# destination has exited writes its outputs and done ("STATUS MS": MS from
+# the moment the agent saw the fault to the destination's exit: the hosts'
+# clocks differ).  DIR/end stops the agent.  Faults on one side only:
+#   link-down-src  `ip link set eth0 down` on the source's host only
+#   link-down-dst  the same on the destination's host only
+# (each side undoes its own as link-down does), and kill-dst, kill-src,
+# cancel, stop-dst as above, the destination's done by the agent.
 #
 # Phases: setup (the destination said yes), round (pre-copy round 0 ended),
 # stop-and-copy (vCPUs paused, before the final round), commit (final round
@@ -60,8 +78,10 @@ TMO=3000
 GUEST=32M
 OUT=""
 HOST=127.0.0.1
+PAIR=""    # -P: the folder shared with the destination's agent
+AGENT=""   # -A: be that agent
 PYTHON=${PYTHON:-python3}
-while getopts "r:b:p:f:t:g:o:H:h" opt; do
+while getopts "r:b:p:f:t:g:o:H:P:A:h" opt; do
   case $opt in
     r) R=$OPTARG ;;
     b) BACKENDS=$OPTARG ;;
@@ -71,9 +91,12 @@ while getopts "r:b:p:f:t:g:o:H:h" opt; do
     g) GUEST=$OPTARG ;;
     o) OUT=$OPTARG ;;
     H) HOST=$OPTARG ;;
-    *) sed -n '2,50p' "$0"; exit 2 ;;
+    P) PAIR=$OPTARG ;;
+    A) AGENT=$OPTARG ;;
+    *) sed -n '2,70p' "$0"; exit 2 ;;
   esac
 done
+[ -z "$AGENT" ] || FAULTS=""
 RDMAMIG=$BUILD/tools/rdmamig
 [ -x "$RDMAMIG" ] || { echo "fault-matrix: build first ($RDMAMIG missing)" >&2; exit 2; }
 [ -n "$BACKENDS" ] || BACKENDS=$("$RDMAMIG" backends --available | tr '\n' ' ')
@@ -82,16 +105,26 @@ case " $FAULTS " in *" drop-link "*)
 esac
 # The device faults act on rxe0 over eth0 (scripts/softroce-vm.sh sets it up).
 RXE=${RMIG_FAULT_RDMA_DEV:-rxe0} NETDEV=${RMIG_FAULT_NETDEV:-eth0}
-case " $FAULTS " in *" rdma-link-delete "*|*" link-down "*)
+if [ -n "$PAIR" ]; then
+  for f in $FAULTS; do case $f in kill-dst|kill-src|cancel|stop-dst|link-down-src|link-down-dst) ;;
+    *) echo "fault-matrix: -P runs kill-dst kill-src cancel stop-dst link-down-src link-down-dst, not $f" >&2; exit 2 ;;
+  esac; done
+else
+  for f in $FAULTS; do case $f in link-down-src|link-down-dst)
+    echo "fault-matrix: $f needs two hosts (-P; scripts/fault-matrix-vm.sh --pair)" >&2; exit 2 ;;
+  esac; done
+fi
+case " $FAULTS " in *" rdma-link-delete "*|*" link-down"*)
   [ -e "/sys/class/infiniband/$RXE" ] ||
     { echo "fault-matrix: rdma-link-delete and link-down need the RDMA device $RXE (run them in the Soft-RoCE VM: scripts/fault-matrix-vm.sh)" >&2; exit 2; } ;;
 esac
 HARD=$((TMO * 6 / 1000 + 20))          # timeout(1) on each process, seconds
 LIMIT=$((TMO * 2 + 3000))              # ms from the fault to each survivor's exit
 W=$(mktemp -d /tmp/fault-matrix.XXXXXX)
-trap 'rm -rf "$W"' EXIT
+trap 'rm -rf "$W"; [ -z "$PAIR" ] || : >"$PAIR/end"' EXIT
 # Both ends authenticate with a pre-shared key (docs/security.md).
 KEY=$W/key; head -c 32 /dev/urandom >"$KEY"; chmod 600 "$KEY"
+[ -z "$PAIR" ] || { mkdir -p "$PAIR" && cp "$KEY" "$PAIR/key"; } || exit 2
 
 now_ms() { local t=${EPOCHREALTIME/./}; echo $((t / 1000)); }
 # The rdmamig process under a timeout(1) pid (from /proc: the Soft-RoCE VM
@@ -200,7 +233,7 @@ expect_re() {
     drop-link) echo 'reset|abort|closed|lost|peer' ;;
     cancel) echo 'cancel' ;;
     stop-dst) echo 'time|within|respond|stopped|progress' ;;
-    link-down) echo 'retry|time|within|lost|reset|closed|link|port|flushed' ;;
+    link-down*) echo 'retry|time|within|lost|reset|closed|link|port|flushed' ;;
   esac
 }
 
@@ -208,6 +241,65 @@ expect_re() {
 keep_run() {
   [ -n "${RMIG_FAULT_KEEP:-}" ] || return 0
   mkdir -p "$RMIG_FAULT_KEEP" && cp -r "$1" "$RMIG_FAULT_KEEP/${2//\//-}-$(now_ms)"
+}
+
+# Files shared with the agent (-P, -A): written whole, then renamed into
+# place, so the other side never reads half of one.
+put() { printf '%s\n' "$2" >"$1.tmp" && mv -f "$1.tmp" "$1"; }
+wait_file() {
+  local i
+  for i in $(seq $(($2 * 20))); do [ -f "$1" ] && return 0; sleep 0.05; done
+  return 1
+}
+next_run() { local n; n=$(($(cat "$W/runs" 2>/dev/null || echo 0) + 1)); echo "$n" >"$W/runs"; echo "$n"; }
+
+# The agent (-A): one destination for the run in folder $1 (see the header).
+agent_run() {
+  local rd=$1 d=$W/run be dtmo hard addr="" i dt dp fault="" t0 t1 rc r
+  read -r be dtmo hard <"$rd/req"
+  rm -rf "$d"; mkdir -p "$d"
+  cp "$AGENT/key" "$W/key" && chmod 600 "$W/key"
+  timeout -k 2 "$hard" "$RDMAMIG" serve --listen "$HOST:0" --backend "$be" --timeout-ms "$dtmo" --key-file "$W/key" \
+    --json >"$d/d.json" 2>"$d/d.err" & dt=$!
+  for i in $(seq 500); do
+    addr=$(sed -n 's/.*listening on //p' "$d/d.err" 2>/dev/null | head -1); [ -n "$addr" ] && break
+    kill -0 "$dt" 2>/dev/null || break; sleep 0.02
+  done
+  dp=$(child_of "$dt")
+  [ -n "$addr" ] || { kill -9 "$dt" 2>/dev/null; cp "$d/d.err" "$rd/"; }
+  put "$rd/addr" "$addr"
+  # The source side names the fault once its source is paused (or its
+  # source's end reaches this destination first: kill-src).
+  for i in $(seq $((hard * 20))); do
+    [ -f "$rd/fault" ] && { read -r fault <"$rd/fault"; break; }
+    kill -0 "$dt" 2>/dev/null || break; sleep 0.05
+  done
+  t0=$(now_ms)
+  case $fault in
+    kill-dst|abort) kill -9 "$dp" ;;
+    stop-dst) kill -STOP "$dp" ;;
+    link-down-dst) ipr link set "$NETDEV" down ;;
+  esac
+  put "$rd/applied" "$fault"
+  if [ "$fault" = stop-dst ]; then # hung until the source side is done
+    wait_file "$rd/release" $((hard + 30))
+    kill -9 "$dp" 2>/dev/null; kill -CONT "$dp" 2>/dev/null; rm -f /dev/shm/"$dp":*
+  fi
+  wait "$dt" 2>/dev/null; rc=$?; t1=$(now_ms)
+  if [ "$fault" = link-down-dst ]; then
+    r=$(restore_device link-down "") || echo "destination's host: $r" >"$rd/note"
+  fi
+  cp "$d/d.json" "$d/d.err" "$rd/" 2>/dev/null
+  put "$rd/done" "$rc $((t1 - t0))"
+}
+
+agent_main() {
+  local n=1
+  echo "fault-matrix: agent for the destination on $HOST, runs in $AGENT"
+  while [ ! -f "$AGENT/end" ] || [ -f "$AGENT/$n/req" ]; do
+    if [ -f "$AGENT/$n/req" ]; then agent_run "$AGENT/$n"; n=$((n + 1)); else sleep 0.05; fi
+  done
+  echo "fault-matrix: agent done, $((n - 1)) runs"
 }
 
 # One run; prints "ok" or "FAIL: why" on the first line, then the errors.
@@ -220,14 +312,21 @@ run_one() {
   # python for tgkill), and a destination with the source's deadline could
   # give up first ("the peer sent nothing"): it gets three times as long.
   local dtmo=$TMO; [ "$fault" = cancel ] && dtmo=$((TMO * 3))
-  timeout -k 2 "$HARD" "$RDMAMIG" serve --listen "$HOST:0" --backend "$be" --timeout-ms "$dtmo" --key-file "$KEY" \
-    --json >"$d/d.json" 2>"$d/d.err" & local dt=$!
-  local addr="" i
-  for i in $(seq 200); do
-    addr=$(sed -n 's/.*listening on //p' "$d/d.err" 2>/dev/null | head -1); [ -n "$addr" ] && break; sleep 0.02
-  done
-  local dp; dp=$(child_of "$dt")
-  [ -n "$addr" ] || { kill -9 "$dt" 2>/dev/null; wait "$dt" 2>/dev/null; echo "FAIL: serve did not listen: $(head -c 300 "$d/d.err")"; return; }
+  local dt="" dp="" addr="" i rd=""
+  if [ -n "$PAIR" ]; then # the agent on the other host starts it
+    rd=$PAIR/$(next_run)
+    mkdir -p "$rd.tmp" && echo "$be $dtmo $HARD" >"$rd.tmp/req" && mv "$rd.tmp" "$rd"
+    wait_file "$rd/addr" 60 && addr=$(cat "$rd/addr")
+    [ -n "$addr" ] || { put "$rd/fault" abort; echo "FAIL: the agent's serve did not listen: $(head -c 300 "$rd/d.err" 2>/dev/null)"; return; }
+  else
+    timeout -k 2 "$HARD" "$RDMAMIG" serve --listen "$HOST:0" --backend "$be" --timeout-ms "$dtmo" --key-file "$KEY" \
+      --json >"$d/d.json" 2>"$d/d.err" & dt=$!
+    for i in $(seq 200); do
+      addr=$(sed -n 's/.*listening on //p' "$d/d.err" 2>/dev/null | head -1); [ -n "$addr" ] && break; sleep 0.02
+    done
+    dp=$(child_of "$dt")
+    [ -n "$addr" ] || { kill -9 "$dt" 2>/dev/null; wait "$dt" 2>/dev/null; echo "FAIL: serve did not listen: $(head -c 300 "$d/d.err")"; return; }
+  fi
   RMIG_TEST_PAUSE_AT=$ph timeout -k 2 "$HARD" "$RDMAMIG" migrate --to "$addr" --backend "$be" --key-file "$KEY" \
     --guest-size "$GUEST" --timeout-ms "$TMO" --json >"$d/s.json" 2>"$d/s.err" & local st=$!
   local sp="" paused=""
@@ -238,30 +337,49 @@ run_one() {
     sleep 0.02
   done
   if [ -z "$paused" ]; then
-    kill -9 "$st" "$dt" 2>/dev/null; wait "$st" "$dt" 2>/dev/null
+    kill -9 "$st" $dt 2>/dev/null; wait "$st" $dt 2>/dev/null
+    [ -z "$PAIR" ] || { put "$rd/fault" abort; wait_file "$rd/done" 60; }
     keep_run "$d" "$fault-$ph-$be"
     echo "FAIL: the source never paused at $ph: $(grep -v '^round' "$d/s.err" | head -c 300)"; return
   fi
   local killed="" t0; t0=$(now_ms)
+  [ -z "$PAIR" ] || put "$rd/fault" "$fault"
   case $fault in
-    kill-dst) kill -9 "$dp"; killed=$dp; kill -CONT "$sp" ;;
+    kill-dst|stop-dst|link-down-dst)
+      if [ -n "$PAIR" ]; then # the agent injects it, then says so
+        wait_file "$rd/applied" 30 || echo "the agent did not inject $fault within 30 s" >"$d/note"
+        t0=$(now_ms)
+      elif [ "$fault" = kill-dst ]; then kill -9 "$dp"; killed=$dp
+      else kill -STOP "$dp"; fi
+      kill -CONT "$sp" ;;
     kill-src) kill -9 "$sp"; killed=$sp ;;
     drop-link) local n; n=$(drop_links "$sp"); [ "$n" -gt 0 ] || echo "no connection to drop" >"$d/note"; kill -CONT "$sp" ;;
     cancel) sigint_main "$sp"; kill -CONT "$sp" ;;
-    stop-dst) kill -STOP "$dp"; kill -CONT "$sp" ;;
     rdma-link-delete) rdma link delete "$RXE" >"$d/link.out" 2>&1 & local lp=$!
       wait_removal_begun "$lp" "$d/note"; kill -CONT "$sp" ;;
-    link-down) ipr link set "$NETDEV" down; kill -CONT "$sp" ;;
+    link-down|link-down-src) ipr link set "$NETDEV" down; kill -CONT "$sp" ;;
   esac
   local src_rc dst_rc src_ms dst_ms
   wait "$st"; src_rc=$?; src_ms=$(( $(now_ms) - t0 ))
-  if [ "$fault" = stop-dst ]; then # the hung destination: the script ends it
-    kill -9 "$dp" 2>/dev/null; kill -CONT "$dp" 2>/dev/null; rm -f /dev/shm/"$dp":*
+  if [ -n "$PAIR" ]; then # the agent's destination: its status, time and outputs
+    [ "$fault" = stop-dst ] && put "$rd/release" 1
+    dst_rc=137 dst_ms=0
+    if wait_file "$rd/done" $((HARD + 30)); then
+      read -r dst_rc dst_ms <"$rd/done"
+      cp "$rd/d.json" "$rd/d.err" "$d/" 2>/dev/null
+      [ -f "$rd/note" ] && cat "$rd/note" >>"$d/note"
+    else
+      echo "the agent reported no end of the destination within $((HARD + 30)) s" >>"$d/note"
+    fi
+  else
+    if [ "$fault" = stop-dst ]; then # the hung destination: the script ends it
+      kill -9 "$dp" 2>/dev/null; kill -CONT "$dp" 2>/dev/null; rm -f /dev/shm/"$dp":*
+    fi
+    wait "$dt"; dst_rc=$?; dst_ms=$(( $(now_ms) - t0 ))
   fi
-  wait "$dt"; dst_rc=$?; dst_ms=$(( $(now_ms) - t0 ))
   local why=() re; re=$(expect_re "$fault" "$be")
   [ -f "$d/note" ] && why+=("$(cat "$d/note")")
-  case $fault in rdma-link-delete|link-down)
+  case $fault in rdma-link-delete|link-down|link-down-src)
     local r; r=$(restore_device "$fault" "${lp:-}") || why+=("$r") ;;
   esac
   local S_committed S_guest_running_here S_source_intact S_mrs_live S_error
@@ -295,7 +413,7 @@ run_one() {
     rm -f /dev/shm/"$killed":*
   fi
   local ms=$src_ms; [ "$fault" = kill-src ] && ms=$dst_ms
-  case $fault in drop-link|cancel) [ "$dst_ms" -gt "$ms" ] && ms=$dst_ms ;; esac
+  case $fault in drop-link|cancel|link-down-*) [ "$dst_ms" -gt "$ms" ] && ms=$dst_ms ;; esac
   if ((${#why[@]})); then
     keep_run "$d" "$fault-$ph-$be"
     local IFS=';'; echo "FAIL: ${why[*]}"
@@ -306,6 +424,7 @@ run_one() {
   echo "dst: $derr"
 }
 
+[ -z "$AGENT" ] || { agent_main; exit 0; }
 echo "fault-matrix: backends [$BACKENDS], R=$R, guest $GUEST idle, --timeout-ms $TMO (limit ${LIMIT} ms from fault to exit)"
 declare -A OK N MAXMS SAID
 bad=0
