@@ -7,9 +7,18 @@
 # destination.  Same checks and table as on the host.
 #
 #   scripts/fault-matrix-vm.sh [--build DIR] [--backends "verbs ofi/verbs"]
-#                              [ARGS for fault-matrix.sh]
+#                              [--pair] [ARGS for fault-matrix.sh]
 #   (default ARGS: -r 1 -g 16M -t 3000; -H is rxe0's address; backends: verbs,
 #   and ofi/verbs where the ofi backend is compiled in)
+#
+# --pair: two VMs (softroce-vm.sh pair), the source in VM a (10.0.0.1), the
+# destination in VM b (10.0.0.2), each on its own rxe0, so that one side's
+# link can go down while the other's stays up.  VM a runs fault-matrix.sh
+# -P (the source side), VM b its agent (-A), which starts each `rdmamig
+# serve` and injects the destination-side faults; they meet in a folder of
+# the run both VMs see ($RMIG_VM_RUN/fm).  Faults: kill-dst kill-src
+# link-down-src link-down-dst (-f to choose among those and cancel,
+# stop-dst).
 #
 # bash and python3 come from the host (scripts/vm-tools.sh); the VM runs
 # the matrix under a deadline of its own (guard): a hang prints
@@ -19,10 +28,12 @@ cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
 ARGS=()
 BACKENDS=""
+PAIR=0
 while (($#)); do
   case "$1" in
     --build) BUILD=$2; shift 2 ;;
     --backends) BACKENDS=$2; shift 2 ;;
+    --pair) PAIR=1; shift ;;
     *) ARGS+=("$1"); shift ;;
   esac
 done
@@ -34,17 +45,28 @@ B=$(realpath "$BUILD")
 stage_vm_tools "$B"
 # The VM sees the build folder only.
 cp scripts/fault-matrix.sh "$VMT/"
-FAULTS="kill-dst kill-src rdma-link-delete link-down cancel stop-dst"
 LOG=$B/softroce/fault-matrix-vm.log
 mkdir -p "$B/softroce"
 DEADLINE=${SOFTROCE_FAULT_TIMEOUT:-900}
+ENV="env PATH=$VMT/bin:\$PATH PYTHON=$VMT/bin/python3 PYTHONHOME=$VMT/py BUILD=$B"
 rc=0
-bash scripts/softroce-vm.sh --build "$BUILD" --mem 1024 --timeout $((DEADLINE + 60)) run \
-  "guard fault-matrix $DEADLINE env PATH=$VMT/bin:\$PATH PYTHON=$VMT/bin/python3 PYTHONHOME=$VMT/py BUILD=$B RMIG_FAULT_KEEP=\$RMIG_VM_RUN/unexpected \
-   $VMT/bin/bash $VMT/fault-matrix.sh -b '$BACKENDS' -H \$RMIG_VM_IP -f '$FAULTS' ${ARGS[*]}" \
-  >"$LOG" 2>&1 || rc=$?
+if ((PAIR)); then
+  LOG=$B/softroce/fault-matrix-pair.log
+  FAULTS="kill-dst kill-src link-down-src link-down-dst"
+  bash scripts/softroce-vm.sh --build "$BUILD" --mem 1024 --timeout $((DEADLINE + 60)) pair \
+    "guard fault-matrix $DEADLINE $ENV RMIG_FAULT_KEEP=\$RMIG_VM_RUN/unexpected \
+     $VMT/bin/bash $VMT/fault-matrix.sh -b '$BACKENDS' -H \$RMIG_VM_IP -P \$RMIG_VM_RUN/fm -f '$FAULTS' ${ARGS[*]}" \
+    "guard fault-agent $DEADLINE $ENV $VMT/bin/bash $VMT/fault-matrix.sh -A \$RMIG_VM_RUN/fm -H \$RMIG_VM_IP" \
+    >"$LOG" 2>&1 || rc=$?
+else
+  FAULTS="kill-dst kill-src rdma-link-delete link-down cancel stop-dst"
+  bash scripts/softroce-vm.sh --build "$BUILD" --mem 1024 --timeout $((DEADLINE + 60)) run \
+    "guard fault-matrix $DEADLINE $ENV RMIG_FAULT_KEEP=\$RMIG_VM_RUN/unexpected \
+     $VMT/bin/bash $VMT/fault-matrix.sh -b '$BACKENDS' -H \$RMIG_VM_IP -f '$FAULTS' ${ARGS[*]}" \
+    >"$LOG" 2>&1 || rc=$?
+fi
 # The matrix's own lines (the whole console is in $LOG).
-grep -aE '^\[a\] (fault-matrix|cells|\||- |  - |  UNEXPECTED|    |What)|SOFTROCE-(HANG|RESULT)' "$LOG" | sed 's/^\[a\] //' || true
+grep -aE '^\[a\] (fault-matrix|cells|\||- |  - |  UNEXPECTED|    |What)|^\[b\] fault-matrix|SOFTROCE-(HANG|RESULT)' "$LOG" | sed 's/^\[a\] //' || true
 if ((rc)); then
   run=$(sed -n 's/.*(logs: \(.*\))$/\1/p' "$LOG" | tail -1)
   [ -n "$run" ] && [ -d "$run/unexpected" ] && echo "fault-matrix-vm: the outputs of each unexpected run: $run/unexpected" >&2

@@ -295,6 +295,7 @@ agent_run() {
 
 agent_main() {
   local n=1
+  mkdir -p "$AGENT" && put "$AGENT/ready" "$HOST"
   echo "fault-matrix: agent for the destination on $HOST, runs in $AGENT"
   while [ ! -f "$AGENT/end" ] || [ -f "$AGENT/$n/req" ]; do
     if [ -f "$AGENT/$n/req" ]; then agent_run "$AGENT/$n"; n=$((n + 1)); else sleep 0.05; fi
@@ -425,6 +426,10 @@ run_one() {
 }
 
 [ -z "$AGENT" ] || { agent_main; exit 0; }
+if [ -n "$PAIR" ]; then
+  wait_file "$PAIR/ready" 300 || { echo "fault-matrix: no agent in $PAIR within 300 s (run fault-matrix.sh -A $PAIR on the destination's host)" >&2; exit 2; }
+  echo "fault-matrix: the destinations run on $(cat "$PAIR/ready") (agent in $PAIR)"
+fi
 echo "fault-matrix: backends [$BACKENDS], R=$R, guest $GUEST idle, --timeout-ms $TMO (limit ${LIMIT} ms from fault to exit)"
 declare -A OK N MAXMS SAID
 bad=0
