@@ -55,14 +55,14 @@ if ((PAIR)); then
   FAULTS="kill-dst kill-src link-down-src link-down-dst"
   bash scripts/softroce-vm.sh --build "$BUILD" --mem 1024 --timeout $((DEADLINE + 60)) pair \
     "guard fault-matrix $DEADLINE $ENV RMIG_FAULT_KEEP=\$RMIG_VM_RUN/unexpected \
-     $VMT/bin/bash $VMT/fault-matrix.sh -b '$BACKENDS' -H \$RMIG_VM_IP -P \$RMIG_VM_RUN/fm -f '$FAULTS' ${ARGS[*]}" \
+     $VMT/bin/bash $VMT/fault-matrix.sh -b '$BACKENDS' -H \$RMIG_VM_IP -P \$RMIG_VM_RUN/fm -f '$FAULTS' $(printf "%q " "${ARGS[@]}")" \
     "guard fault-agent $DEADLINE $ENV $VMT/bin/bash $VMT/fault-matrix.sh -A \$RMIG_VM_RUN/fm -H \$RMIG_VM_IP" \
     >"$LOG" 2>&1 || rc=$?
 else
   FAULTS="kill-dst kill-src rdma-link-delete link-down cancel stop-dst"
   bash scripts/softroce-vm.sh --build "$BUILD" --mem 1024 --timeout $((DEADLINE + 60)) run \
     "guard fault-matrix $DEADLINE $ENV RMIG_FAULT_KEEP=\$RMIG_VM_RUN/unexpected \
-     $VMT/bin/bash $VMT/fault-matrix.sh -b '$BACKENDS' -H \$RMIG_VM_IP -f '$FAULTS' ${ARGS[*]}" \
+     $VMT/bin/bash $VMT/fault-matrix.sh -b '$BACKENDS' -H \$RMIG_VM_IP -f '$FAULTS' $(printf "%q " "${ARGS[@]}")" \
     >"$LOG" 2>&1 || rc=$?
 fi
 # The matrix's own lines (the whole console is in $LOG).

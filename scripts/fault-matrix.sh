@@ -216,8 +216,16 @@ restore_device() {
   fi
   [ -e "/sys/class/infiniband/$RXE" ] && { echo "$RXE still there after rdma link delete"; return 1; }
   rdma link add "$RXE" type rxe netdev "$NETDEV" || { echo "rdma link add $RXE failed"; return 1; }
-  for i in $(seq 300); do dev_active && return 0; sleep 0.05; done
-  echo "$RXE port not active 15 s after the fault was undone"; return 1
+  for i in $(seq 300); do dev_active && break; sleep 0.05; done
+  dev_active || { echo "$RXE port not active 15 s after the fault was undone"; return 1; }
+  peer_reachable
+}
+# Two hosts: the other host answers again (ARP) once the link is back.
+peer_reachable() {
+  local i
+  [ -n "${RMIG_PEER_IP:-}" ] || return 0
+  for i in $(seq 20); do ping -c 1 -W 1 "$RMIG_PEER_IP" >/dev/null 2>&1 && return 0; done
+  echo "the peer $RMIG_PEER_IP does not answer ping 20 s after the fault was undone: $(ipr neigh show 2>&1 | tr '\n' ' ')"; return 1
 }
 
 # Expected error of a survivor, as an extended regex, per fault (and backend).
