@@ -455,50 +455,19 @@ void ofi_drain_sends(struct ofi_ep *o, int timeout_ms)
 	} while (0)
 
 /*
- * Post one read (w describes it: the local region is its destination),
- * split into ops of at most max_msg bytes; each asks for a completion,
- * which means the bytes are in local memory.
- */
-static int post_read(struct ofi_ep *o, struct ofi_batch *b, const struct rmig_write *w,
-		     uint64_t deadline)
-{
-	const struct ofi_region *lr = (const struct ofi_region *)w->lmr;
-	int rc = 0;
-
-	for (uint64_t off = 0; off < w->len; off += o->prov.max_msg) {
-		uint64_t chunk = w->len - off < o->prov.max_msg ? w->len - off : o->prov.max_msg;
-		struct iovec iov = { (char *)lr->base.addr + w->loff + off, chunk };
-		void *desc = lr->desc;
-		struct fi_rma_iov rma = { .addr = ofi_remote_addr(w->rkey->addr, w->roff + off),
-					  .len = chunk, .key = w->rkey->key };
-		struct fi_msg_rma msg = { .msg_iov = &iov, .desc = &desc, .iov_count = 1,
-					  .addr = o->peer, .rma_iov = &rma,
-					  .rma_iov_count = 1, .context = &b->ctx };
-
-		POST_RETRY(o, deadline, rc, fi_readmsg(o->ep, &msg, FI_COMPLETION));
-		if (rc)
-			return rc;
-		if (!o->rma_inflight)
-			o->rma_moved_ms = rmig_now_ms();
-		b->pending++;
-		o->rma_inflight++;
-	}
-	return 0;
-}
-
-/*
- * Post one write, split into ops of at most max_msg bytes.  Which ops ask
- * for delivery completion: all of them, or, where writes are ordered
- * (FI_ORDER_WAW), only the batch's last: once it is placed at the peer, the
- * writes before it are too, and the cheaper transmit completions of the
- * others suffice (shm, for one, moves a small delivery-complete write
- * through a segmented protocol that allows one at a time per peer).
+ * Post one write or read (b->read; for a read, w's local region is its
+ * destination), split into ops of at most max_msg bytes, each asking for a
+ * completion.  A read's completion means the bytes are in local memory.
+ * Which write ops ask for delivery completion: all of them, or, where
+ * writes are ordered (FI_ORDER_WAW), only the batch's last: once it is
+ * placed at the peer, the writes before it are too, and the cheaper
+ * transmit completions of the others suffice (shm, for one, moves a small
+ * delivery-complete write through a segmented protocol that allows one at
+ * a time per peer).
  */
 static int post_write(struct ofi_ep *o, struct ofi_batch *b, const struct rmig_write *w,
 		      int last_write, uint64_t deadline)
 {
-	if (b->read)
-		return post_read(o, b, w, deadline);
 	const struct ofi_region *lr = (const struct ofi_region *)w->lmr;
 	int rc = 0;
 
@@ -514,9 +483,13 @@ static int post_write(struct ofi_ep *o, struct ofi_batch *b, const struct rmig_w
 		int last = last_write && off + chunk == w->len;
 		uint64_t flags = FI_COMPLETION;
 
-		if (o->prov.delivery_complete && (last || !o->prov.waw))
-			flags |= FI_DELIVERY_COMPLETE;
-		POST_RETRY(o, deadline, rc, fi_writemsg(o->ep, &msg, flags));
+		if (b->read) {
+			POST_RETRY(o, deadline, rc, fi_readmsg(o->ep, &msg, flags));
+		} else {
+			if (o->prov.delivery_complete && (last || !o->prov.waw))
+				flags |= FI_DELIVERY_COMPLETE;
+			POST_RETRY(o, deadline, rc, fi_writemsg(o->ep, &msg, flags));
+		}
 		if (rc)
 			return rc;
 		if (!o->rma_inflight)
